@@ -1,0 +1,34 @@
+"""Embed a corpus with an (M)LLM embedder on a Ray Data actor pool.
+
+python jobs/embed.py --input data/demo/embed_corpus.jsonl --output outputs/embed --model minilm
+ray job submit --working-dir . -- python jobs/embed.py --config jobs/configs/embed.yaml
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from uniembed.config import parse_config
+from uniembed.pipelines.embed import run_embed
+from uniembed.pipelines.embed_config import EmbedConfig
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "embed.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(
+        EmbedConfig,
+        argv,
+        prog="embed.py",
+        description=__doc__,
+        default_config=DEFAULT_CONFIG,
+        flags={"input": "input", "output": "output", "model": "model.name", "format": "format"},
+    )
+    summary = run_embed(cfg)
+    print(summary.line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Image loading and validation: bytes, local paths and storage URIs to RGB PIL images."""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+
+from PIL import Image, UnidentifiedImageError
+
+# A decompression bomb guard: larger images are refused rather than decoded.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+class ImageError(ValueError):
+    """An image could not be read or decoded; the message names the record and the source."""
+
+
+def resolve_uri(path: str, base: str | None) -> str:
+    """Resolve ``path`` against ``base`` (the folder of the file that named it).
+
+    Absolute local paths and URIs with a scheme are returned unchanged.
+    """
+    if not path or "://" in path or os.path.isabs(path) or not base:
+        return path
+    if "://" in base:
+        scheme, rest = base.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, path))}"
+    return os.path.normpath(os.path.join(base, path))
+
+
+def decode_image(
+    data: bytes, *, record: str = "?", source: str = "bytes", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Decode and fully load encoded image bytes into an RGB image.
+
+    Raises ImageError naming ``record`` and ``source`` for empty, truncated, unknown or
+    oversized images. The whole image is decoded here, so a truncated file cannot fail
+    later inside a model's processor.
+    """
+    if not data:
+        raise ImageError(f"record {record}: image from {source} is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"record {record}: image from {source} is {width}x{height}, "
+                    f"over the limit of {max_pixels} pixels"
+                )
+            probe.verify()  # checks structure without decoding pixels
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # decodes every pixel: catches truncation
+            return img.convert("RGB")
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"record {record}: cannot decode image from {source}: {e}") from e
+
+
+def load_image(
+    image: bytes | None,
+    image_uri: str | None,
+    *,
+    record: str = "?",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image | None:
+    """The record's image from bytes (preferred) or a URI; None when it has neither."""
+    if image:
+        return decode_image(image, record=record, source="bytes", max_pixels=max_pixels)
+    if image_uri:
+        from uniembed import storage
+
+        try:
+            data = storage.read_bytes(image_uri)
+        except Exception as e:  # noqa: BLE001 - every read failure becomes a record error
+            raise ImageError(f"record {record}: cannot read image {image_uri}: {e}") from e
+        return decode_image(data, record=record, source=image_uri, max_pixels=max_pixels)
+    return None

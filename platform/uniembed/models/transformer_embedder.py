@@ -1,0 +1,147 @@
+"""The embedder for every family: one transformers backbone, prompted and pooled per family.
+
+MLLMs (Qwen2-VL, LLaVA, ...) go through their processor, text LMs and encoders through
+their tokenizer; the forward pass, pooling and normalisation are shared. Batches are
+right-padded: with causal attention real tokens never see the padding and keep their
+positions, so an input embedded alone and inside a padded batch gives the same vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from uniembed.models.inputs import EmbedInput, check_input
+from uniembed.models.pooling import pool_and_normalize
+from uniembed.models.pooling_config import ResolvedPooling
+from uniembed.models.prompts import build_prompt
+
+
+class TransformerEmbedder:
+    """An :class:`~uniembed.models.embedder.Embedder` over a transformers base model.
+
+    Args:
+        name: registry name or folder, used in error messages.
+        model: the base model (``AutoModel``); its output has ``last_hidden_state``.
+        tokenizer: the text tokenizer (for MLLMs, the processor's tokenizer).
+        processor: the multimodal processor, or None for text-only families.
+        settings: the resolved family, pooling and prompt templates.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        processor: Any | None,
+        settings: ResolvedPooling,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.processor = processor
+        self.settings = settings
+        self.family = settings.family
+        self.supports_images = settings.family.supports_images and processor is not None
+        self.dim = int(model.config.get_text_config().hidden_size)
+        # Right padding everywhere (see the module docstring); pooling reads the mask anyway.
+        tokenizer.padding_side = "right"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    # --- prompts and batches ---------------------------------------------------------
+    def _chat_owner(self) -> Any:
+        return self.processor if self.processor is not None else self.tokenizer
+
+    def prompts(self, inputs: Sequence[EmbedInput]) -> list[str]:
+        """The full prompt string per input; ValueError naming the model for bad inputs."""
+        out = []
+        for i, inp in enumerate(inputs):
+            check_input(inp, i, self.name)
+            if inp.has_image and not self.supports_images:
+                raise ValueError(
+                    f"{self.name}: input {i} has an image but model {self.name} "
+                    f"({self.family.name} family) embeds text only"
+                )
+            out.append(build_prompt(inp, self._chat_owner(), self.settings))
+        return out
+
+    def _tokenize_text(self, prompts: list[str], return_tensors: str | None) -> Any:
+        max_length = self.settings.max_length
+        return self.tokenizer(
+            prompts,
+            padding=return_tensors is not None,
+            truncation=max_length is not None,
+            max_length=max_length,
+            # A chat template already spells the special tokens it wants.
+            add_special_tokens=not self._chat_applied(),
+            return_tensors=return_tensors,
+        )
+
+    def _chat_applied(self) -> bool:
+        return bool(self.settings.use_chat_template and self._chat_owner().chat_template)
+
+    def encode(self, inputs: Sequence[EmbedInput]) -> dict[str, torch.Tensor]:
+        """Model inputs for a batch: ``input_ids``/``attention_mask`` (n, seq) plus, for
+        MLLMs, the processor's image tensors; on the model's device and float dtype."""
+        prompts = self.prompts(inputs)
+        if self.processor is not None:
+            images = [inp.image for inp in inputs if inp.image is not None]
+            batch = self.processor(
+                text=prompts, images=images or None, padding=True, return_tensors="pt"
+            )
+        else:
+            batch = self._tokenize_text(prompts, "pt")
+        device = next(self.model.parameters()).device
+        dtype = next(self.model.parameters()).dtype
+        return {
+            k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
+            for k, v in batch.items()
+            if isinstance(v, torch.Tensor)
+        }
+
+    # --- forward -------------------------------------------------------------------
+    def hidden_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Final-layer hidden states (n, seq, hidden) for an encoded batch."""
+        return self.model(**batch).last_hidden_state
+
+    def features(self, inputs: Sequence[EmbedInput]) -> torch.Tensor:
+        """Pooled, L2-normalised embeddings (n, dim) float32, with autograd left on (training)."""
+        if len(inputs) == 0:
+            raise ValueError(f"{self.name}: no inputs to embed")
+        batch = self.encode(inputs)
+        hidden = self.hidden_states(batch)
+        return pool_and_normalize(hidden, batch["attention_mask"], self.settings.pooling)
+
+    def embed(self, inputs: Sequence[EmbedInput]) -> np.ndarray:
+        """Embed ``inputs`` in one forward pass: (n, dim) float32, unit rows."""
+        if len(inputs) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            vectors = self.features(inputs)
+        return vectors.cpu().numpy().astype(np.float32, copy=False)
+
+    def token_length(self, inp: EmbedInput) -> int:
+        """Tokens ``inp`` will take, image tokens included; tokenizes text only (cheap)."""
+        (prompt,) = self.prompts([inp])
+        if self.processor is None:
+            return len(self._tokenize_text([prompt], None)["input_ids"][0])
+        n = len(self.tokenizer(prompt)["input_ids"])
+        if inp.image is not None:
+            n += self._image_tokens(inp) - 1  # the one placeholder token expands to N
+        return n
+
+    def _image_tokens(self, inp: EmbedInput) -> int:
+        assert inp.image is not None and self.processor is not None
+        width, height = inp.image.size
+        try:
+            data = self.processor._get_num_multimodal_tokens(image_sizes=[(height, width)])
+            return int(data.num_image_tokens[0])
+        except (AttributeError, NotImplementedError, TypeError, KeyError):
+            # Processors without the size formula: count by processing this image.
+            batch = self.processor(text=[self.prompts([inp])[0]], images=[inp.image])
+            placeholder = self.tokenizer(self.prompts([inp])[0])["input_ids"]
+            return len(batch["input_ids"][0]) - len(placeholder) + 1

@@ -1,0 +1,43 @@
+"""Config of the embed job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from uniembed.config import require
+from uniembed.data.records import FORMATS
+from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
+
+
+@dataclass
+class IndexSection:
+    """Optional FAISS index written next to the embeddings."""
+
+    kind: Literal["none", "flat", "ivf"] = field(
+        default="none", metadata={"help": "flat: exact; ivf: for large corpora"}
+    )
+    nlist: int | None = field(default=None, metadata={"help": "IVF lists (default ~4 sqrt(n))"})
+    nprobe: int = 16
+
+
+@dataclass
+class EmbedConfig:
+    """python jobs/embed.py --input URI --output URI --model NAME"""
+
+    input: str = field(default="", metadata={"help": "file or folder (local or s3://)"})
+    output: str = field(default="", metadata={"help": "output folder (local or s3://)"})
+    format: str = field(
+        default="items", metadata={"help": "items | mmeb_train | mmeb_eval | unime_v2"}
+    )
+    model: ModelSection = field(default_factory=ModelSection)
+    compute: ActorPoolSection = field(default_factory=ActorPoolSection)
+    index: IndexSection = field(default_factory=IndexSection)
+    ray: RaySection = field(default_factory=RaySection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    overwrite: bool = field(default=True, metadata={"help": "replace a finished output"})
+
+    def __post_init__(self) -> None:
+        require(bool(self.input), "input is required (--input URI)")
+        require(bool(self.output), "output is required (--output URI)")
+        require(self.format in FORMATS, f"format {self.format!r} is not one of {list(FORMATS)}")

@@ -1,0 +1,72 @@
+"""Config sections shared by several jobs (model, actor pool, Ray, storage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from uniembed.config import require
+from uniembed.storage import S3Options
+
+
+@dataclass
+class ModelSection:
+    """Which model to load and how."""
+
+    name: str = field(default="minilm", metadata={"help": "registry name, folder or URI"})
+    device: Literal["auto", "cpu", "cuda"] = field(
+        default="auto", metadata={"help": "auto: cuda when the cluster has GPUs"}
+    )
+    dtype: str | None = field(default=None, metadata={"help": "float32/bfloat16/float16"})
+    pooling: Literal["last", "mean"] | None = field(
+        default=None, metadata={"help": "override the model's pooling"}
+    )
+
+    def __post_init__(self) -> None:
+        require(bool(self.name), "model.name must not be empty")
+        require(
+            self.dtype in (None, "float32", "bfloat16", "float16"),
+            f"model.dtype {self.dtype!r} is not float32, bfloat16 or float16",
+        )
+
+
+@dataclass
+class ActorPoolSection:
+    """The Ray Data actor pool that holds the model."""
+
+    num_actors: int = field(default=1, metadata={"help": "actors holding a model copy"})
+    # On a CPU machine with 2 cores, actors taking a whole CPU each starve the read tasks
+    # and the job hangs: half a CPU leaves room for reading and writing.
+    cpus_per_actor: float = 0.5
+    gpus_per_actor: float = field(default=1.0, metadata={"help": "used when device is cuda"})
+    micro_batch_size: int = field(default=32, metadata={"help": "inputs per forward pass"})
+    # Rows handed to an actor per call; sorting by length happens within this window.
+    rows_per_call: int = 256
+    sort_by_length: bool = True
+    cpu_threads: int | None = field(
+        default=None, metadata={"help": "CPU actors: torch threads (default: cores/actors)"}
+    )
+
+    def __post_init__(self) -> None:
+        require(self.num_actors >= 1, "compute.num_actors must be >= 1")
+        require(self.cpus_per_actor > 0, "compute.cpus_per_actor must be > 0")
+        require(self.gpus_per_actor >= 0, "compute.gpus_per_actor must be >= 0")
+        require(self.micro_batch_size >= 1, "compute.micro_batch_size must be >= 1")
+        require(
+            self.rows_per_call >= self.micro_batch_size,
+            "compute.rows_per_call must be >= compute.micro_batch_size",
+        )
+
+
+@dataclass
+class RaySection:
+    """Where to run: an existing cluster (address, or RAY_ADDRESS / `ray job submit`) or a
+    local one started by the job."""
+
+    address: str | None = field(default=None, metadata={"help": "e.g. ray://host:10001"})
+    num_cpus: int | None = field(default=None, metadata={"help": "local cluster only"})
+
+
+StorageSection = S3Options
+
+__all__ = ["ActorPoolSection", "ModelSection", "RaySection", "StorageSection"]

@@ -1,0 +1,468 @@
+"""One storage layer for every job: local paths, ``file://`` and ``s3://bucket/key`` URIs.
+
+Everything goes through ``pyarrow.fs`` so that Ray Data, Ray Train and our own readers see
+the same bytes. S3 settings come from the standard AWS environment variables, overridden by
+``configure(S3Options(...))`` (the job config); ``S3Options`` is a plain picklable dataclass
+so a driver can ship it to Ray workers, which call ``configure`` themselves.
+
+Writes are atomic: a reader never sees a half-written file as complete.
+
+- Local: write to a hidden temp file in the target folder, then ``os.replace`` it.
+- S3: the whole object is serialised in memory first and uploaded in one go. pyarrow's S3
+  output stream *completes* the upload when it is closed, and ``with`` closes it even when
+  the body raised, so producing data while a stream is open would publish a truncated
+  object on error. Serialising first means an error happens before any request is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import posixpath
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+# Short timeouts so that a wrong or dead endpoint fails in seconds rather than minutes.
+_CONNECT_TIMEOUT_S = 3.0
+_REQUEST_TIMEOUT_S = 30.0
+# Prefix of in-flight local temp files; listings skip them.
+_TMP_PREFIX = ".uniembed-tmp-"
+
+
+# Recent AWS SDKs (the C++ one inside pyarrow included) add CRC checksums with aws-chunked
+# trailers to every upload by default; Ceph radosgw and other S3-compatible servers answer
+# those uploads with "411 MissingContentLength". "when_required" keeps checksums only for the
+# operations whose API demands them. The SDK reads these variables when a client is built,
+# so they must be in the environment first: here at import, again before each build (in
+# case someone cleared them), and in Ray workers through ``worker_env_vars``.
+_CHECKSUM_ENV = {
+    "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+    "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
+}
+
+
+def _set_checksum_env() -> None:
+    for name, value in _CHECKSUM_ENV.items():
+        os.environ.setdefault(name, value)
+
+
+_set_checksum_env()
+
+
+class StorageError(RuntimeError):
+    """A storage operation failed; the message names the URI (and the S3 endpoint)."""
+
+
+@dataclass
+class S3Options:
+    """Connection settings for S3-compatible object stores.
+
+    ``None`` means "not set": the value then comes from the environment (``from_env``) or
+    the AWS SDK defaults.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+
+    def __repr__(self) -> str:
+        # Never print the secret or the session token in logs.
+        return (
+            f"S3Options(endpoint_url={self.endpoint_url!r}, region={self.region!r}, "
+            f"access_key_id={self.access_key_id!r}, secret_access_key="
+            f"{'***' if self.secret_access_key else None}, "
+            f"session_token={'***' if self.session_token else None})"
+        )
+
+    @classmethod
+    def from_env(cls) -> S3Options:
+        """Read the standard AWS variables (``AWS_ENDPOINT_URL_S3`` wins over
+        ``AWS_ENDPOINT_URL``, ``AWS_REGION`` over ``AWS_DEFAULT_REGION``)."""
+        env = os.environ
+        return cls(
+            endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+            secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            session_token=env.get("AWS_SESSION_TOKEN") or None,
+        )
+
+    def merged(self, other: S3Options | None) -> S3Options:
+        """Return ``self`` with every field that ``other`` sets replaced by ``other``'s value.
+
+        Typical use: ``S3Options.from_env().merged(explicit)`` so explicit values win.
+        """
+        if other is None:
+            return dataclasses.replace(self)
+        updates = {
+            f.name: getattr(other, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(other, f.name) is not None
+        }
+        return dataclasses.replace(self, **updates)
+
+    def endpoint_name(self) -> str:
+        """The endpoint as shown in error messages."""
+        if self.endpoint_url:
+            return self.endpoint_url
+        return f"AWS S3 (region {self.region or 'default'})"
+
+
+_lock = threading.Lock()
+_configured: S3Options | None = None
+_fs_cache: dict[tuple[str | None, ...], pafs.S3FileSystem] = {}
+_local_fs = pafs.LocalFileSystem()
+
+
+def configure(options: S3Options | None) -> None:
+    """Set process-wide S3 options; their non-``None`` fields override the environment.
+
+    ``configure(None)`` drops the explicit options (the environment alone applies again).
+    """
+    global _configured
+    with _lock:
+        _configured = dataclasses.replace(options) if options is not None else None
+
+
+def get_options() -> S3Options:
+    """The effective S3 options: environment variables overridden by ``configure``."""
+    with _lock:
+        explicit = _configured
+    return S3Options.from_env().merged(explicit)
+
+
+def worker_env_vars() -> dict[str, str]:
+    """Environment variables for Ray workers, e.g. ``ray.init(runtime_env={"env_vars":
+    worker_env_vars()})`` or a task's ``runtime_env``.
+
+    A pickled ``pyarrow.fs.S3FileSystem`` rebuilds its client in the worker without going
+    through this module, so the worker needs the checksum settings (see ``_CHECKSUM_ENV``);
+    the effective S3 options come along so that ``S3Options.from_env()`` there agrees.
+    """
+    opts = get_options()
+    out = {name: os.environ.get(name, value) for name, value in _CHECKSUM_ENV.items()}
+    pairs = {
+        "AWS_ENDPOINT_URL": opts.endpoint_url,
+        "AWS_REGION": opts.region,
+        "AWS_ACCESS_KEY_ID": opts.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": opts.secret_access_key,
+        "AWS_SESSION_TOKEN": opts.session_token,
+    }
+    out.update({name: value for name, value in pairs.items() if value is not None})
+    return out
+
+
+def _split_endpoint(endpoint_url: str) -> tuple[str, str]:
+    """``http://host:port`` -> (``http``, ``host:port``); a bare ``host:port`` means https."""
+    parsed = urlparse(endpoint_url if "://" in endpoint_url else f"https://{endpoint_url}")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise StorageError(f"S3 endpoint {endpoint_url!r} is not an http(s)://host[:port] URL")
+    return parsed.scheme, parsed.netloc
+
+
+def _build_s3(options: S3Options, connect_timeout: float, max_attempts: int) -> pafs.S3FileSystem:
+    _set_checksum_env()
+    kwargs: dict[str, object] = {}
+    if options.endpoint_url:
+        scheme, netloc = _split_endpoint(options.endpoint_url)
+        kwargs.update(scheme=scheme, endpoint_override=netloc)
+    # A custom endpoint has no region lookup to do; asking the SDK to guess one costs a
+    # metadata-service timeout on machines outside EC2.
+    region = options.region or ("us-east-1" if options.endpoint_url else None)
+    try:
+        return pafs.S3FileSystem(
+            access_key=options.access_key_id,
+            secret_key=options.secret_access_key,
+            session_token=options.session_token,
+            region=region,
+            connect_timeout=connect_timeout,
+            request_timeout=_REQUEST_TIMEOUT_S,
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts),
+            **kwargs,
+        )
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        # e.g. an access key without its secret
+        raise StorageError(f"bad S3 settings for {options.endpoint_name()}: {exc}") from exc
+
+
+def _s3_filesystem(options: S3Options) -> pafs.S3FileSystem:
+    key = dataclasses.astuple(options)
+    with _lock:
+        fs = _fs_cache.get(key)
+        if fs is None:
+            fs = _fs_cache[key] = _build_s3(options, _CONNECT_TIMEOUT_S, max_attempts=3)
+        return fs
+
+
+def _parse(uri: str) -> tuple[str, str]:
+    """Split a URI into (scheme, filesystem path): ``("s3", "bucket/key")`` or
+    ``("file", "/abs/path")``."""
+    if not isinstance(uri, str) or not uri:
+        raise StorageError(f"expected a non-empty URI string, got {uri!r}")
+    if uri.startswith("s3://"):
+        path = uri[len("s3://") :].strip("/")
+        if not path or path.startswith("/"):
+            raise StorageError(f"{uri}: an s3 URI needs a bucket (s3://bucket/key)")
+        return "s3", path
+    if uri.startswith("file://"):
+        path = uri[len("file://") :]
+        if not path.startswith("/"):
+            raise StorageError(f"{uri}: a file:// URI needs an absolute path (file:///abs)")
+        return "file", os.path.normpath(path)
+    if "://" in uri:
+        raise StorageError(f"{uri}: unsupported scheme (use a local path, file:// or s3://)")
+    return "file", os.path.abspath(os.path.expanduser(uri))
+
+
+def is_remote(uri: str) -> bool:
+    """True for ``s3://`` URIs, False for local paths and ``file://``."""
+    return _parse(uri)[0] == "s3"
+
+
+def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and the path inside it (``bucket/key`` for S3, absolute path
+    for local) for ``uri``. S3 filesystems are cached per effective options."""
+    scheme, path = _parse(uri)
+    if scheme == "s3":
+        return _s3_filesystem(get_options()), path
+    return _local_fs, path
+
+
+def local_path(uri: str) -> str | None:
+    """The absolute local path of a local or ``file://`` URI; ``None`` for remote URIs."""
+    scheme, path = _parse(uri)
+    return path if scheme == "file" else None
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path parts onto a URI with ``/``, keeping its scheme: ``join("s3://b", "x", "y")``
+    is ``"s3://b/x/y"``."""
+    out = uri
+    for part in parts:
+        part = str(part).strip("/")
+        if part:
+            out = out.rstrip("/") + "/" + part
+    return out
+
+
+def _where(uri: str) -> str:
+    return f"{uri} (endpoint {get_options().endpoint_name()})" if is_remote(uri) else uri
+
+
+def _to_uri(base_uri: str, base_path: str, path: str) -> str:
+    """Rebuild a URI in ``base_uri``'s form for ``path`` found under ``base_path``."""
+    rel = posixpath.relpath(path, base_path) if path != base_path else ""
+    return join(base_uri, rel) if rel else base_uri
+
+
+def exists(uri: str) -> bool:
+    """True if a file or folder (or, on S3, any object under the prefix) exists at ``uri``."""
+    fs, path = filesystem_for(uri)
+    try:
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot stat {_where(uri)}: {exc}") from exc
+
+
+def read_bytes(uri: str) -> bytes:
+    """The whole content of the file at ``uri``."""
+    fs, path = filesystem_for(uri)
+    try:
+        with fs.open_input_stream(path) as stream:
+            return stream.readall()
+    except FileNotFoundError as exc:
+        raise StorageError(f"{_where(uri)}: not found") from exc
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot read {_where(uri)}: {exc}") from exc
+
+
+def read_text(uri: str) -> str:
+    """The file at ``uri`` decoded as UTF-8."""
+    data = read_bytes(uri)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StorageError(f"{uri}: not valid UTF-8 ({exc})") from exc
+
+
+def _atomic_write(uri: str, produce: Callable[[pa.NativeFile], None]) -> None:
+    """Write what ``produce(sink)`` writes to ``uri`` so that it appears whole or not at all."""
+    fs, path = filesystem_for(uri)
+    if isinstance(fs, pafs.S3FileSystem):
+        # Serialise first (see module docstring): an exception in ``produce`` sends nothing.
+        sink = pa.BufferOutputStream()
+        produce(sink)
+        payload = sink.getvalue()
+        try:
+            with fs.open_output_stream(path) as out:
+                out.write(payload)
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot write {_where(uri)}: {exc}") from exc
+        return
+    folder = os.path.dirname(path)
+    tmp = os.path.join(folder, f"{_TMP_PREFIX}{uuid.uuid4().hex}-{os.path.basename(path)}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with pa.OSFile(tmp, "wb") as out:
+            produce(out)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, (OSError, pa.ArrowException)):
+            raise StorageError(f"cannot write {uri}: {exc}") from exc
+        raise
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Atomically write ``data`` to ``uri``, creating parent folders as needed."""
+    _atomic_write(uri, lambda sink: sink.write(data))
+
+
+def write_text(uri: str, text: str) -> None:
+    """Atomically write ``text`` as UTF-8 to ``uri``."""
+    write_bytes(uri, text.encode("utf-8"))
+
+
+def write_parquet(uri: str, table: pa.Table) -> None:
+    """Atomically write ``table`` as one Parquet file at ``uri``."""
+    if not isinstance(table, pa.Table):
+        raise StorageError(f"{uri}: write_parquet expects a pyarrow.Table, got {type(table)}")
+    _atomic_write(uri, lambda sink: pq.write_table(table, sink))
+
+
+def list_files(uri: str, suffix: str | None = None) -> list[str]:
+    """All files under ``uri`` (recursive), as full URIs in ``uri``'s form, sorted.
+
+    A missing folder gives ``[]``; a file gives ``[uri]`` if it matches ``suffix``. Local
+    temp files of writes in flight are skipped.
+    """
+    fs, path = filesystem_for(uri)
+    try:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            infos = [info]
+        else:
+            infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot list {_where(uri)}: {exc}") from exc
+    out = []
+    for item in infos:
+        if item.type != pafs.FileType.File or item.base_name.startswith(_TMP_PREFIX):
+            continue
+        if suffix is not None and not item.base_name.endswith(suffix):
+            continue
+        out.append(uri if item.path == path else _to_uri(uri, path, item.path))
+    return sorted(out)
+
+
+def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """Read one Parquet file, or every ``*.parquet`` file under a folder (sorted by name,
+    skipping names starting with ``_`` or ``.``), as one table."""
+    fs, path = filesystem_for(uri)
+    files = [
+        f
+        for f in list_files(uri, suffix=".parquet")
+        if not posixpath.basename(f).startswith(("_", "."))
+    ]
+    if not files:
+        raise StorageError(f"{_where(uri)}: no parquet file found")
+    tables = []
+    for f in files:
+        try:
+            tables.append(pq.read_table(filesystem_for(f)[1], columns=columns, filesystem=fs))
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot read parquet {_where(f)}: {exc}") from exc
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="default")
+    except pa.ArrowException as exc:
+        raise StorageError(f"{uri}: parquet files have incompatible schemas: {exc}") from exc
+
+
+def delete(uri: str) -> None:
+    """Delete the file or the whole tree at ``uri``; a missing one is fine. ``s3://bucket``
+    alone empties the bucket but keeps it."""
+    fs, path = filesystem_for(uri)
+    try:
+        kind = fs.get_file_info(path).type
+        if kind == pafs.FileType.File:
+            fs.delete_file(path)
+        elif kind == pafs.FileType.Directory:
+            if is_remote(uri) and "/" not in path:
+                fs.delete_dir_contents(path, missing_dir_ok=True)
+            else:
+                fs.delete_dir(path)
+    except FileNotFoundError:
+        return
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot delete {_where(uri)}: {exc}") from exc
+
+
+def makedirs(uri: str) -> None:
+    """Create the folder ``uri`` and its parents (on S3 only prefix markers; the bucket must
+    exist)."""
+    fs, path = filesystem_for(uri)
+    try:
+        fs.create_dir(path, recursive=True)
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot create folder {_where(uri)}: {exc}") from exc
+
+
+def check_reachable(uri: str, timeout_s: float = 10) -> None:
+    """Fail fast with a clear message if ``uri`` cannot be written.
+
+    S3: raise ``StorageError`` within about ``timeout_s`` naming the endpoint and bucket if
+    the endpoint does not answer, refuses the credentials or the bucket does not exist.
+    Local: raise if the nearest existing folder of ``uri`` is not a writable folder.
+    """
+    scheme, path = _parse(uri)
+    if scheme == "file":
+        probe = path
+        while not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        if os.path.isfile(probe) and probe != path:
+            raise StorageError(f"{uri}: {probe} is a file, not a folder")
+        folder = probe if os.path.isdir(probe) else os.path.dirname(probe)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise StorageError(f"{uri}: folder {folder} is not writable")
+        return
+    _check_bucket(uri, path.split("/", 1)[0], timeout_s)
+
+
+def _check_bucket(uri: str, bucket: str, timeout_s: float) -> None:
+    options = get_options()
+    where = f"S3 endpoint {options.endpoint_name()}, bucket {bucket!r} ({uri})"
+    # A separate client without retries: the cached one retries with backoff.
+    fs = _build_s3(options, connect_timeout=min(_CONNECT_TIMEOUT_S, timeout_s), max_attempts=1)
+    result: dict[str, object] = {}
+
+    def probe() -> None:
+        try:
+            result["type"] = fs.get_file_info(bucket).type
+        except BaseException as exc:  # reported to the caller below
+            result["error"] = exc
+
+    # The SDK's own timeouts do not bound every case (a host that accepts the connection but
+    # never answers), so the probe runs in a thread that we stop waiting for.
+    thread = threading.Thread(target=probe, name="s3-reachability", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise StorageError(f"{where}: no answer within {timeout_s:g} s")
+    if "error" in result:
+        raise StorageError(f"{where}: unreachable or refused: {result['error']}")
+    if result["type"] == pafs.FileType.NotFound:
+        raise StorageError(f"{where}: bucket {bucket!r} does not exist")

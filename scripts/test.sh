@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run the test suite: sets up .venv if needed, installs and starts the local S3 server
+# (Ceph radosgw on 127.0.0.1), then runs pytest. Extra arguments go to pytest, e.g.
+#   bash scripts/test.sh -m "not slow"      bash scripts/test.sh tests/unit -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/s3_server.sh start
+eval "$(bash scripts/s3_server.sh env)"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
+set +e
+.venv/bin/python -m pytest -p no:cacheprovider "$@"
+rc=$?
+set -e
+# pytest exits 5 when a selection matched no test: that is a failure of the selection.
+exit "$rc"
