@@ -37,8 +37,15 @@ def plot_score_distributions(
     nrows = math.ceil(len(tasks) / cols)
     # A lone panel gets room to read; grids (MMEB's 36 tasks) use smaller panels.
     w, h = (5.5, 3.6) if len(tasks) == 1 else (3.4, 2.7)
+    # The constrained layout fits labels exactly but costs seconds per panel on big grids;
+    # those get fixed margins instead.
+    small = len(tasks) <= cols
     fig, axes = plt.subplots(
-        nrows, cols, figsize=(w * cols, h * nrows), squeeze=False, layout="constrained"
+        nrows,
+        cols,
+        figsize=(w * cols, h * nrows),
+        squeeze=False,
+        layout="constrained" if small else None,
     )
     for ax, (name, (gold, best, score)) in zip(axes.flat, tasks.items()):
         both = np.concatenate([gold, best])
@@ -59,6 +66,11 @@ def plot_score_distributions(
         ax.set_ylabel("queries", fontsize=8)
     axes.flat[0].legend(fontsize=7)
     fig.supxlabel("cosine score (gold vs the best-scoring distractor, per query)", fontsize=9)
+    if not small:
+        fig.subplots_adjust(
+            left=0.04, right=0.99, bottom=0.5 / (h * nrows), top=1 - 0.35 / (h * nrows)
+        )
+        fig.subplots_adjust(wspace=0.25, hspace=0.45)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 

@@ -128,6 +128,7 @@ def run_evaluation(cfg: EvalConfig) -> tuple[EvalResults, str]:
         if len(results) > 1:
             write_report(str(Path(tmp) / BASELINE_DIR), results[1], None)
             ours.extra["Baseline report"] = f"{BASELINE_DIR}/report.md"
+            ours.timings["embed (baseline)"] = runs[1].seconds
             baseline = results[1].to_dict()
         write_report(tmp, ours, baseline)
         _upload(Path(tmp), output)

@@ -1,0 +1,353 @@
+"""The MLLM judge: P(Yes) that a candidate meets a query (DESIGN §1, UniME-V2).
+
+s = e^{l_yes} / (e^{l_yes} + e^{l_no}) from the causal-LM logits at the first generated
+token after the pairwise prompt (``judge_prompts``). A fine-tuned pairwise reranker is the
+same thing with other weights: load its folder with :meth:`JudgeScorer.load`.
+
+Two ways to score, one forward function:
+
+* :meth:`JudgeScorer.score_pairs` runs each full prompt alone (no padding, no cache, the
+  model computes its own positions): the reference and the baseline.
+* :meth:`JudgeScorer.score` runs the query prefix once with ``use_cache=True`` and the
+  candidate suffixes in right-padded batches on a copy of that cache, with explicit
+  positions (``judge_cache``), an attention mask over prefix + suffix, and logits taken
+  at each suffix's last real token. Candidate images travel with their suffix
+  (``pixel_values``/``image_grid_thw`` of the batch).
+
+Yes/No token ids: the first token of the answer as the model would emit it right after the
+generation prompt, tokenised in context: ``Yes`` after a newline or special token
+(ChatML ``assistant\\n``), `` Yes`` after a label like LLaVA-1.5's ``ASSISTANT:``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from uniembed.models import judge_cache
+from uniembed.models.families import family_by_name, family_for_config
+from uniembed.models.judge_prompts import (
+    NO,
+    SPLIT_ANCHOR,
+    YES,
+    JudgeInput,
+    answer_text,
+    candidate_content,
+    check_judge_input,
+    first_answer_token,
+    query_content,
+    split_chat,
+)
+from uniembed.models.pooling_config import ResolvedPooling, load_pooling_config, resolve_pooling
+from uniembed.models.processors import load_image_processor
+from uniembed.models.prompts import wrap_chat
+from uniembed.models.registry import (
+    DTYPES,
+    UnknownModelError,
+    _quiet_transformers,
+    registry_names,
+    resolve_model,
+)
+
+__all__ = ["JudgeInput", "JudgeScorer"]
+
+logger = logging.getLogger(__name__)
+_SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+
+
+class JudgeScorer:
+    """Scores (query, candidate) pairs with a causal (M)LLM's Yes/No logits.
+
+    Attributes:
+        name: registry name, folder or hub id the judge was loaded from.
+        supports_images: False for text-only LMs; they reject image inputs.
+        yes_token_id, no_token_id: the answer tokens whose logits are compared.
+        shares_prefix: False when the load-time probe found that this tokenizer or cache
+            cannot split at the query/candidate boundary; ``score`` then runs pair by pair.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        processor: Any | None,
+        settings: ResolvedPooling,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.processor = processor
+        self.settings = settings
+        self.supports_images = settings.family.supports_images and processor is not None
+        self.image_token = settings.image_token if self.supports_images else None
+        self.image_token_id: int | None = getattr(model.config, "image_token_id", None)
+        tokenizer.padding_side = "right"  # suffix batches are right-padded (judge_cache)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._rope_index = judge_cache.rope_index_fn(model)
+        self._anchor_ids = self._encode([SPLIT_ANCHOR], [])["input_ids"][0].tolist()
+        self.yes_token_id, self.no_token_id = self._answer_token_ids()
+        self.shares_prefix = self._split_is_clean()
+
+    # --- loading -----------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, name_or_path: str, *, device: str = "cpu", dtype: str | None = None
+    ) -> JudgeScorer:
+        """Load a judge by registry name (``tiny-qwen2-vl``, ``tiny-llava``, ``tiny-text-lm``,
+        ``smollm2-135m``), model folder or hub id, with its causal-LM head.
+
+        Args:
+            device: torch device string. dtype: "float32", "bfloat16" or "float16"; default
+                float32 on CPU, bfloat16 elsewhere.
+
+        Raises:
+            UnknownModelError: nothing loadable behind the name.
+            ValueError: a bad dtype, or a model that is not a causal (M)LLM.
+        """
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoModelForImageTextToText,
+            AutoTokenizer,
+        )
+
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"{name_or_path}: dtype {dtype!r} is not one of {sorted(DTYPES)}")
+        torch_dtype = DTYPES[dtype or ("float32" if device == "cpu" else "bfloat16")]
+        with _quiet_transformers():
+            source = resolve_model(name_or_path)
+            try:
+                config = AutoConfig.from_pretrained(source)
+            except (OSError, ValueError) as e:
+                raise UnknownModelError(
+                    f"unknown judge model {name_or_path!r}: not a registry name "
+                    f"({', '.join(registry_names())}), not a model folder, and not loadable "
+                    f"as a hub id ({e.__class__.__name__})"
+                ) from e
+            override = load_pooling_config(source) if Path(source).is_dir() else None
+            if override is not None and override.family is not None:
+                family = family_by_name(override.family, name_or_path)
+            else:
+                family = family_for_config(config, name_or_path)
+            if family.kind == "encoder":
+                raise ValueError(
+                    f"{name_or_path}: a {family.name} model has no causal-LM head to judge with"
+                )
+            auto = AutoModelForImageTextToText if family.kind == "mllm" else AutoModelForCausalLM
+            model = auto.from_pretrained(source, dtype=torch_dtype).to(device).eval()
+            if family.kind == "mllm":
+                assert family.processor_class is not None
+                processor = load_image_processor(source, family.processor_class)
+                tokenizer = processor.tokenizer
+            else:
+                processor = None
+                tokenizer = AutoTokenizer.from_pretrained(source)
+        settings = resolve_pooling(family, override)
+        return cls(name_or_path, model, tokenizer, processor, settings)
+
+    # --- prompts -----------------------------------------------------------------------
+    def _chat_owner(self) -> Any:
+        return self.processor if self.processor is not None else self.tokenizer
+
+    def _chat_applied(self) -> bool:
+        return bool(self.settings.use_chat_template and self._chat_owner().chat_template)
+
+    def _split(self, query: JudgeInput, candidate: JudgeInput) -> tuple[str, str]:
+        query_part = query_content(query, self.image_token)
+        content = query_part + candidate_content(candidate, self.image_token)
+        return split_chat(wrap_chat(content, self._chat_owner(), self.settings), query_part)
+
+    def prompt(self, query: JudgeInput, candidate: JudgeInput) -> str:
+        """The full chat text fed to the model for one pair (generation prompt included)."""
+        self._check(query, "query")
+        self._check(candidate, "candidate")
+        return "".join(self._split(query, candidate))
+
+    def _check(self, inp: object, where: str) -> None:
+        check_judge_input(inp, where, self.name, self.image_token, self.supports_images)
+
+    # --- tokenisation ------------------------------------------------------------------
+    def _encode(self, texts: list[str], images: list[Any]) -> dict[str, torch.Tensor]:
+        """Model inputs for ``texts`` (right-padded), images in text order, on the model's
+        device; floating tensors in the model's dtype."""
+        if self.processor is not None:
+            batch = self.processor(
+                text=texts, images=images or None, padding=True, return_tensors="pt"
+            )
+        else:
+            batch = self.tokenizer(
+                texts,
+                padding=True,
+                add_special_tokens=not self._chat_applied(),  # the template spells them
+                return_tensors="pt",
+            )
+        param = next(self.model.parameters())
+        return {
+            k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)
+            for k, v in batch.items()
+            if isinstance(v, torch.Tensor)
+        }
+
+    def _token_ids(self, text: str) -> list[int]:
+        return self._encode([text], [])["input_ids"][0].tolist()
+
+    def _encode_suffixes(self, suffixes: list[str], images: list[Any]) -> dict[str, torch.Tensor]:
+        """Tokenise suffixes behind the anchor newline and cut the anchor's tokens off, so
+        each suffix is tokenised exactly as it is inside the full prompt."""
+        batch = self._encode([SPLIT_ANCHOR + s for s in suffixes], images)
+        n = len(self._anchor_ids)
+        anchor = torch.tensor(self._anchor_ids, device=batch["input_ids"].device)
+        if not bool((batch["input_ids"][:, :n] == anchor).all()):
+            raise ValueError(f"{self.name}: a candidate's tokens merge across the prompt split")
+        return {k: v[:, n:] if k in _SEQUENCE_KEYS else v for k, v in batch.items()}
+
+    def _answer_token_ids(self) -> tuple[int, int]:
+        probe = JudgeInput(text="a cat")
+        generation_prompt = "".join(self._split(probe, probe))
+        special = [str(t) for t in self.tokenizer.all_special_tokens]
+        special += [str(t) for t in getattr(self.tokenizer, "added_tokens_decoder", {}).values()]
+        space = answer_text(generation_prompt, special)
+        yes = first_answer_token(self._token_ids, generation_prompt, space + YES)
+        no = first_answer_token(self._token_ids, generation_prompt, space + NO)
+        if space and not (
+            self.tokenizer.decode([yes]).strip() and self.tokenizer.decode([no]).strip()
+        ):
+            # The vocabulary has no word-start form of an answer (its first token would be a
+            # lone space, which says nothing): compare the bare words instead, both alike.
+            yes = first_answer_token(self._token_ids, generation_prompt, YES)
+            no = first_answer_token(self._token_ids, generation_prompt, NO)
+        if yes == no:
+            raise ValueError(f"{self.name}: 'Yes' and 'No' start with the same token {yes}")
+        return yes, no
+
+    def _split_is_clean(self) -> bool:
+        # Probe texts end in characters that tokenisers like to merge with what follows.
+        probes = [("a cat sits.", "a dog"), ('word: "quoted"', "x"), ("ends in 42", "No")]
+        for q_text, c_text in probes:
+            prefix, suffix = self._split(JudgeInput(text=q_text), JudgeInput(text=c_text))
+            full = self._token_ids(prefix + suffix)
+            try:
+                tail = self._encode_suffixes([suffix], [])["input_ids"][0].tolist()
+            except ValueError:
+                tail = []
+            if self._token_ids(prefix) + tail != full:
+                logger.warning(
+                    "%s: prompt split is not token-clean; scoring pair by pair", self.name
+                )
+                return False
+        return True
+
+    # --- forward (the one code path) ---------------------------------------------------
+    def _yes_probability(
+        self,
+        batch: dict[str, torch.Tensor],
+        suffix_mask: torch.Tensor,
+        past: Any | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """P(Yes) (b,) float32 from the logits at each row's last real token.
+
+        ``batch`` holds ``input_ids`` (b, s) and an ``attention_mask`` over cache + input;
+        ``suffix_mask`` (b, s) marks the real tokens of ``input_ids``.
+        """
+        out = self.model(
+            **batch,
+            position_ids=position_ids,
+            past_key_values=past,
+            use_cache=past is not None,
+            logits_to_keep=judge_cache.last_token_positions(suffix_mask),
+        )
+        pair = out.logits[:, 0, [self.yes_token_id, self.no_token_id]].float()
+        return torch.softmax(pair, dim=-1)[:, 0]
+
+    # --- scoring -----------------------------------------------------------------------
+    def score_pairs(self, pairs: Sequence[tuple[JudgeInput, JudgeInput]]) -> np.ndarray:
+        """P(Yes) per (query, candidate) pair, each full prompt in its own forward pass
+        (no padding, no sharing): (n,) float32."""
+        for i, (query, candidate) in enumerate(pairs):
+            self._check(query, f"pair {i} query")
+            self._check(candidate, f"pair {i} candidate")
+        scores = np.zeros(len(pairs), dtype=np.float32)
+        with torch.inference_mode():
+            for i, (query, candidate) in enumerate(pairs):
+                images = [x.image for x in (query, candidate) if x.image is not None]
+                batch = self._encode(["".join(self._split(query, candidate))], images)
+                scores[i] = self._yes_probability(batch, batch["attention_mask"]).item()
+        return scores
+
+    def score(
+        self, query: JudgeInput, candidates: Sequence[JudgeInput], *, batch_size: int = 16
+    ) -> np.ndarray:
+        """P(Yes) of each candidate for ``query``: (c,) float32, in candidate order.
+
+        The query prefix is encoded once; candidates run ``batch_size`` at a time on copies
+        of its KV cache (sorted by length to limit padding).
+        """
+        if batch_size < 1:
+            raise ValueError(f"{self.name}: batch_size must be >= 1, got {batch_size}")
+        self._check(query, "query")
+        for i, candidate in enumerate(candidates):
+            self._check(candidate, f"candidate {i}")
+        if len(candidates) == 0:
+            return np.zeros(0, dtype=np.float32)
+        if not self.shares_prefix:
+            return self.score_pairs([(query, c) for c in candidates])
+        splits = [self._split(query, c) for c in candidates]
+        prefix = splits[0][0]
+        if any(p != prefix for p, _ in splits):
+            raise ValueError(f"{self.name}: the chat template makes the query prefix differ")
+        with torch.inference_mode():
+            prefix_batch = self._encode([prefix], [query.image] if query.image else [])
+            prefix_pos = judge_cache.positions(
+                self._rope_index,
+                prefix_batch["input_ids"],
+                prefix_batch["attention_mask"],
+                self.image_token_id,
+                prefix_batch.get("image_grid_thw"),
+                offset=0,
+            )
+            out = self.model(
+                **prefix_batch, position_ids=prefix_pos, use_cache=True, logits_to_keep=1
+            )
+            cache = out.past_key_values
+            if not judge_cache.can_share(cache):
+                return self.score_pairs([(query, c) for c in candidates])
+            start = judge_cache.next_position(prefix_pos)
+            order = sorted(
+                range(len(candidates)),
+                key=lambda i: (candidates[i].image is not None, len(splits[i][1])),
+            )
+            scores = np.zeros(len(candidates), dtype=np.float32)
+            for lo in range(0, len(order), batch_size):
+                rows = order[lo : lo + batch_size]
+                scores[rows] = self._score_suffixes(
+                    cache, start, [splits[i][1] for i in rows], [candidates[i] for i in rows]
+                ).numpy()
+        return scores
+
+    def _score_suffixes(
+        self, cache: Any, start: int, suffixes: list[str], candidates: list[JudgeInput]
+    ) -> torch.Tensor:
+        images = [c.image for c in candidates if c.image is not None]
+        batch = self._encode_suffixes(suffixes, images)
+        suffix_mask = batch["attention_mask"]
+        n, prefix_len = suffix_mask.shape[0], cache.get_seq_length()
+        position_ids = judge_cache.positions(
+            self._rope_index,
+            batch["input_ids"],
+            suffix_mask,
+            self.image_token_id,
+            batch.get("image_grid_thw"),
+            offset=start,
+        )
+        ones = torch.ones(n, prefix_len, dtype=suffix_mask.dtype, device=suffix_mask.device)
+        batch["attention_mask"] = torch.cat([ones, suffix_mask], dim=1)
+        past = judge_cache.expand_cache(cache, n, self.model.config)
+        return self._yes_probability(batch, suffix_mask, past, position_ids).cpu()

@@ -1,0 +1,133 @@
+"""What the HTTP app calls: the three deployments behind handles, or local objects.
+
+The HTTP app (:mod:`.http_app`) only knows the :class:`Backend` protocol. In Serve it is a
+:class:`HandleBackend` over deployment handles; :class:`LocalBackend` runs the same app
+in one process over already loaded objects (no batching), e.g. behind plain uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import numpy as np
+
+from uniembed.models import EmbedInput
+from uniembed.models.embedder import Embedder
+from uniembed.serving.batching import EmbedOutput, embed_isolated, raise_failure
+from uniembed.serving.retrieval import Hit, SearchIndex
+
+Pair = tuple[str | None, Any]  # (text, decoded PIL image or None)
+
+
+class Backend(Protocol):
+    """The models behind the HTTP API. ``*_info`` return None when the part is disabled."""
+
+    async def embedder_info(self) -> dict[str, Any]:
+        """``{"name", "dim", "supports_images", "matryoshka"}``."""
+        ...
+
+    async def reranker_info(self) -> dict[str, Any] | None:
+        """``{"name"}`` or None."""
+        ...
+
+    async def retriever_info(self) -> dict[str, Any] | None:
+        """``{"count", "dim", "source"}`` or None."""
+        ...
+
+    async def embed(self, inp: EmbedInput) -> EmbedOutput:
+        """One input's embedding; ValueError when the model cannot take the input."""
+        ...
+
+    async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
+        """P(Yes) (len(documents),) per document."""
+        ...
+
+    async def search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        """Top-``k`` hits of a (dim,) query vector."""
+        ...
+
+
+class HandleBackend:
+    """A :class:`Backend` over the Embedder, Reranker and Retriever deployment handles."""
+
+    def __init__(self, embedder: Any, reranker: Any | None, retriever: Any | None) -> None:
+        self.embedder = embedder
+        self.reranker = reranker
+        self.retriever = retriever
+
+    async def embedder_info(self) -> dict[str, Any]:
+        return await self.embedder.info.remote()
+
+    async def reranker_info(self) -> dict[str, Any] | None:
+        return None if self.reranker is None else await self.reranker.info.remote()
+
+    async def retriever_info(self) -> dict[str, Any] | None:
+        return None if self.retriever is None else await self.retriever.info.remote()
+
+    async def embed(self, inp: EmbedInput) -> EmbedOutput:
+        return await self.embedder.embed.remote(inp)
+
+    async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
+        assert self.reranker is not None
+        return await self.reranker.score.remote(query, documents)
+
+    async def search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        assert self.retriever is not None
+        return await self.retriever.search.remote(vector, k)
+
+
+class LocalBackend:
+    """A :class:`Backend` over in-process objects; each call runs alone in a thread."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        name: str | None = None,
+        matryoshka: bool = False,
+        scorer: Any | None = None,
+        reranker_name: str | None = None,
+        index: SearchIndex | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.name = name or embedder.name
+        self.matryoshka = matryoshka
+        self.scorer = scorer
+        self.reranker_name = reranker_name
+        self.index = index
+
+    async def embedder_info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dim": self.embedder.dim,
+            "supports_images": self.embedder.supports_images,
+            "matryoshka": self.matryoshka,
+        }
+
+    async def reranker_info(self) -> dict[str, Any] | None:
+        if self.scorer is None:
+            return None
+        name = self.reranker_name or self.scorer.name
+        return {"name": name, "supports_images": self.scorer.supports_images}
+
+    async def retriever_info(self) -> dict[str, Any] | None:
+        if self.index is None:
+            return None
+        return {"count": len(self.index), "dim": self.index.dim, "source": "local"}
+
+    async def embed(self, inp: EmbedInput) -> EmbedOutput:
+        (result,) = await asyncio.to_thread(embed_isolated, self.embedder, [inp])
+        return raise_failure(result)
+
+    async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
+        from uniembed.models.judge import JudgeInput
+
+        assert self.scorer is not None
+        q = JudgeInput(text=query[0], image=query[1])
+        docs = [JudgeInput(text=t, image=i) for t, i in documents]
+        return np.asarray(await asyncio.to_thread(self.scorer.score, q, docs), np.float32)
+
+    async def search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        assert self.index is not None
+        return self.index.search_many(vector[None, :], [k])[0]

@@ -1,0 +1,99 @@
+"""Per-request error isolation inside a dynamic batch (pure functions, no Ray).
+
+``@serve.batch`` fails every caller of a batch when the batch function raises. These
+helpers run the batch and, if it fails, fall back to one call per item, so that the item
+that caused the failure gets its error and every other item gets its result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+from uniembed.models import EmbedInput
+from uniembed.models.embedder import Embedder
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """One item of a batch failed: the error's message and whether the client caused it."""
+
+    message: str
+    client_error: bool
+
+
+@dataclass(frozen=True)
+class EmbedOutput:
+    """The embedding (dim,) float32 of one input and the tokens it took."""
+
+    vector: np.ndarray
+    tokens: int
+
+
+def _failure(exc: Exception) -> ItemFailure:
+    # The embedder and the judge raise ValueError for inputs they cannot take (an image for
+    # a text-only model, ...): those are the client's fault; anything else is ours.
+    return ItemFailure(str(exc), client_error=isinstance(exc, ValueError))
+
+
+def run_isolated(
+    items: Sequence[T],
+    batch_fn: Callable[[Sequence[T]], Sequence[R]],
+    one_fn: Callable[[T], R],
+) -> list[R | ItemFailure]:
+    """``batch_fn(items)``; if it raises, ``one_fn`` per item, failures as ItemFailure."""
+    try:
+        results = list(batch_fn(items))
+        if len(results) != len(items):
+            raise RuntimeError(f"batch returned {len(results)} results for {len(items)} items")
+        return results
+    except Exception:  # noqa: BLE001 - retried one by one below to find the culprit
+        pass
+    out: list[R | ItemFailure] = []
+    for item in items:
+        try:
+            out.append(one_fn(item))
+        except Exception as e:  # noqa: BLE001 - reported to this item's caller only
+            out.append(_failure(e))
+    return out
+
+
+def embed_isolated(
+    embedder: Embedder, inputs: Sequence[EmbedInput], micro_batch_size: int | None = None
+) -> list[EmbedOutput | ItemFailure]:
+    """Embed ``inputs``, isolating failures per input.
+
+    Inputs are sorted by token length and run ``micro_batch_size`` at a time (None: all in
+    one pass), so that a short input is not padded to the longest one of a large batch:
+    padded positions cost as much compute as real ones. Results come back in input order.
+    """
+
+    def batch(items: Sequence[EmbedInput]) -> list[EmbedOutput]:
+        lengths = [embedder.token_length(inp) for inp in items]
+        order = sorted(range(len(items)), key=lengths.__getitem__)
+        step = micro_batch_size or len(items)
+        vectors = np.empty((len(items), embedder.dim), dtype=np.float32)
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            vectors[chunk] = embedder.embed([items[i] for i in chunk])
+        return [EmbedOutput(vectors[i], lengths[i]) for i in range(len(items))]
+
+    def one(inp: EmbedInput) -> EmbedOutput:
+        return batch([inp])[0]
+
+    return run_isolated(inputs, batch, one)
+
+
+def raise_failure(result: R | ItemFailure) -> R:
+    """Return ``result``, or raise ValueError / RuntimeError for an ItemFailure."""
+    if isinstance(result, ItemFailure):
+        if result.client_error:
+            raise ValueError(result.message)
+        raise RuntimeError(result.message)
+    return result
