@@ -8,7 +8,9 @@
 
 Each ``--data`` is a JSONL file or a folder of them; one task per file, named by the file
 stem; the task kind (MMEB candidate lists, caption retrieval, compositional pairs) is told
-by the file's fields. Writes report.md, metrics.json, per_query.npz and PNG plots.
+by the file's fields. ``--rerank <reranker>`` re-scores each query's top
+``rerank_top_k`` candidates with a trained reranker (pairwise P(Yes)). Writes report.md,
+metrics.json, per_query.npz and PNG plots.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             "output": "output",
             "baseline": "baseline",
             "groups": "groups",
+            "rerank": "rerank",
         },
     )
     results, report = run_evaluation(cfg)

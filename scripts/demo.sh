@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export RAY_USAGE_STATS_ENABLED=0
-exec .venv/bin/python jobs/embed.py "$@"
+exec .venv/bin/python jobs/mine.py "$@"

@@ -139,16 +139,19 @@ def test_unreachable_storage_fails_fast(tmp_path: Path) -> None:
     corpus = _write_corpus(tmp_path / "in")
     before = storage.get_options()
     start = time.monotonic()
-    with pytest.raises(storage.StorageError, match="127.0.0.1:9"):
-        main(
-            [
-                "--input",
-                str(corpus),
-                "--output",
-                "s3://nobucket/out",
-                "--model",
-                "tiny-qwen2-vl",
-                "storage.endpoint_url=http://127.0.0.1:9",
-            ]
-        )
+    try:
+        with pytest.raises(storage.StorageError, match="127.0.0.1:9"):
+            main(
+                [
+                    "--input",
+                    str(corpus),
+                    "--output",
+                    "s3://nobucket/out",
+                    "--model",
+                    "tiny-qwen2-vl",
+                    "storage.endpoint_url=http://127.0.0.1:9",
+                ]
+            )
+    finally:
+        storage.configure(before)  # the job set process-wide options; later tests need these
     assert time.monotonic() - start < 60

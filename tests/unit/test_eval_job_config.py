@@ -48,12 +48,19 @@ def test_command_line_flags_and_validation(tmp_path: Path) -> None:
         EvalConfig(data=["a"], output="o", ks=[0])
 
 
-def test_rerank_option_is_absent(capsys: pytest.CaptureFixture[str]) -> None:
-    # Until the reranker lands, --rerank is refused by the parser, not accepted and ignored.
-    with pytest.raises(SystemExit) as e:
-        evaluate.main(["--data", "a.jsonl", "--output", "o", "--rerank", "r"])
-    assert e.value.code == 2
-    assert "unrecognized arguments: --rerank" in capsys.readouterr().err
+def test_rerank_option_parses_and_validates(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        evaluate.main(["--help"])
+    assert "--rerank RERANK" in capsys.readouterr().out  # the job's own flag
+    flags = {**FLAGS, "rerank": "rerank"}
+    argv = ["--data", "a.jsonl", "--output", "o", "--rerank", "runs/r/export"]
+    cfg = parse_config(EvalConfig, [*argv, "rerank_top_k=5"], prog="t", description="", flags=flags)
+    assert (cfg.rerank, cfg.rerank_top_k) == ("runs/r/export", 5)
+    assert parse_config(EvalConfig, argv[:4], prog="t", description="", flags=flags).rerank is None
+    with pytest.raises(ConfigError, match="rerank_top_k must be >= 1"):
+        EvalConfig(data=["a"], output="o", rerank="r", rerank_top_k=0)
+    with pytest.raises(ConfigError, match="rerank must not be empty"):
+        EvalConfig(data=["a"], output="o", rerank="")
 
 
 def test_report_for_mixed_kinds_lists_categories_and_exclusions(tmp_path: Path) -> None:

@@ -111,6 +111,10 @@ def _worker(rank: int, port: int, state: dict, x: torch.Tensor, y: torch.Tensor,
         result["cached_loss"] = cache.step({"x": x[rows]}, {"x": y[rows]})
         result["ddp_param_grads"] = [p.grad.clone() for p in ddp_model.parameters()]
 
+        # 4. rows without elements (a batch whose rows have zero mined negatives).
+        empty = q.new_zeros((q.shape[0], 0, q.shape[1]))
+        result["empty_shape"] = tuple(gather_with_grad(empty).shape)
+
         torch.save(result, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -189,3 +193,8 @@ def test_identity_without_a_process_group() -> None:
     t = torch.randn(3, 4, requires_grad=True)
     assert gather_with_grad(t) is t
     assert world_size() == 1
+
+
+def test_rows_without_elements_gather_to_the_global_shape(setup: dict[str, Any]) -> None:
+    for r in setup["ranks"]:
+        assert r["empty_shape"] == (sum(SIZES), 0, r["gathered_q"].shape[1])

@@ -22,6 +22,11 @@ class EvalConfig:
         default=None,
         metadata={"help": "second model evaluated the same way, or an earlier metrics.json"},
     )
+    rerank: str | None = field(
+        default=None,
+        metadata={"help": "reranker (folder, URI or name) re-scoring each query's top-k"},
+    )
+    rerank_top_k: int = field(default=10, metadata={"help": "candidates the reranker scores"})
     groups: str | None = field(
         default=None, metadata={"help": "YAML {group: [task, ...]}; default MMEB's CLS/VQA/RET/VG"}
     )
@@ -41,5 +46,7 @@ class EvalConfig:
         require(all(bool(d) for d in self.data), "data: every URI must be non-empty")
         require(bool(self.output), "output is required (--output URI)")
         require(self.baseline != "", "baseline must not be empty (omit it for none)")
+        require(self.rerank != "", "rerank must not be empty (omit it for none)")
+        require(self.rerank_top_k >= 1, "rerank_top_k must be >= 1")
         require(bool(self.ks), "ks: need at least one cutoff")
         require(all(k >= 1 for k in self.ks), f"ks: every cutoff must be >= 1, got {self.ks}")

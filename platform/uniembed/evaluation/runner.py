@@ -95,6 +95,36 @@ def _read_earlier(uri: str) -> dict[str, Any]:
         raise ValueError(f"baseline {uri}: not a metrics.json ({e})") from e
 
 
+def _rerank(
+    cfg: EvalConfig,
+    tasks: Sequence[EvalTask],
+    plan: EmbedPlan,
+    run: ModelRun,
+    failed: Mapping[str, str],
+    ours: EvalResults,
+) -> None:
+    """Re-score the top-k of every candidate-list task with ``cfg.rerank`` (in place); the
+    embedder-alone numbers stay in the report's extras."""
+    import torch
+
+    from uniembed.evaluation.rerank import rerank_tasks
+    from uniembed.models.judge import JudgeScorer
+    from uniembed.training.export import download_model
+
+    assert cfg.rerank is not None
+    start = time.perf_counter()
+    device = cfg.model.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    source = download_model(cfg.rerank) if storage.is_remote(cfg.rerank) else cfg.rerank
+    scorer = JudgeScorer.load(source, device=device)
+    reranked = rerank_tasks(tasks, plan, run.embeddings, failed, scorer, cfg.rerank_top_k, cfg.ks)
+    ours.extra["Reranker"] = f"{cfg.rerank} (pairwise P(Yes) over the top {cfg.rerank_top_k})"
+    ours.extra["Embedder alone"] = {n: round(ours.tasks[n].score, 4) for n in reranked}
+    ours.tasks.update(reranked)
+    ours.timings["rerank"] = time.perf_counter() - start
+
+
 def run_evaluation(cfg: EvalConfig) -> tuple[EvalResults, str]:
     """Evaluate ``cfg.model`` (and ``cfg.baseline``) on ``cfg.data``; write the report.
 
@@ -123,6 +153,8 @@ def run_evaluation(cfg: EvalConfig) -> tuple[EvalResults, str]:
     failed = {k: f"{r.model}: {v}" for r in runs for k, v in r.failed.items()}
     results = [_results(r.model, cfg, tasks, plan, r, failed, groups) for r in runs]
     ours = results[0]
+    if cfg.rerank:
+        _rerank(cfg, tasks, plan, runs[0], failed, ours)
     with tempfile.TemporaryDirectory(prefix="uniembed-eval-") as tmp:
         baseline: Mapping[str, Any] | None = earlier
         if len(results) > 1:

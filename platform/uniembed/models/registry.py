@@ -70,6 +70,13 @@ def resolve_model(name_or_path: str) -> str:
     """The folder (or hub id) behind ``name_or_path``; UnknownModelError if there is none."""
     if name_or_path in REGISTRY:
         return str(REGISTRY[name_or_path].folder())
+    if "://" in name_or_path:  # s3:// or file://: a folder the train job exported
+        from uniembed.models.remote import download_model
+
+        try:
+            return download_model(name_or_path)
+        except (FileNotFoundError, OSError) as e:
+            raise UnknownModelError(f"model {name_or_path}: {e}") from e
     if Path(name_or_path).expanduser().is_dir():
         return str(Path(name_or_path).expanduser())
     return name_or_path  # maybe a hub id; AutoConfig decides

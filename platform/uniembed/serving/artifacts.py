@@ -6,9 +6,7 @@ a missing artifact is an :class:`ArtifactError` at start-up naming the config fi
 
 from __future__ import annotations
 
-import hashlib
 import os
-import posixpath
 from pathlib import Path
 
 from uniembed import storage
@@ -16,12 +14,6 @@ from uniembed import storage
 
 class ArtifactError(RuntimeError):
     """A configured model or index does not exist or cannot be read."""
-
-
-def cache_root() -> Path:
-    """``$UNIEMBED_CACHE/serve`` or ``~/.cache/uniembed/serve``."""
-    base = os.environ.get("UNIEMBED_CACHE") or os.path.expanduser("~/.cache/uniembed")
-    return Path(base) / "serve"
 
 
 def _looks_like_path(name: str) -> bool:
@@ -33,24 +25,13 @@ def _looks_like_path(name: str) -> bool:
 
 
 def fetch_folder(uri: str, field: str) -> str:
-    """A local copy of the folder at ``uri`` (s3://), reused when already complete."""
-    files = storage.list_files(uri)
-    if not files:
-        raise ArtifactError(f"{field}: nothing found at {uri}")
-    target = cache_root() / hashlib.sha1(uri.encode("utf-8")).hexdigest()[:16]
-    marker = target / ".complete"
-    if marker.is_file():
-        return str(target)
-    prefix = uri.rstrip("/") + "/"
-    for f in files:
-        rel = f[len(prefix) :] if f.startswith(prefix) else posixpath.basename(f)
-        dest = target / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
-        tmp.write_bytes(storage.read_bytes(f))
-        os.replace(tmp, dest)
-    marker.write_text(uri)
-    return str(target)
+    """A local copy of the model folder at ``uri`` (s3://), fetched once per version."""
+    from uniembed.models.remote import download_model
+
+    try:
+        return download_model(uri)
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{field}: nothing found at {uri}") from e
 
 
 def resolve_model_source(name: str, field: str) -> str:

@@ -17,6 +17,8 @@ the single-process gradient. ``tests/unit/test_gather.py`` checks both statement
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -60,6 +62,11 @@ def gather_with_grad(t: Tensor) -> Tensor:
     dist.all_gather(sizes, size)
     counts = [int(s.item()) for s in sizes]
     longest = max(counts)
+    if math.prod(t.shape[1:]) == 0 or longest == 0:
+        # Rows without elements (e.g. zero negatives per row): nothing to exchange, and
+        # gloo cannot all_gather empty tensors.
+        parts = [t if r == me else t.new_zeros((c, *t.shape[1:])) for r, c in enumerate(counts)]
+        return torch.cat(parts, dim=0)
     local = t.detach()
     if t.shape[0] < longest:
         pad = local.new_zeros((longest - t.shape[0], *t.shape[1:]))

@@ -1,0 +1,51 @@
+"""Mine hard negatives with an MLLM judge (UniME-V2): retrieve, judge, filter, select.
+
+    python jobs/mine.py                      # the demo default: WordNet, minilm + smollm2-135m
+    python jobs/mine.py --config jobs/configs/mine_openclipart.yaml
+    ray job submit --working-dir . -- python jobs/mine.py --config jobs/configs/mine_cluster.yaml
+
+Out: <output>/mined/*.parquet (training rows), export/*.json (UniME-V2 scored JSON),
+quarantine/, report.md / report.json / judge_scores.png, _SUCCESS.json. A rerun with the
+same output resumes: finished shards are skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from uniembed.config import parse_config
+from uniembed.pipelines.mine import run_mine
+from uniembed.pipelines.mine_config import MineConfig
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "mine.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(
+        MineConfig,
+        argv,
+        prog="mine.py",
+        description=__doc__,
+        default_config=DEFAULT_CONFIG,
+        flags={
+            "queries": "queries",
+            "pool": "pool",
+            "output": "output",
+            "embedder": "embedder.name",
+            "judge": "judge.model.name",
+        },
+    )
+    report, code = run_mine(cfg)
+    auc = "n/a" if report.auc is None else f"{report.auc:.3f}"
+    pps = "n/a" if report.pairs_per_s is None else f"{report.pairs_per_s:.1f}"
+    print(
+        f"mined {report.rows_written}/{report.queries} queries into {cfg.output} "
+        f"(quarantined {sum(report.quarantined.values())}); judge AUC {auc}, {pps} pairs/s; "
+        f"report {cfg.output.rstrip('/')}/report.md"
+    )
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Stage 2: contrastive tuning on mined rows, with the loss chosen in the config.
+
+    python jobs/tune.py --input outputs/mine --model tiny-qwen2-vl loss.name=soft_label
+    ray job submit --working-dir . -- python jobs/tune.py --config jobs/configs/tune.yaml
+
+Losses: ``unime`` (in-batch top-k hard negatives after the false-negative filter),
+``soft_label`` (UniME-V2: symmetric KL to the judge's scores), ``infonce`` (baseline).
+Re-running with the same ``checkpoint.name`` resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from uniembed.config import parse_config
+from uniembed.training.train_config import TuneConfig
+from uniembed.training.trainer import run_training
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "tune.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(
+        TuneConfig,
+        argv,
+        prog="tune.py",
+        description=__doc__,
+        default_config=DEFAULT_CONFIG,
+        flags={
+            "input": "input",
+            "format": "format",
+            "model": "model.name",
+            "loss": "loss.name",
+            "storage_path": "checkpoint.storage_path",
+            "name": "checkpoint.name",
+        },
+    )
+    summary = run_training(cfg)
+    print(summary.line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The mine job's report: judge sanity (AUC), score histograms, counts and times per stage.
+
+Pure functions and a dataclass; the pipeline fills a :class:`MineReport` shard by shard
+(histograms have fixed bins, so nothing needs all scores at once) and :func:`write_report`
+writes ``report.md``, ``report.json`` and ``judge_scores.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+HIST_BINS = 20  # judge scores are probabilities: 20 bins of 0.05 over [0, 1]
+
+
+def positive_auc(pos_score: float, cand_scores: Sequence[float] | np.ndarray) -> float | None:
+    """Share of candidates scored below the positive, ties counting half: the AUC of one
+    query's positive against its candidates. None without candidates.
+
+    Example: positive 0.8, candidates (0.9, 0.8, 0.1) -> (0 + 0.5 + 1) / 3 = 0.5.
+    """
+    c = np.asarray(cand_scores, dtype=np.float64)
+    if c.size == 0:
+        return None
+    if math.isnan(pos_score) or np.isnan(c).any():
+        raise ValueError("positive_auc: scores must not be NaN")
+    return float(((c < pos_score).sum() + 0.5 * (c == pos_score).sum()) / c.size)
+
+
+def histogram(values: Sequence[float] | np.ndarray, bins: int = HIST_BINS) -> list[int]:
+    """Counts of ``values`` in ``bins`` equal bins over [0, 1] (1.0 falls in the last bin)."""
+    v = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    counts, _ = np.histogram(v, bins=bins, range=(0.0, 1.0))
+    return counts.astype(int).tolist()
+
+
+def share(part: int, whole: int) -> float | None:
+    """``part / whole`` or None when ``whole`` is 0."""
+    return part / whole if whole else None
+
+
+@dataclass
+class MineReport:
+    """What a mine run did. Counts cover every shard of the output, resumed ones included."""
+
+    embedder: str
+    judge: str | None
+    k: int
+    beta: float
+    queries: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)  # stage -> rows
+    quarantine_reasons: list[str] = field(default_factory=list)  # a few examples
+    pool_items: int = 0
+    pool_quarantined: int = 0
+    candidates_retrieved: int = 0
+    dropped_easy: int = 0
+    positives_in_top_k: int = 0
+    judged_pairs: int = 0
+    false_negatives_filtered: int = 0
+    rows_written: int = 0
+    rows_filled: int = 0
+    negatives_filled: int = 0
+    rows_without_negatives: int = 0
+    true_fn_retrieved: int = 0
+    true_fn_judged: int = 0
+    true_fn_caught: int = 0
+    auc_sum: float = 0.0
+    auc_rows: int = 0
+    auc_floor: float = 0.6
+    pos_hist: list[int] = field(default_factory=lambda: [0] * HIST_BINS)
+    cand_hist: list[int] = field(default_factory=lambda: [0] * HIST_BINS)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    judge_busy_seconds: float = 0.0
+    stopped_before_selection: bool = False
+
+    def add_scores(self, pos_scores: Sequence[float], cand_scores: Sequence[float]) -> None:
+        """Accumulate judge scores into the positive and candidate histograms."""
+        self.pos_hist = [a + b for a, b in zip(self.pos_hist, histogram(pos_scores))]
+        self.cand_hist = [a + b for a, b in zip(self.cand_hist, histogram(cand_scores))]
+
+    @property
+    def auc(self) -> float | None:
+        """Mean per-query AUC of the positive's judge score against its candidates'."""
+        return self.auc_sum / self.auc_rows if self.auc_rows else None
+
+    @property
+    def judge_passes(self) -> bool | None:
+        """False when the judge's AUC is below the floor; None when nothing was judged."""
+        return None if self.auc is None else self.auc >= self.auc_floor
+
+    @property
+    def pairs_per_s(self) -> float | None:
+        """Judge pairs per busy second of the judge actors."""
+        return self.judged_pairs / self.judge_busy_seconds if self.judge_busy_seconds else None
+
+    @property
+    def fn_catch_share(self) -> float | None:
+        """Share of true false negatives that reached the judge and that the filter removed."""
+        return share(self.true_fn_caught, self.true_fn_judged)
+
+    def warning(self) -> str | None:
+        """The loud warning for a judge below the AUC floor, or None."""
+        if self.judge_passes is not False:
+            return None
+        return (
+            f"JUDGE BELOW FLOOR: {self.judge} scores positives above their candidates with "
+            f"AUC {self.auc:.3f} < floor {self.auc_floor:.2f}; its false-negative filter and "
+            "soft labels are close to noise on this data (fine-tune it with the reranker "
+            "job, or use a stronger judge)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field plus the derived figures, JSON-ready."""
+        out = dataclasses.asdict(self)
+        out.update(
+            auc=self.auc,
+            judge_passes=self.judge_passes,
+            pairs_per_s=self.pairs_per_s,
+            fn_catch_share=self.fn_catch_share,
+            warning=self.warning(),
+        )
+        return out
+
+
+def _fmt(x: float | None, spec: str = ".3f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def render_markdown(r: MineReport) -> str:
+    """The report as Markdown."""
+    lines = ["# Mine report", ""]
+    if r.warning():
+        lines += [f"> **WARNING** {r.warning()}", ""]
+    if r.stopped_before_selection:
+        lines += ["> Stopped before selection (sanity.stop_below_floor).", ""]
+    lines += [
+        f"embedder `{r.embedder}`, judge `{r.judge or 'none (similarity mode)'}`, "
+        f"K={r.k}, beta={r.beta}",
+        "",
+        "## Counts per stage",
+        "",
+        "| stage | count |",
+        "|---|---|",
+        f"| pool items embedded | {r.pool_items} ({r.pool_quarantined} quarantined) |",
+        f"| queries read | {r.queries} |",
+        *[f"| quarantined at {k} | {v} |" for k, v in sorted(r.quarantined.items())],
+        f"| candidates retrieved | {r.candidates_retrieved} |",
+        f"| positives in the top K | {r.positives_in_top_k} |",
+        f"| dropped as easy | {r.dropped_easy} |",
+        f"| pairs judged (incl. positives) | {r.judged_pairs} |",
+        f"| false negatives filtered | {r.false_negatives_filtered} |",
+        f"| rows written | {r.rows_written} |",
+        f"| rows filled / negatives repeated | {r.rows_filled} / {r.negatives_filled} |",
+        f"| rows without any negative (quarantined) | {r.rows_without_negatives} |",
+        "",
+        "## Judge",
+        "",
+        f"- AUC of positive vs its candidates (mean per query): {_fmt(r.auc)} "
+        f"(floor {r.auc_floor}, {'pass' if r.judge_passes else 'FAIL'})",
+        f"- pairs/s: {_fmt(r.pairs_per_s, '.2f')} ({r.judged_pairs} pairs in "
+        f"{r.judge_busy_seconds:.1f} busy s)",
+        f"- true false negatives (same group as the positive): {r.true_fn_retrieved} retrieved, "
+        f"{r.true_fn_judged} judged, {r.true_fn_caught} filtered = catch share "
+        f"{_fmt(r.fn_catch_share)}",
+        "- score histograms: `judge_scores.png`",
+        "",
+        "## Time per stage (s)",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.1f} |" for k, v in r.stage_seconds.items()],
+    ]
+    if r.quarantine_reasons:
+        lines += ["", "## Quarantine examples", "", *[f"- {x}" for x in r.quarantine_reasons]]
+    return "\n".join(lines) + "\n"
+
+
+def render_png(r: MineReport) -> bytes:
+    """Histograms of judge scores, positives vs candidates, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.linspace(0.0, 1.0, HIST_BINS + 1)
+    centers, width = (edges[:-1] + edges[1:]) / 2, 1.0 / HIST_BINS
+    pos = np.asarray(r.pos_hist, dtype=float)
+    cand = np.asarray(r.cand_hist, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(centers, cand / max(cand.sum(), 1), width=width, alpha=0.6, label="candidates")
+    ax.bar(centers, pos / max(pos.sum(), 1), width=width, alpha=0.6, label="positives")
+    ax.set_xlabel("judge P(Yes)")
+    ax.set_ylabel("share of pairs")
+    ax.set_title(f"{r.judge}: AUC {_fmt(r.auc)}")
+    ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(r: MineReport, folder: str) -> None:
+    """Write ``report.md``, ``report.json`` and ``judge_scores.png`` under ``folder``."""
+    from uniembed import storage
+
+    storage.write_text(storage.join(folder, "report.md"), render_markdown(r))
+    storage.write_text(
+        storage.join(folder, "report.json"), json.dumps(r.to_dict(), indent=2) + "\n"
+    )
+    storage.write_bytes(storage.join(folder, "judge_scores.png"), render_png(r))

@@ -1,0 +1,107 @@
+"""The Ray Data judge stage: an actor holding a :class:`JudgeScorer`.
+
+One row per query comes in with its (easy-filtered) candidates; the judge scores the
+query–positive pair and every candidate in one shared-prefix call (the query is encoded
+once), and the row leaves with ``query_pos_score``, the candidate scores and the row's AUC.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from uniembed import storage
+from uniembed.data import schema as S
+from uniembed.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image
+from uniembed.mining.report import positive_auc
+from uniembed.models.judge import JudgeInput, JudgeScorer
+from uniembed.pipelines.mine_workers import CAND_IDS, CAND_IMAGES, CAND_TEXTS
+
+CAND_SCORES = "cand_scores"
+AUC = "auc"  # share of the query's candidates the judge scores below its positive
+N_PAIRS = "n_pairs"  # pairs judged for the row (candidates + the positive)
+JUDGE_S = "judge_s"
+JUDGE_STAGE = "judge"
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    """What every judge actor needs; picklable."""
+
+    model: str
+    device: str = "cpu"
+    dtype: str | None = None
+    batch_size: int = 16
+    include_instruction: bool = True
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    s3: storage.S3Options | None = None
+
+
+def judge_fields() -> list[pa.Field]:
+    """The columns :class:`JudgeWorker` adds."""
+    return [
+        pa.field(S.POS_SCORE, pa.float32()),
+        pa.field(CAND_SCORES, pa.list_(pa.float32())),
+        pa.field(AUC, pa.float64()),
+        pa.field(N_PAIRS, pa.int32()),
+        pa.field(JUDGE_S, pa.float64()),
+    ]
+
+
+def query_text(text: str | None, instruction: str | None, include_instruction: bool) -> str | None:
+    """The query's text as the judge reads it: the task instruction, then the text."""
+    parts = [instruction if include_instruction else None, text]
+    joined = "\n".join(p for p in parts if p)
+    return joined or None
+
+
+class JudgeWorker:
+    """Callable class for ``Dataset.map_batches``: loads the judge once per actor."""
+
+    def __init__(self, options: JudgeOptions) -> None:
+        storage.configure(options.s3)
+        self.options = options
+        self.scorer = JudgeScorer.load(options.model, device=options.device, dtype=options.dtype)
+
+    def _input(self, text: str | None, image_uri: str | None, record: str) -> JudgeInput:
+        image = load_image(None, image_uri, record=record, max_pixels=self.options.max_image_pixels)
+        if not text and image is None:
+            raise ValueError(f"record {record}: has neither text nor image to judge")
+        return JudgeInput(text=text or None, image=image)
+
+    def _score_row(self, row: dict[str, Any]) -> None:
+        qid = row[S.ID]
+        query = self._input(
+            query_text(row[S.TEXT], row[S.INSTRUCTION], self.options.include_instruction),
+            row[S.IMAGE_URI],
+            qid,
+        )
+        positive = self._input(row[S.POS_TEXT], row[S.POS_IMAGE], row[S.POS_ID])
+        candidates = [
+            self._input(t, im, cid)
+            for cid, t, im in zip(row[CAND_IDS], row[CAND_TEXTS], row[CAND_IMAGES], strict=True)
+        ]
+        scores = self.scorer.score(
+            query, [positive, *candidates], batch_size=self.options.batch_size
+        )
+        row[S.POS_SCORE] = float(scores[0])
+        row[CAND_SCORES] = [float(s) for s in scores[1:]]
+        row[AUC] = positive_auc(float(scores[0]), scores[1:])
+        row[N_PAIRS] = len(scores)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        for row in rows:
+            start = time.perf_counter()
+            for f in judge_fields():
+                row[f.name] = None
+            if not row[S.ERROR]:
+                try:
+                    self._score_row(row)
+                except (ImageError, ValueError) as e:
+                    row[S.ERROR], row[S.STAGE] = f"record {row[S.ID]}: judge: {e}", JUDGE_STAGE
+            row[JUDGE_S] = time.perf_counter() - start
+        return pa.Table.from_pylist(rows, schema=pa.schema([*batch.schema, *judge_fields()]))

@@ -1,0 +1,274 @@
+"""The mine pipeline (UniME-V2): retrieve, judge, filter false negatives, select, write.
+
+Stages, each a Ray Data pipeline that streams::
+
+    1 pool      read pool records -> pool/items/part-*.parquet (+ quarantine)
+    2 embed     the embed pipeline over pool/items -> pool/embeddings/
+    3 judge     read queries (one block per shard) -> QueryEmbedStage (actors)
+                -> RetrievalStage (actor: FAISS over the pool, easy candidates dropped)
+                -> JudgeWorker (actors) -> ShardBuffer (one actor) -> judged/<shard>.parquet
+    4 select    one task per judged shard -> mined/, export/ (UniME-V2 JSON)
+    5 report    report.md / report.json / judge_scores.png, then _SUCCESS.json
+
+Between 3 and 4 the judge's AUC on this data is checked; below the floor the job warns
+loudly and, with ``sanity.stop_below_floor``, stops before selection.
+
+Resuming: stages 1 and 2 are skipped when their ``_SUCCESS.json`` exists, stage 3 skips
+every query of a shard whose judged file exists, and 4-5 are deterministic rewrites, so a
+rerun after a kill ends with the same output as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pyarrow as pa
+import ray
+from ray.data import ActorPoolStrategy
+
+from uniembed import storage
+from uniembed.data import schema as S
+from uniembed.mining.report import MineReport, write_report
+from uniembed.pipelines import shards
+from uniembed.pipelines.embed import check_model, run_embed
+from uniembed.pipelines.embed_config import EmbedConfig, IndexSection
+from uniembed.pipelines.embed_worker import WorkerOptions
+from uniembed.pipelines.judge_worker import JudgeOptions, JudgeWorker
+from uniembed.pipelines.mine_config import MineConfig
+from uniembed.pipelines.mine_inputs import POOL_SCHEMA, SHARD, read_pool, read_queries
+from uniembed.pipelines.mine_select import SelectOptions, selector
+from uniembed.pipelines.mine_shards import QUARANTINE_DIR, ShardBuffer, finished_shards
+from uniembed.pipelines.mine_stats import add_judged, add_quarantine
+from uniembed.pipelines.mine_workers import QueryEmbedStage, RetrievalOptions, RetrievalStage
+from uniembed.pipelines.runtime import actor_resources, init_ray, resolve_device
+
+logger = logging.getLogger(__name__)
+
+POOL_ITEMS = "pool/items"
+POOL_EMBEDDINGS = "pool/embeddings"
+OUTPUT_DIRS = ("pool", "judged", "mined", "export", QUARANTINE_DIR, shards.MANIFEST)
+EXIT_JUDGE_FAILED = 3
+
+
+def _stage_pool(cfg: MineConfig) -> float:
+    """Stage 1: pool records -> item shards. Returns seconds (from the manifest if reused)."""
+    out = storage.join(cfg.output, POOL_ITEMS)
+    done = shards.read_manifest(out)
+    if cfg.resume and done is not None:
+        return float(done["seconds"])
+    storage.delete(out)
+    start = time.perf_counter()
+    uri = cfg.pool or cfg.queries  # pairs: the pool is the pairs' titles
+    fmt = "pairs" if cfg.pool is None else "items"
+    writer = shards.shard_writer(
+        storage.join(out, "items"),
+        storage.join(out, QUARANTINE_DIR),
+        lambda good: good.select(POOL_SCHEMA.names).drop_columns([S.SOURCE, S.ERROR]),
+        lambda batch: {},
+        storage.get_options(),
+    )
+    stats = (
+        read_pool(uri, fmt, cfg.group_field)
+        .map_batches(writer, batch_size=None, batch_format="pyarrow", num_cpus=0.25)
+        .take_all()
+    )
+    seconds = time.perf_counter() - start
+    shards.write_manifest(
+        out,
+        {
+            "rows": sum(s["rows"] for s in stats),
+            "ok": sum(s["ok"] for s in stats),
+            "quarantined": sum(s["quarantined"] for s in stats),
+            "seconds": seconds,
+        },
+    )
+    return seconds
+
+
+def _stage_embed_pool(cfg: MineConfig) -> float:
+    """Stage 2: the embed pipeline over the staged pool."""
+    out = storage.join(cfg.output, POOL_EMBEDDINGS)
+    done = shards.read_manifest(out)
+    if cfg.resume and done is not None and done.get("model") == cfg.embedder.name:
+        return float(done["seconds"])
+    summary = run_embed(
+        EmbedConfig(
+            input=storage.join(cfg.output, POOL_ITEMS, "items"),
+            output=out,
+            model=cfg.embedder,
+            compute=cfg.embed_compute,
+            index=IndexSection(kind="none"),
+            ray=cfg.ray,
+        )
+    )
+    logger.info(summary.line())
+    return summary.seconds
+
+
+def _judge_dataset(cfg: MineConfig, device: str, skip: frozenset[str]):  # noqa: ANN202
+    """Stage 3's lazy dataset, ending in the shard writer's per-shard stats."""
+    s3 = storage.get_options()
+    ec, jc = cfg.embed_compute, cfg.judge.compute
+    ds = read_queries(cfg.queries, cfg.queries_format, cfg.shard_size, cfg.max_queries, skip)
+    ds = ds.map_batches(
+        QueryEmbedStage,
+        fn_constructor_args=(
+            WorkerOptions(
+                model=cfg.embedder.name,
+                device=device,
+                dtype=cfg.embedder.dtype,
+                pooling=cfg.embedder.pooling,
+                micro_batch_size=ec.micro_batch_size,
+                sort_by_length=ec.sort_by_length,
+                s3=s3,
+            ),
+        ),
+        compute=ActorPoolStrategy(size=ec.num_actors),
+        batch_size=None,
+        batch_format="pyarrow",
+        **actor_resources(ec, device),
+    )
+    r = cfg.retrieval
+    ds = ds.map_batches(
+        RetrievalStage,
+        fn_constructor_args=(
+            RetrievalOptions(
+                pool_embeddings=storage.join(cfg.output, POOL_EMBEDDINGS),
+                pool_items=storage.join(cfg.output, POOL_ITEMS, "items"),
+                k=r.k,
+                index=r.index,
+                nlist=r.nlist,
+                nprobe=r.nprobe,
+                easy_margin=r.easy_margin,
+                min_sim=r.min_sim,
+                exclude_self=r.exclude_self,
+                s3=s3,
+            ),
+        ),
+        compute=ActorPoolStrategy(size=1),
+        batch_size=None,
+        batch_format="pyarrow",
+        num_cpus=0.25,  # FAISS search of a shard is short next to embedding and judging
+    )
+    if cfg.selection.mode == "judge":
+        judge_device = resolve_device(cfg.judge.model)
+        ds = ds.map_batches(
+            JudgeWorker,
+            fn_constructor_args=(
+                JudgeOptions(
+                    model=cfg.judge.model.name,
+                    device=judge_device,
+                    dtype=cfg.judge.model.dtype,
+                    batch_size=jc.micro_batch_size,
+                    include_instruction=cfg.judge.include_instruction,
+                    s3=s3,
+                ),
+            ),
+            compute=ActorPoolStrategy(size=jc.num_actors),
+            batch_size=jc.rows_per_call,
+            batch_format="pyarrow",
+            **actor_resources(jc, judge_device),
+        )
+    return ds.map_batches(
+        ShardBuffer,
+        fn_constructor_args=(cfg.output, s3, cfg.fail_after_shards),
+        compute=ActorPoolStrategy(size=1),
+        batch_size=None,
+        batch_format="pyarrow",
+        num_cpus=0.25,
+    )
+
+
+def _select_options(cfg: MineConfig) -> SelectOptions:
+    s = cfg.selection
+    return SelectOptions(
+        mode=s.mode,
+        num_negatives=s.num_negatives,
+        beta=s.beta,
+        step=s.step,
+        embedder=cfg.embedder.name,
+        judge=cfg.judge_name,
+        k=cfg.retrieval.k,
+        absolute_margin=s.absolute_margin,
+        relative_margin=s.relative_margin,
+        range_min=s.range_min,
+        range_max=s.range_max,
+        sampling_strategy=s.sampling_strategy,
+        seed=s.seed,
+    )
+
+
+def prepare_output(cfg: MineConfig) -> None:
+    """Check the output is reachable; without ``resume`` clear what a previous run left."""
+    storage.check_reachable(cfg.output)
+    if not cfg.resume:
+        for sub in OUTPUT_DIRS:
+            storage.delete(storage.join(cfg.output, sub))
+    else:
+        storage.delete(storage.join(cfg.output, shards.MANIFEST))
+
+
+def run_mine(cfg: MineConfig) -> tuple[MineReport, int]:
+    """Run the mine job; returns its report and exit code (0, or 3 when it stopped before
+    selection because the judge failed the AUC floor)."""
+    storage.configure(storage.get_options().merged(cfg.storage))
+    check_model(cfg.embedder.name)
+    if cfg.selection.mode == "judge":
+        check_model(cfg.judge.model.name)
+    prepare_output(cfg)
+    init_ray(cfg.ray)
+    device = resolve_device(cfg.embedder)
+    report = MineReport(
+        embedder=cfg.embedder.name,
+        judge=cfg.judge_name,
+        k=cfg.retrieval.k,
+        beta=cfg.selection.beta,
+        auc_floor=cfg.sanity.auc_floor,
+    )
+    t = report.stage_seconds
+    t["pool: read and stage"] = _stage_pool(cfg)
+    t["pool: embed"] = _stage_embed_pool(cfg)
+    start = time.perf_counter()
+    skip = finished_shards(cfg.output) if cfg.resume else frozenset()
+    _judge_dataset(cfg, device, skip).take_all()
+    t["queries: embed+retrieve+judge (wall)"] = time.perf_counter() - start
+    add_quarantine(report, cfg.output)
+    add_judged(report, cfg.output)
+    if report.warning():
+        logger.warning("\n%s\n%s\n%s", "!" * 80, report.warning(), "!" * 80)
+        print(f"WARNING: {report.warning()}", flush=True)
+    if report.judge_passes is False and cfg.sanity.stop_below_floor:
+        report.stopped_before_selection = True
+        write_report(report, cfg.output)
+        return report, EXIT_JUDGE_FAILED
+    start = time.perf_counter()
+    names = sorted(finished_shards(cfg.output))
+    stats = (
+        ray.data.from_items([{SHARD: n} for n in names], override_num_blocks=max(1, len(names)))
+        .map_batches(
+            selector(cfg.output, cfg.output, _select_options(cfg), storage.get_options()),
+            batch_size=1,
+            batch_format="numpy",
+            num_cpus=0.25,
+        )
+        .take_all()
+    )
+    _add_selected(report, stats)
+    t["select and write"] = time.perf_counter() - start
+    write_report(report, cfg.output)
+    shards.write_manifest(cfg.output, {"shards": len(names), **report.to_dict()})
+    return report, 0
+
+
+def _add_selected(report: MineReport, stats: list[dict[str, Any]]) -> None:
+    for row in stats:
+        for key, value in row.items():
+            if key != SHARD:
+                setattr(report, key, getattr(report, key) + int(value))
+
+
+def read_mined(output: str) -> pa.Table:
+    """All training rows (MINED_SCHEMA) of a finished mine output, in shard order."""
+    return storage.read_parquet(storage.join(output, "mined"))

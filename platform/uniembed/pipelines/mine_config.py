@@ -1,0 +1,140 @@
+"""Config of the mine job (UniME-V2 hard-negative mining with an MLLM judge)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from uniembed.config import require
+from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
+
+# Input layouts the mine job reads (see ``mine_inputs``).
+QUERY_FORMATS = ("items", "pairs")
+
+
+@dataclass
+class RetrievalSection:
+    """Global retrieval over the pool and the easy-candidate filter."""
+
+    k: int = field(default=50, metadata={"help": "candidates per query (paper: 50)"})
+    index: Literal["flat", "ivf"] = field(default="flat", metadata={"help": "ivf: large pools"})
+    nlist: int | None = None
+    nprobe: int = 16
+    # Easy: far below the positive. None keeps every retrieved candidate for the judge.
+    easy_margin: float | None = field(
+        default=None, metadata={"help": "drop candidates with sim < pos_sim - margin"}
+    )
+    min_sim: float | None = field(default=None, metadata={"help": "drop candidates below this"})
+    exclude_self: bool = field(default=False, metadata={"help": "queries drawn from the pool"})
+
+    def __post_init__(self) -> None:
+        require(self.k >= 1, "retrieval.k must be >= 1")
+        require(self.nprobe >= 1, "retrieval.nprobe must be >= 1")
+        require(
+            self.easy_margin is None or self.easy_margin >= 0,
+            "retrieval.easy_margin must be >= 0",
+        )
+
+
+@dataclass
+class SelectionSection:
+    """Hard-negative selection; ``mode: similarity`` is the judge-free UniME mode."""
+
+    mode: Literal["judge", "similarity"] = "judge"
+    num_negatives: int = field(default=10, metadata={"help": "paper: 10 stored, 8 used"})
+    beta: float = field(default=0.01, metadata={"help": "false negative: s > s_pos - beta"})
+    step: int = field(default=5, metadata={"help": "cyclical sampling stride (paper: 5)"})
+    # judge-free options, named as in sentence-transformers' mine_hard_negatives
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
+    range_min: int = 0
+    range_max: int | None = None
+    sampling_strategy: Literal["top", "random"] = "top"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.num_negatives >= 1, "selection.num_negatives must be >= 1")
+        require(self.beta >= 0, "selection.beta must be >= 0")
+        require(self.step >= 1, "selection.step must be >= 1")
+        require(self.range_min >= 0, "selection.range_min must be >= 0")
+
+
+@dataclass
+class JudgeSection:
+    """The (M)LLM judge and its actor pool."""
+
+    model: ModelSection = field(default_factory=lambda: ModelSection(name="smollm2-135m"))
+    compute: ActorPoolSection = field(
+        default_factory=lambda: ActorPoolSection(micro_batch_size=16, rows_per_call=16)
+    )
+    include_instruction: bool = field(
+        default=True, metadata={"help": "put the query's task instruction in the judge prompt"}
+    )
+
+
+@dataclass
+class SanitySection:
+    """Judge sanity: mean per-query AUC of the positive's score against its candidates'."""
+
+    auc_floor: float = field(default=0.6, metadata={"help": "warn loudly below this AUC"})
+    stop_below_floor: bool = field(
+        default=False, metadata={"help": "stop before selection when the judge fails"}
+    )
+
+    def __post_init__(self) -> None:
+        require(0.0 <= self.auc_floor <= 1.0, "sanity.auc_floor must be in [0, 1]")
+
+
+@dataclass
+class MineConfig:
+    """python jobs/mine.py [--config YAML] [key=value ...]"""
+
+    queries: str = field(
+        default="", metadata={"help": "queries with pos_id (file or folder, local or s3://)"}
+    )
+    queries_format: Literal["items", "pairs"] = field(
+        default="items", metadata={"help": "items: rows with pos_id; pairs: id/image/title"}
+    )
+    pool: str | None = field(
+        default=None, metadata={"help": "candidate pool in item format (pairs: the titles)"}
+    )
+    output: str = field(default="", metadata={"help": "output folder (local or s3://)"})
+    max_queries: int | None = field(default=None, metadata={"help": "first N queries only"})
+    shard_size: int = field(default=32, metadata={"help": "queries per output shard"})
+    group_field: str | None = field(
+        default=None,
+        metadata={"help": "pool field naming true false negatives (demo: definition_group)"},
+    )
+    embedder: ModelSection = field(default_factory=ModelSection)
+    embed_compute: ActorPoolSection = field(default_factory=ActorPoolSection)
+    retrieval: RetrievalSection = field(default_factory=RetrievalSection)
+    judge: JudgeSection = field(default_factory=JudgeSection)
+    selection: SelectionSection = field(default_factory=SelectionSection)
+    sanity: SanitySection = field(default_factory=SanitySection)
+    ray: RaySection = field(default_factory=RaySection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    resume: bool = field(
+        default=True, metadata={"help": "keep finished shards of an earlier run and skip them"}
+    )
+    fail_after_shards: int | None = field(
+        default=None, metadata={"help": "testing: fail after writing this many judged shards"}
+    )
+
+    def __post_init__(self) -> None:
+        require(bool(self.queries), "queries is required (--queries URI)")
+        require(bool(self.output), "output is required (--output URI)")
+        require(
+            self.pool is not None or self.queries_format == "pairs",
+            "pool is required unless queries_format is pairs",
+        )
+        require(self.max_queries is None or self.max_queries >= 1, "max_queries must be >= 1")
+        require(self.shard_size >= 1, "shard_size must be >= 1")
+        require(
+            self.fail_after_shards is None or self.fail_after_shards >= 1,
+            "fail_after_shards must be >= 1",
+        )
+
+    @property
+    def judge_name(self) -> str | None:
+        """The judge's model name, or None in the judge-free mode."""
+        return self.judge.model.name if self.selection.mode == "judge" else None

@@ -1,0 +1,205 @@
+"""The mine job's inputs: queries with their positive's id, and the candidate pool.
+
+Two layouts:
+
+- ``items``: queries are item records (``id``, ``text``, ``image``/``image_uri``,
+  ``instruction``) plus ``pos_id``, the id of the positive in the pool file (also items).
+- ``pairs``: records ``id``, ``image``, ``title`` (the demo's openclipart pairs): the query
+  is the image (``<id>#image``) and its positive the title (``<id>#title``); the pool is
+  every pair's title.
+
+Queries are cut into shards of ``shard_size`` consecutive records (``shard-000000`` ...),
+the unit the job writes, skips on a rerun and reports on. Query reading is one streaming
+task (records are numbered in file order); the pool is read by one task per file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pyarrow as pa
+import ray
+
+from uniembed import storage
+from uniembed.data import demo
+from uniembed.data import schema as S
+from uniembed.data.records import RecordError, error_item, items_from_item_record
+
+# Private readers of the read module: the same file:line sources as the embed job.
+from uniembed.pipelines.read import _json_records, _parquet_records, input_files
+
+ORDINAL = "ordinal"  # position of the query record in the input, from 0
+SHARD = "shard"  # shard name of the query
+SHARD_ROWS = "shard_rows"  # rows in that shard (the writer knows when a shard is whole)
+GROUP = "group"  # pool rows: the group_field value (true false negatives share it)
+
+PAIR_QUERY_SUFFIX = "#image"
+PAIR_POS_SUFFIX = "#title"
+PAIRS_INSTRUCTION = "Find the title of this clip-art picture."
+
+ITEM_FIELDS = [
+    pa.field(S.ID, pa.string()),
+    pa.field(S.TEXT, pa.string()),
+    pa.field(S.IMAGE, pa.binary()),
+    pa.field(S.IMAGE_URI, pa.string()),
+    pa.field(S.INSTRUCTION, pa.string()),
+    pa.field(S.SOURCE, pa.string()),
+    pa.field(S.ERROR, pa.string()),
+]
+QUERY_SCHEMA = pa.schema(
+    [
+        *ITEM_FIELDS,
+        pa.field(S.POS_ID, pa.string()),
+        pa.field(ORDINAL, pa.int64()),
+        pa.field(SHARD, pa.string()),
+        pa.field(SHARD_ROWS, pa.int64()),
+    ]
+)
+POOL_SCHEMA = pa.schema([*ITEM_FIELDS, pa.field(GROUP, pa.string())])
+
+
+def shard_name(index: int) -> str:
+    """``shard-000003`` for the fourth shard of ``shard_size`` queries."""
+    return f"shard-{index:06d}"
+
+
+def _folder(uri: str) -> str:
+    return uri.rsplit("/", 1)[0] if "/" in uri else "."
+
+
+def records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str, str]]:
+    """``(record or error, source, folder of its file)`` of every record at ``uri``, in order."""
+    for f in input_files(uri):
+        reader = _parquet_records if f.endswith(".parquet") else _json_records
+        for rec, source in reader(f):
+            yield rec, source, _folder(f)
+
+
+def query_row(rec: Mapping[str, Any], source: str, base: str, fmt: str) -> dict[str, Any]:
+    """One query record as an item row with ``pos_id``; RecordError when malformed."""
+    if fmt == "pairs":
+        pid = rec.get(S.ID)
+        if pid in (None, ""):
+            raise RecordError(source, S.ID, "missing required field")
+        image = rec.get(demo.PAIR_IMAGE)
+        if not isinstance(image, str) or not image:
+            raise RecordError(source, demo.PAIR_IMAGE, "missing image path")
+        item = items_from_item_record(
+            {S.ID: f"{pid}{PAIR_QUERY_SUFFIX}", S.IMAGE_URI: image}, source, base
+        )[0]
+        item[S.INSTRUCTION] = PAIRS_INSTRUCTION
+        item[S.POS_ID] = f"{pid}{PAIR_POS_SUFFIX}"
+        return item
+    item = items_from_item_record(rec, source, base)[0]
+    pos = rec.get(S.POS_ID)
+    if not isinstance(pos, str) or not pos:
+        raise RecordError(source, S.POS_ID, "missing the positive's id")
+    item[S.POS_ID] = pos
+    return item
+
+
+def pool_row(
+    rec: Mapping[str, Any], source: str, base: str, fmt: str, group_field: str | None
+) -> dict[str, Any]:
+    """One pool record as an item row with its group; RecordError when malformed."""
+    if fmt == "pairs":
+        pid = rec.get(S.ID)
+        title = rec.get(demo.TITLE)
+        if pid in (None, ""):
+            raise RecordError(source, S.ID, "missing required field")
+        if not isinstance(title, str) or not title.strip():
+            raise RecordError(source, demo.TITLE, "empty title")
+        rec = {S.ID: f"{pid}{PAIR_POS_SUFFIX}", S.TEXT: title}
+    item = items_from_item_record(rec, source, base)[0]
+    group = rec.get(group_field) if group_field else None
+    item[GROUP] = None if group is None else str(group)
+    return item
+
+
+def _convert(rec: dict[str, Any] | Exception, source: str, convert: Any) -> dict[str, Any]:
+    if isinstance(rec, Exception):
+        return error_item(source, str(rec))
+    try:
+        row = convert(rec, source)
+        row[S.ERROR] = None
+        return row
+    except RecordError as e:
+        rid = rec.get(S.ID)
+        return error_item(source, str(e), str(rid) if rid not in (None, "") else None)
+
+
+def iter_query_shards(
+    uri: str, fmt: str, shard_size: int, max_queries: int | None, skip: frozenset[str]
+) -> Iterator[pa.Table]:
+    """Query shards (QUERY_SCHEMA tables) in input order, leaving out the shards in ``skip``."""
+    buf: list[dict[str, Any]] = []
+
+    def flush(index: int) -> Iterator[pa.Table]:
+        name = shard_name(index)
+        if name not in skip:
+            for row in buf:
+                row[SHARD], row[SHARD_ROWS] = name, len(buf)
+            yield pa.Table.from_pylist(buf, schema=QUERY_SCHEMA)
+        buf.clear()
+
+    ordinal = 0
+    for rec, source, base in records(uri):
+        if max_queries is not None and ordinal >= max_queries:
+            break
+        row = _convert(rec, source, lambda r, s: query_row(r, s, base, fmt))
+        row.setdefault(S.POS_ID, None)
+        row[ORDINAL] = ordinal
+        buf.append(row)
+        ordinal += 1
+        if len(buf) == shard_size:
+            yield from flush(ordinal // shard_size - 1)
+    if buf:
+        yield from flush((ordinal - 1) // shard_size)
+
+
+def read_queries(
+    uri: str, fmt: str, shard_size: int, max_queries: int | None, skip: frozenset[str]
+) -> ray.data.Dataset:
+    """A Ray Dataset of query rows (QUERY_SCHEMA), one block per shard, streamed by one task."""
+    s3 = storage.get_options()
+    input_files(uri)  # fail fast, in the driver, on a missing input
+
+    def read(batch: dict[str, Any]) -> Iterator[pa.Table]:
+        storage.configure(s3)
+        yield from iter_query_shards(uri, fmt, shard_size, max_queries, skip)
+
+    return ray.data.from_items([{"path": uri}]).map_batches(
+        read, batch_size=1, batch_format="numpy", num_cpus=0.25
+    )
+
+
+def iter_pool_rows(uri: str, fmt: str, group_field: str | None) -> Iterator[pa.Table]:
+    """Pool rows (POOL_SCHEMA) of one pool file, in batches of 1024."""
+    buf: list[dict[str, Any]] = []
+    base = _folder(uri)
+    reader = _parquet_records if uri.endswith(".parquet") else _json_records
+    for rec, source in reader(uri):
+        row = _convert(rec, source, lambda r, s: pool_row(r, s, base, fmt, group_field))
+        row.setdefault(GROUP, None)
+        buf.append(row)
+        if len(buf) == 1024:
+            yield pa.Table.from_pylist(buf, schema=POOL_SCHEMA)
+            buf = []
+    if buf:
+        yield pa.Table.from_pylist(buf, schema=POOL_SCHEMA)
+
+
+def read_pool(uri: str, fmt: str, group_field: str | None) -> ray.data.Dataset:
+    """A Ray Dataset of pool rows (POOL_SCHEMA), one read task per file."""
+    s3 = storage.get_options()
+    files = input_files(uri)
+
+    def read(batch: dict[str, Any]) -> Iterator[pa.Table]:
+        storage.configure(s3)
+        for f in batch["path"]:
+            yield from iter_pool_rows(str(f), fmt, group_field)
+
+    return ray.data.from_items(
+        [{"path": f} for f in files], override_num_blocks=len(files)
+    ).map_batches(read, batch_size=1, batch_format="numpy", num_cpus=0.25)

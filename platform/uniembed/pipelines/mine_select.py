@@ -1,0 +1,173 @@
+"""Selection and write: judged shards in, training rows (MINED_SCHEMA) and exports out.
+
+Per shard, one task: read ``judged/<shard>.parquet``, select each query's hard negatives
+(:mod:`uniembed.mining.selection`), write ``mined/<shard>.parquet``,
+``export/<shard>.json`` (UniME-V2 layout) and, for rows left without any negative,
+``quarantine/<shard>.select.parquet``. Deterministic, so a rerun rewrites the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from uniembed import storage
+from uniembed.data import schema as S
+from uniembed.mining import Selection, select_by_similarity, select_with_judge
+from uniembed.mining.export import unime_v2_json
+from uniembed.pipelines.judge_worker import CAND_SCORES
+from uniembed.pipelines.mine_inputs import ORDINAL, SHARD
+from uniembed.pipelines.mine_shards import QUARANTINE_DIR
+from uniembed.pipelines.mine_workers import (
+    CAND_IDS,
+    CAND_IMAGES,
+    CAND_RANKS,
+    CAND_SIMS,
+    CAND_TEXTS,
+    CAND_TRUE_FN,
+    POS_SIM,
+)
+
+MINED_DIR = "mined"
+EXPORT_DIR = "export"
+SELECT_STAGE = "select"
+SELECT_STATS = ("rows_written", "rows_filled", "negatives_filled", "rows_without_negatives")
+FN_STATS = ("false_negatives_filtered", "true_fn_judged", "true_fn_caught")
+
+
+@dataclass(frozen=True)
+class SelectOptions:
+    """Selection settings and provenance; picklable."""
+
+    mode: str
+    num_negatives: int
+    beta: float
+    step: int
+    embedder: str
+    judge: str | None
+    k: int
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
+    range_min: int = 0
+    range_max: int | None = None
+    sampling_strategy: str = "top"
+    seed: int = 0
+
+
+def select_row(row: dict[str, Any], o: SelectOptions) -> Selection:
+    """The hard negatives of one judged row."""
+    if o.mode == "judge":
+        return select_with_judge(
+            row[CAND_IDS],
+            row[CAND_SCORES],
+            row[S.POS_SCORE],
+            k=o.num_negatives,
+            beta=o.beta,
+            positive_id=row[S.POS_ID],
+            step=o.step,
+            ranks=row[CAND_RANKS],
+        )
+    return select_by_similarity(
+        row[CAND_IDS],
+        row[CAND_SIMS],
+        row[POS_SIM],
+        num_negatives=o.num_negatives,
+        absolute_margin=o.absolute_margin,
+        relative_margin=o.relative_margin,
+        range_min=o.range_min,
+        range_max=o.range_max,
+        sampling_strategy=o.sampling_strategy,  # type: ignore[arg-type]
+        seed=o.seed + row[ORDINAL],  # each query its own draw, stable across reruns
+        positive_id=row[S.POS_ID],
+        ranks=row[CAND_RANKS],
+    )
+
+
+def mined_row(row: dict[str, Any], sel: Selection, o: SelectOptions) -> dict[str, Any]:
+    """One MINED_SCHEMA row. In similarity mode the scores are embedding cosines and the
+    positive's score is 1.0 (unjudged)."""
+    judged = o.mode == "judge"
+    return {
+        S.QUERY_ID: row[S.ID],
+        S.QUERY_TEXT: row[S.TEXT],
+        S.QUERY_IMAGE: row[S.IMAGE_URI],
+        S.QUERY_INSTRUCTION: row[S.INSTRUCTION],
+        S.POS_ID: row[S.POS_ID],
+        S.POS_TEXT: row[S.POS_TEXT],
+        S.POS_IMAGE: row[S.POS_IMAGE],
+        S.POS_SCORE: row[S.POS_SCORE] if judged else 1.0,
+        S.NEG_IDS: list(sel.negative_ids),
+        S.NEG_TEXTS: [row[CAND_TEXTS][p] for p in sel.positions],
+        S.NEG_IMAGES: [row[CAND_IMAGES][p] for p in sel.positions],
+        S.NEG_SCORES: list(sel.scores),
+        S.NEG_RANKS: list(sel.ranks),
+        S.FILLED: sel.filled,
+        S.N_FILLED: sel.n_filled,
+        S.EMBEDDER: o.embedder,
+        S.JUDGE: o.judge,
+        S.TOP_K: o.k,
+        S.BETA: o.beta,
+    }
+
+
+def select_table(judged: pa.Table, o: SelectOptions) -> tuple[pa.Table, pa.Table, dict[str, int]]:
+    """Select over one judged shard: (mined rows, quarantine rows, counts)."""
+    mined, bad = [], []
+    stats = dict.fromkeys(SELECT_STATS + FN_STATS, 0)
+    for row in judged.to_pylist():
+        sel = select_row(row, o)
+        fn = set(sel.false_negative_ids)
+        stats["false_negatives_filtered"] += len(fn)
+        flags = row[CAND_TRUE_FN] or []
+        stats["true_fn_judged"] += sum(flags)
+        stats["true_fn_caught"] += sum(
+            1 for cid, f in zip(row[CAND_IDS], flags, strict=True) if f and cid in fn
+        )
+        if sel.is_empty:
+            bad.append(
+                {
+                    S.ID: row[S.ID],
+                    S.STAGE: SELECT_STAGE,
+                    S.REASON: f"record {row[S.ID]}: no hard negative left of "
+                    f"{len(row[CAND_IDS])} candidates after false-negative filtering",
+                    S.SOURCE: row[S.SOURCE],
+                }
+            )
+            stats["rows_without_negatives"] += 1
+            continue
+        mined.append(mined_row(row, sel, o))
+        stats["rows_written"] += 1
+        stats["rows_filled"] += int(sel.filled)
+        stats["negatives_filled"] += sel.n_filled
+    return (
+        pa.Table.from_pylist(mined, schema=S.MINED_SCHEMA),
+        pa.Table.from_pylist(bad, schema=S.QUARANTINE_SCHEMA),
+        stats,
+    )
+
+
+def selector(out: str, work: str, o: SelectOptions, s3: storage.S3Options):  # noqa: ANN201
+    """A Ray Data UDF: a batch of shard names in, their outputs written, counts out."""
+    from uniembed.pipelines.mine_shards import judged_uri
+
+    def run(batch: dict[str, Any]) -> dict[str, list[Any]]:
+        storage.configure(s3)
+        rows: list[dict[str, Any]] = []
+        for shard in batch[SHARD]:
+            shard = str(shard)
+            mined, bad, stats = select_table(storage.read_parquet(judged_uri(work, shard)), o)
+            q_uri = storage.join(out, QUARANTINE_DIR, f"{shard}.select.parquet")
+            if len(bad):
+                storage.write_parquet(q_uri, bad)
+            else:
+                storage.delete(q_uri)
+            storage.write_text(
+                storage.join(out, EXPORT_DIR, f"{shard}.json"), unime_v2_json(mined.to_pylist())
+            )
+            storage.write_parquet(storage.join(out, MINED_DIR, f"{shard}.parquet"), mined)
+            rows.append({SHARD: shard, **stats})
+        return {k: [r[k] for r in rows] for k in (SHARD, *SELECT_STATS, *FN_STATS)}
+
+    return run

@@ -1,0 +1,180 @@
+"""Ray Data actors of the mine pipeline before the judge: embed queries, retrieve candidates.
+
+Rows carry ``error``/``stage`` from stage to stage: a failed row is passed through untouched
+and quarantined by the shard writer, so every query is accounted for.
+
+The retrieval actor holds the whole pool: its embeddings, the FAISS index and each item's
+id, text, image URI and group (no image bytes). That is the one place the pool is held in
+memory; the driver never holds it. Pool items must name their images by URI to be judged
+with them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from uniembed import storage
+from uniembed.data import schema as S
+from uniembed.mining import IdMap, build_index, drop_easy, topk_candidates
+from uniembed.pipelines.embed import read_embeddings
+from uniembed.pipelines.embed_worker import EmbedWorker, WorkerOptions
+from uniembed.pipelines.mine_inputs import GROUP
+
+# Columns added by the stages (internal to the pipeline; the output uses schema's names).
+CAND_IDS = "cand_ids"
+CAND_TEXTS = "cand_texts"
+CAND_IMAGES = "cand_images"
+CAND_SIMS = "cand_sims"
+CAND_RANKS = "cand_ranks"  # 1-based retrieval rank
+CAND_TRUE_FN = "cand_true_fn"  # candidate shares the positive's group
+N_RETRIEVED = "n_retrieved"
+N_EASY = "n_easy"
+N_TRUE_FN_RETRIEVED = "n_true_fn_retrieved"  # true false negatives in the top K
+POS_RANK = "pos_rank"  # 1-based rank of the positive in the top K, or null
+POS_SIM = "pos_sim"
+EMBED_S = "embed_s"  # this row's share of its batch's busy seconds, per stage
+RETRIEVE_S = "retrieve_s"
+
+EMBED_STAGE = "embed_query"
+RETRIEVE_STAGE = "retrieve"
+
+
+class QueryEmbedStage:
+    """Embeds query rows with an :class:`EmbedWorker` and keeps the query's other columns."""
+
+    def __init__(self, options: WorkerOptions) -> None:
+        self.worker = EmbedWorker(options)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        start = time.perf_counter()
+        out = self.worker(batch)
+        seconds = time.perf_counter() - start
+        stage = pc.if_else(pc.equal(out[S.STAGE], "embed"), pa.scalar(EMBED_STAGE), out[S.STAGE])
+        batch = batch.set_column(batch.schema.get_field_index(S.ERROR), S.ERROR, out[S.ERROR])
+        batch = batch.append_column(S.STAGE, stage)
+        batch = batch.append_column(S.EMBEDDING, out[S.EMBEDDING])
+        share = seconds / max(1, len(batch))
+        return batch.append_column(EMBED_S, pa.array([share] * len(batch), pa.float64()))
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    """What every retrieval actor needs; picklable."""
+
+    pool_embeddings: str  # an embed output folder
+    pool_items: str  # staged pool rows (POOL_SCHEMA Parquet)
+    k: int = 50
+    index: str = "flat"
+    nlist: int | None = None
+    nprobe: int = 16
+    easy_margin: float | None = None
+    min_sim: float | None = None
+    exclude_self: bool = False
+    s3: storage.S3Options | None = None
+
+
+def retrieval_fields() -> list[pa.Field]:
+    """The columns :class:`RetrievalStage` adds."""
+    return [
+        pa.field(S.POS_TEXT, pa.string()),
+        pa.field(S.POS_IMAGE, pa.string()),
+        pa.field(POS_RANK, pa.int32()),
+        pa.field(POS_SIM, pa.float32()),
+        pa.field(CAND_IDS, pa.list_(pa.string())),
+        pa.field(CAND_TEXTS, pa.list_(pa.string())),
+        pa.field(CAND_IMAGES, pa.list_(pa.string())),
+        pa.field(CAND_SIMS, pa.list_(pa.float32())),
+        pa.field(CAND_RANKS, pa.list_(pa.int32())),
+        pa.field(CAND_TRUE_FN, pa.list_(pa.bool_())),
+        pa.field(N_RETRIEVED, pa.int32()),
+        pa.field(N_EASY, pa.int32()),
+        pa.field(N_TRUE_FN_RETRIEVED, pa.int32()),
+        pa.field(RETRIEVE_S, pa.float64()),
+    ]
+
+
+class RetrievalStage:
+    """Top-K candidates per query over the whole pool, the positive located, easy ones dropped."""
+
+    def __init__(self, options: RetrievalOptions) -> None:
+        storage.configure(options.s3)
+        self.options = options
+        ids, matrix = read_embeddings(options.pool_embeddings)
+        if not ids:
+            raise ValueError(f"{options.pool_embeddings}: the pool has no embedded items")
+        self.ids = IdMap.from_ids(ids)
+        self.matrix = matrix
+        nlist = options.nlist
+        self.index = build_index(
+            matrix,
+            kind=options.index,
+            nlist=nlist,
+            nprobe=options.nprobe,  # type: ignore[arg-type]
+        )
+        pool = storage.read_parquet(options.pool_items, columns=[S.ID, S.TEXT, S.IMAGE_URI, GROUP])
+        self.lookup = {r[S.ID]: (r[S.TEXT], r[S.IMAGE_URI], r[GROUP]) for r in pool.to_pylist()}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        start = time.perf_counter()
+        rows = batch.drop_columns([S.EMBEDDING]).to_pylist()
+        emb = batch[S.EMBEDDING].to_pylist()
+        good: list[int] = []
+        for i, row in enumerate(rows):
+            if row[S.ERROR]:
+                continue
+            pos = row[S.POS_ID]
+            if pos not in self.ids:
+                row[S.ERROR] = (
+                    f"record {row[S.ID]}: positive {pos!r} is not in the pool "
+                    "(absent, or quarantined when the pool was embedded)"
+                )
+                row[S.STAGE] = RETRIEVE_STAGE
+                continue
+            good.append(i)
+        cands = []
+        if good:
+            cands = topk_candidates(
+                np.asarray([emb[i] for i in good], dtype=np.float32),
+                self.matrix,
+                self.ids,
+                k=self.options.k,
+                positives=[rows[i][S.POS_ID] for i in good],
+                exclude_self=self.options.exclude_self,
+                query_ids=[rows[i][S.ID] for i in good],
+                index=self.index,
+            )
+        for i, c in zip(good, cands, strict=True):
+            self._fill(rows[i], c)
+        share = (time.perf_counter() - start) / max(1, len(rows))
+        for row in rows:
+            row[RETRIEVE_S] = share
+        schema = pa.schema([f for f in batch.schema if f.name != S.EMBEDDING] + retrieval_fields())
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    def _fill(self, row: dict[str, Any], retrieved: Any) -> None:
+        kept = drop_easy(
+            retrieved, easy_margin=self.options.easy_margin, min_sim=self.options.min_sim
+        )
+        pos_text, pos_image, pos_group = self.lookup[row[S.POS_ID]]
+        row[S.POS_TEXT], row[S.POS_IMAGE] = pos_text, pos_image
+
+        def true_fn(cid: str) -> bool:
+            return pos_group is not None and self.lookup[cid][2] == pos_group
+
+        row[POS_RANK] = None if retrieved.positive_rank is None else retrieved.positive_rank + 1
+        row[POS_SIM] = retrieved.positive_sim
+        row[CAND_IDS] = list(kept.ids)
+        row[CAND_TEXTS] = [self.lookup[c][0] for c in kept.ids]
+        row[CAND_IMAGES] = [self.lookup[c][1] for c in kept.ids]
+        row[CAND_SIMS] = list(kept.scores)
+        row[CAND_RANKS] = [r + 1 for r in kept.ranks]
+        row[CAND_TRUE_FN] = [true_fn(c) for c in kept.ids]
+        row[N_RETRIEVED] = len(retrieved)
+        row[N_EASY] = len(retrieved) - len(kept)
+        row[N_TRUE_FN_RETRIEVED] = sum(true_fn(c) for c in retrieved.ids)

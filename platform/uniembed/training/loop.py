@@ -1,0 +1,268 @@
+"""The Ray Train loop every worker runs, for both stages.
+
+Data position: the driver shuffles the rows once with the run's seed; Ray Train splits them
+into equal, deterministic shards (:class:`~uniembed.training.trainer.OrderedSplit`); each
+rank permutes its shard per epoch with a seed of (run seed, epoch, rank). Batch ``b`` of
+epoch ``e`` is therefore the same rows in every attempt, and a checkpoint only needs
+``(epoch, batch_in_epoch)`` to resume without repeating or skipping a batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from uniembed import storage
+from uniembed.data import schema as S
+from uniembed.losses import LOSSES, DistillLoss
+from uniembed.models import EmbedInput, TransformerEmbedder, load_embedder
+from uniembed.models.pooling_config import PoolingConfig
+from uniembed.models.registry import resolve_model
+from uniembed.training.export import export_model
+from uniembed.training.gather import is_distributed
+from uniembed.training.lora import prepare_trainable, trainable_parameters
+from uniembed.training.metrics import METRICS_FILE, MetricsLog
+from uniembed.training.state import (
+    Fingerprint,
+    Position,
+    TrainState,
+    load_checkpoint,
+    save_checkpoint,
+)
+from uniembed.training.steps import LOSS_CALLS, distill_step, tune_batch, tune_step
+from uniembed.training.train_config import DistillConfig, TrainConfig, TuneConfig
+
+EXPORT_DIR = "export"
+
+
+def run_uri(cfg: TrainConfig) -> str:
+    """The run folder ``<storage_path>/<name>`` (checkpoints, metrics, export)."""
+    return storage.join(cfg.checkpoint.storage_path, cfg.checkpoint.name)
+
+
+def build_loss(cfg: TuneConfig) -> nn.Module:
+    """The stage-2 loss named in the config, with the hyperparameters it accepts."""
+    cls = LOSSES[cfg.loss.name]
+    accepted = inspect.signature(cls.__init__).parameters
+    values = dataclasses.asdict(cfg.loss)
+    return cls(**{k: v for k, v in values.items() if k in accepted and k != "name"})
+
+
+def lr_lambda(warmup: int, total: int) -> Any:
+    """Linear warmup to the peak over ``warmup`` steps, then linear decay to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def load_student(cfg: TrainConfig, device: str) -> TransformerEmbedder:
+    """The embedder to train, prompt overrides applied, trainable parts prepared."""
+    embedder = load_embedder(cfg.model.name, device=device, dtype="float32")
+    assert isinstance(embedder, TransformerEmbedder)
+    updates: dict[str, Any] = {}
+    if cfg.prompt.text_template is not None:
+        updates["text_template"] = cfg.prompt.text_template
+    if cfg.prompt.max_length is not None and embedder.settings.max_length is None:
+        updates["max_length"] = cfg.prompt.max_length
+    embedder.settings = dataclasses.replace(embedder.settings, **updates)
+    embedder.model = prepare_trainable(embedder.model, cfg.lora).train()
+    return embedder
+
+
+def sum_gradients(params: list[nn.Parameter]) -> None:
+    """All-reduce (SUM) the gradients of ``params`` across ranks in one flat buffer.
+
+    SUM, not the mean: every rank computed the same global loss (see ``gather.py``).
+    """
+    if not is_distributed():
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    flat = torch._utils._flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    for g, synced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
+        g.copy_(synced)
+
+
+def _broadcast_parameters(params: list[nn.Parameter]) -> None:
+    # Every rank starts from rank 0's adapter init, whatever its RNG did.
+    if is_distributed():
+        for p in params:
+            dist.broadcast(p.data, src=0)
+
+
+def epoch_batches(
+    rows: list[dict[str, Any]], batch: int, seed: int, epoch: int, rank: int, skip: int
+) -> Iterator[list[dict[str, Any]]]:
+    """This rank's batches of ``epoch`` in their fixed order, starting after ``skip``."""
+    order = np.random.default_rng([seed, epoch, rank]).permutation(len(rows))
+    for b in range(skip, len(rows) // batch):
+        yield [rows[i] for i in order[b * batch : (b + 1) * batch]]
+
+
+def _maybe_fail(cfg: TrainConfig, step: int, rank: int) -> None:
+    """Test knob: kill this worker process once at ``debug.fail_at_step``."""
+    if cfg.debug.fail_at_step != step or rank != cfg.debug.fail_rank:
+        return
+    marker = storage.join(run_uri(cfg), f".debug-failed-at-{step}")
+    if storage.exists(marker):
+        return
+    storage.write_text(marker, "killed once on purpose (debug.fail_at_step)\n")
+    os._exit(1)  # like a killed process: no exception, no cleanup
+
+
+def _gather_ids(ids: list[str]) -> list[str]:
+    if not is_distributed():
+        return list(ids)
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, list(ids))
+    return [i for part in out for i in part]
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point: ``config = {"cfg": TuneConfig | DistillConfig}``."""
+    cfg: TrainConfig = config["cfg"]
+    storage.configure(cfg.storage)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = str(ray.train.torch.get_device())
+    torch.manual_seed(cfg.train.seed)
+    student = load_student(cfg, device)
+    trainable = trainable_parameters(student.model)
+    params = list(trainable.values())
+    _broadcast_parameters(params)
+    torch.manual_seed(cfg.train.seed + 1 + rank)  # dropout differs per rank
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(cfg.train.warmup_steps, cfg.train.max_steps)
+    )
+    fingerprint = Fingerprint.of(cfg.model.name, trainable)
+    state = TrainState(Position(), fingerprint)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = load_checkpoint(folder, rank, fingerprint, trainable, optimizer, scheduler)
+        print(f"[rank {rank}] resumed at step {state.position.step} from {checkpoint.path}")
+    pos = state.position
+
+    shard = ray.train.get_dataset_shard("train")
+    rows = [r for b in shard.iter_batches(batch_format="pyarrow") for r in b.to_pylist()]
+    local_batch = cfg.train.batch_size // world
+    if len(rows) < local_batch:
+        raise ValueError(
+            f"rank {rank}: its shard has {len(rows)} rows, fewer than one batch of "
+            f"{local_batch} (train.batch_size {cfg.train.batch_size} over {world} workers)"
+        )
+
+    if isinstance(cfg, TuneConfig):
+        loss_fn: nn.Module = build_loss(cfg)
+        num_neg = cfg.loss.num_negatives if LOSS_CALLS[type(loss_fn)][1] else 0
+        teacher = None
+    else:
+        loss_fn = DistillLoss(cfg.loss.temperature, cfg.loss.average, cfg.loss.exclude_self)
+        teacher = load_embedder(cfg.teacher.model, device=device) if cfg.teacher.model else None
+
+    def encode(inputs: list[EmbedInput]) -> Tensor:
+        autocast = (
+            torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+            if cfg.scaling.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            return student.features(inputs)
+
+    metrics = MetricsLog(storage.join(run_uri(cfg), METRICS_FILE))
+    remote = storage.is_remote(metrics.uri)
+    if rank == 0:
+        metrics.resume(pos.step)
+    batches_seen = state.extra.setdefault("batches", []) if cfg.debug.record_batches else None
+
+    while pos.step < cfg.train.max_steps:
+        for batch_rows in epoch_batches(
+            rows, local_batch, cfg.train.seed, pos.epoch, rank, pos.batch_in_epoch
+        ):
+            _maybe_fail(cfg, pos.step + 1, rank)
+            start = time.perf_counter()
+            if isinstance(cfg, TuneConfig):
+                batch = tune_batch(batch_rows, num_neg)
+                ids = batch.ids
+                loss, stats = tune_step(encode, loss_fn, batch, cfg.train.grad_cache_chunk)
+            else:
+                texts = [r[S.TEXT] for r in batch_rows]
+                ids = [r[S.ID] for r in batch_rows]
+                if teacher is not None:
+                    target = torch.from_numpy(teacher.embed([EmbedInput(text=t) for t in texts]))
+                else:
+                    target = torch.tensor([r[S.EMBEDDING] for r in batch_rows])
+                assert isinstance(loss_fn, DistillLoss)
+                loss, stats = distill_step(
+                    encode, loss_fn, texts, target, cfg.train.grad_cache_chunk
+                )
+            sum_gradients(params)
+            if cfg.train.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            elapsed = time.perf_counter() - start
+            pos.advance()
+            if batches_seen is not None:
+                batches_seen.append(_gather_ids(ids))
+            row = {
+                "step": pos.step,
+                "epoch": pos.epoch,
+                "loss": float(loss),
+                "lr": lr,
+                "samples_per_s": cfg.train.batch_size / elapsed,
+                "step_time_s": elapsed,
+                "time": time.time(),
+                **stats,
+            }
+            done = pos.step >= cfg.train.max_steps
+            save = done or pos.step % cfg.checkpoint.every_steps == 0
+            if rank == 0:
+                metrics.add(row)
+                if save or not remote:
+                    metrics.flush()
+            if save:
+                with tempfile.TemporaryDirectory(prefix="uniembed-ckpt-") as folder:
+                    save_checkpoint(folder, rank, state, trainable, optimizer, scheduler)
+                    ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(folder))
+            else:
+                ray.train.report(row)
+            if done:
+                break
+        else:
+            pos.next_epoch()
+
+    if rank == 0 and cfg.checkpoint.export:
+        pooling = PoolingConfig(
+            text_template=cfg.prompt.text_template,
+            max_length=student.settings.max_length if student.family.kind != "mllm" else None,
+        )
+        out = storage.join(run_uri(cfg), EXPORT_DIR)
+        export_model(student.model, resolve_model(cfg.model.name), out, pooling)
+        print(f"[rank 0] exported the model to {out}")
+
+
+__all__ = ["DistillConfig", "TuneConfig", "run_uri", "train_loop_per_worker"]

@@ -1,0 +1,96 @@
+"""LoRA / DoRA on the language model, or full fine-tuning of it; the rest stays frozen.
+
+The target modules are found by walking the model, not by a fixed name list handed to peft:
+every ``nn.Linear`` of the language model must match a known projection name, otherwise we
+fail instead of silently leaving a projection untrained (a fused ``gate_up_proj`` or a new
+MLP name would otherwise be skipped by a hard-coded list). The vision tower and the
+projector of an MLLM are never trained in these stages (DESIGN §1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from torch import nn
+
+from uniembed.training.train_config import LoraSection
+
+# Attention and MLP projections of Llama/Qwen/Mistral-style decoders (plus Phi-3's fused
+# ones), and of BERT-style encoders.
+DECODER_PROJECTIONS = frozenset(
+    {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    | {"qkv_proj", "gate_up_proj"}
+)
+ENCODER_PROJECTIONS = frozenset({"query", "key", "value", "dense"})
+# Heads that the embedding path never runs (BERT's pooler): not trained.
+UNUSED_PREFIXES = ("pooler.",)
+
+
+def language_model_prefix(model: nn.Module) -> str:
+    """``"language_model."`` for MLLMs (Qwen2-VL, LLaVA: ``AutoModel`` layout), ``""`` for
+    text-only models, whose whole body is the language model."""
+    return "language_model." if hasattr(model, "language_model") else ""
+
+
+def _lm_linears(model: nn.Module) -> Iterator[tuple[str, nn.Linear]]:
+    prefix = language_model_prefix(model)
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or not name.startswith(prefix):
+            continue
+        if name[len(prefix) :].startswith(UNUSED_PREFIXES):
+            continue
+        yield name, module
+
+
+def target_modules(model: nn.Module) -> list[str]:
+    """Full names of every projection of the language model that LoRA adapts.
+
+    Raises ValueError naming the module when a linear layer of the language model has a
+    name no rule covers.
+    """
+    known = DECODER_PROJECTIONS | ENCODER_PROJECTIONS
+    out = []
+    for name, _ in _lm_linears(model):
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf not in known:
+            raise ValueError(
+                f"{type(model).__name__}: linear layer {name!r} of the language model matches "
+                f"no LoRA target rule (known: {sorted(known)}); add its name to "
+                "uniembed.training.lora"
+            )
+        out.append(name)
+    if not out:
+        raise ValueError(f"{type(model).__name__}: no linear layer found in the language model")
+    return out
+
+
+def prepare_trainable(model: nn.Module, lora: LoraSection) -> nn.Module:
+    """Return the model to train: peft-wrapped with LoRA/DoRA on :func:`target_modules`, or
+    (``lora.enabled=False``) the model itself with only its language model trainable.
+
+    The vision tower and the projector are frozen in both cases.
+    """
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if not lora.enabled:
+        prefix = language_model_prefix(model)
+        for name, p in model.named_parameters():
+            if name.startswith(prefix) and not name[len(prefix) :].startswith(UNUSED_PREFIXES):
+                p.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        use_dora=lora.dora,
+        target_modules=target_modules(model),
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The parameters that get gradients, by name (adapter weights under LoRA)."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}

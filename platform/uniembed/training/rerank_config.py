@@ -1,0 +1,67 @@
+"""Config of ``jobs/train_reranker.py``: the train job's sections plus the chat settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from uniembed.config import require
+from uniembed.sections import ModelSection, RaySection, StorageSection
+from uniembed.training.train_config import (
+    CheckpointSection,
+    DebugSection,
+    LoraSection,
+    OptimSection,
+    ScalingSection,
+)
+
+
+@dataclass
+class RerankDataSection:
+    """How rows become chats (``training.rerank_data``)."""
+
+    list_size: int = field(
+        default=5, metadata={"help": "hard negatives in the listwise chat; 0: no listwise"}
+    )
+    seed: int = field(default=0, metadata={"help": "seeds the positive's listwise slot"})
+    chats_per_forward: int = field(
+        default=0, metadata={"help": "chats per forward pass (gradients accumulate); 0: all"}
+    )
+
+    def __post_init__(self) -> None:
+        require(self.list_size >= 0, "data.list_size must be >= 0")
+        require(self.chats_per_forward >= 0, "data.chats_per_forward must be >= 0")
+
+
+@dataclass
+class RerankConfig:
+    """``jobs/train_reranker.py``: next-token training of a pairwise + listwise reranker.
+
+    ``train.batch_size`` counts rows (each gives up to three chats).
+    """
+
+    input: str = field(default="", metadata={"help": "mined rows (file or folder URI)"})
+    format: Literal["mined", "unime_v2", "mmeb_train"] = "mined"
+    model: ModelSection = field(default_factory=lambda: ModelSection(name="tiny-qwen2-vl"))
+    lora: LoraSection = field(default_factory=LoraSection)
+    data: RerankDataSection = field(default_factory=RerankDataSection)
+    train: OptimSection = field(default_factory=OptimSection)
+    scaling: ScalingSection = field(default_factory=ScalingSection)
+    checkpoint: CheckpointSection = field(
+        default_factory=lambda: CheckpointSection(name="reranker")
+    )
+    ray: RaySection = field(default_factory=RaySection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    debug: DebugSection = field(default_factory=DebugSection)
+
+    def __post_init__(self) -> None:
+        require(bool(self.input), "input: the training rows must be given (--input URI)")
+        require(
+            self.train.grad_cache_chunk == 0,
+            "train.grad_cache_chunk is a contrastive setting; use data.chats_per_forward",
+        )
+        require(
+            self.train.batch_size % self.scaling.num_workers == 0,
+            f"train.batch_size {self.train.batch_size} must be divisible by "
+            f"scaling.num_workers {self.scaling.num_workers}",
+        )

@@ -1,0 +1,91 @@
+"""The reranker's trainable model and its training step.
+
+The reranker is a causal (M)LLM *with* its LM head (``JudgeScorer.load``), while
+``training.lora.prepare_trainable`` adapts an ``AutoModel`` body. The adapted projections
+are the same: ``training.lora.target_modules`` of the body (``model.model``), so the LoRA /
+DoRA layers sit exactly where the embedder's do, and the LM head, the vision tower and
+the projector stay frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from uniembed.losses.rerank import IGNORE_INDEX, RerankLMLoss
+from uniembed.training.lora import language_model_prefix, target_modules
+from uniembed.training.rerank_data import RerankChat
+from uniembed.training.rerank_tokens import ChatEncoder
+from uniembed.training.train_config import LoraSection
+
+BODY = "model"  # the attribute of a *ForCausalLM / *ForConditionalGeneration holding the body
+
+
+def reranker_targets(model: nn.Module) -> list[str]:
+    """Full names of the LM projections LoRA adapts in a causal (M)LLM with an LM head."""
+    body = getattr(model, BODY, None)
+    if not isinstance(body, nn.Module):
+        raise ValueError(f"{type(model).__name__}: no '{BODY}' body under the LM head")
+    return [f"{BODY}.{name}" for name in target_modules(body)]
+
+
+def prepare_reranker(model: nn.Module, lora: LoraSection) -> nn.Module:
+    """Freeze everything, then make the language model trainable: peft LoRA/DoRA on
+    :func:`reranker_targets`, or (``lora.enabled=False``) every LM body parameter."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if not lora.enabled:
+        body = getattr(model, BODY)
+        prefix = f"{BODY}.{language_model_prefix(body)}"
+        for name, p in model.named_parameters():
+            if name.startswith(prefix):
+                p.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        use_dora=lora.dora,
+        target_modules=reranker_targets(model),
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def rerank_step(
+    model: nn.Module,
+    encoder: ChatEncoder,
+    chats: Sequence[RerankChat],
+    loss_fn: RerankLMLoss,
+    chats_per_forward: int = 0,
+    autocast: torch.autocast | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Forward and backward of one step over ``chats``; returns (loss, stats).
+
+    The loss is the mean cross-entropy over *all* answer tokens of ``chats``, also when
+    they run ``chats_per_forward`` at a time (0: all in one forward): each chunk's mean is
+    weighted by its share of the answer tokens, so the gradient equals the one-forward one.
+    """
+    step = chats_per_forward if chats_per_forward > 0 else len(chats)
+    batches = [encoder.encode(chats[i : i + step]) for i in range(0, len(chats), step)]
+    total = sum(b.n_answer_tokens for b in batches)
+    value = torch.zeros(())
+    correct = counted = 0
+    for batch in batches:
+        with autocast if autocast is not None else torch.autocast("cpu", enabled=False):
+            logits = model(**batch.inputs).logits
+        loss = loss_fn(logits, batch.labels) * (batch.n_answer_tokens / max(total, 1))
+        loss.backward()
+        value += loss.detach().cpu()
+        with torch.no_grad():
+            # Answer tokens predicted right (position j predicts token j + 1).
+            labels = batch.labels[:, 1:]
+            keep = labels != IGNORE_INDEX
+            pred = logits[:, :-1].argmax(dim=-1)
+            correct += int((pred[keep] == labels[keep]).sum())
+            counted += int(keep.sum())
+    return value, {"answer_token_acc": correct / max(counted, 1), "answer_tokens": float(total)}

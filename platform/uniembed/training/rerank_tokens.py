@@ -1,0 +1,157 @@
+"""Chats to model inputs: the judge's own prompts plus the answer, labels on the answer only.
+
+The prompt of a pairwise chat is exactly what :meth:`JudgeScorer.prompt` feeds the model at
+scoring time, and the answer's first token is the scorer's ``yes_token_id`` /
+``no_token_id``: training and inference read the same logit. The answer is followed by the
+chat's end-of-turn token (``<|im_end|>`` for ChatML, ``eos`` otherwise) so that listwise
+generation learns to stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from uniembed.data.images import load_image
+from uniembed.losses.rerank import IGNORE_INDEX
+from uniembed.models.judge import JudgeScorer
+from uniembed.models.judge_prompts import YES, JudgeInput
+from uniembed.models.listwise import listwise_prompt
+from uniembed.training.rerank_data import RerankChat, RerankItem
+
+ImageLoader = Callable[[str, str], Image.Image]
+_PROBE = "ZqXANSWERXqZ"
+
+
+def load_item_image(uri: str, source: str) -> Image.Image:
+    """Default image loader: decode ``uri`` (local or s3://); errors name ``source``."""
+    image = load_image(None, uri, record=source)
+    assert image is not None
+    return image
+
+
+@dataclass
+class RerankBatch:
+    """Model inputs of a list of chats (right-padded) and their labels.
+
+    ``inputs`` holds ``input_ids`` / ``attention_mask`` (b, t) and, for MLLMs, the image
+    tensors; ``labels`` (b, t) are the token ids on answer tokens and -100 elsewhere.
+    """
+
+    inputs: dict[str, Tensor]
+    labels: Tensor
+    prompts: list[str]
+    answers: list[str]
+
+    @property
+    def n_answer_tokens(self) -> int:
+        """Tokens that take part in the loss."""
+        return int((self.labels != IGNORE_INDEX).sum())
+
+
+class ChatEncoder:
+    """Turns :class:`RerankChat` lists into :class:`RerankBatch` for one loaded scorer."""
+
+    def __init__(self, scorer: JudgeScorer, load: ImageLoader = load_item_image) -> None:
+        self.scorer = scorer
+        self.load = load
+        self.lead, self.end = self._answer_frame()
+
+    def _count_ids(self, text: str) -> list[int]:
+        # Plain tokenizer, no special tokens added: only the tail (the answer) is compared.
+        return self.scorer.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _answer_frame(self) -> tuple[str, str]:
+        """(text before the answer, text after it) such that the answer's first token is
+        the scorer's Yes token, and the turn ends like the chat template ends it."""
+        probe = self.scorer.prompt(JudgeInput("a cat"), JudgeInput("a dog"))
+        lead = None
+        for candidate in ("", " "):
+            ids, base = self._count_ids(probe + candidate + YES), self._count_ids(probe)
+            if ids[: len(base)] == base and len(ids) > len(base):
+                if ids[len(base)] == self.scorer.yes_token_id:
+                    lead = candidate
+                    break
+        if lead is None:
+            raise ValueError(
+                f"{self.scorer.name}: no spelling of the answer starts with the judge's Yes token"
+            )
+        owner = (
+            self.scorer.processor if self.scorer.processor is not None else self.scorer.tokenizer
+        )
+        end = ""
+        if self.scorer.settings.use_chat_template and getattr(owner, "chat_template", None):
+            parts = self.scorer.settings.family.chat_content == "parts"
+            user = [{"type": "text", "text": "x"}] if parts else "x"
+            reply = [{"type": "text", "text": _PROBE}] if parts else _PROBE
+            rendered = owner.apply_chat_template(
+                [{"role": "user", "content": user}, {"role": "assistant", "content": reply}],
+                tokenize=False,
+            )
+            end = rendered.split(_PROBE, 1)[1].rstrip() if _PROBE in rendered else ""
+        if not end:
+            end = self.scorer.tokenizer.eos_token or ""
+        return lead, end
+
+    def _input(self, item: RerankItem, source: str) -> JudgeInput:
+        image = self.load(item.image, source) if item.image else None
+        return JudgeInput(text=item.text, image=image)
+
+    def prompt(self, chat: RerankChat, images: list[Image.Image] | None = None) -> str:
+        """The chat's prompt text (what the scorer or listwise generation is given)."""
+        query = self._input(chat.query, chat.source)
+        cands = [self._input(c, chat.source) for c in chat.candidates]
+        if images is not None:
+            images.extend(x.image for x in (query, *cands) if x.image is not None)
+        try:
+            if chat.kind == "listwise":
+                return listwise_prompt(self.scorer, query, cands)
+            return self.scorer.prompt(query, cands[0])
+        except ValueError as e:
+            raise ValueError(f"{chat.source}: {chat.kind} chat: {e}") from e
+
+    def encode(self, chats: Sequence[RerankChat]) -> RerankBatch:
+        """Tokenise ``chats`` in one right-padded batch with answer-only labels."""
+        if not chats:
+            raise ValueError("no chats to encode")
+        prompts, fulls, images, n_answer = [], [], [], []
+        for chat in chats:
+            prompt = self.prompt(chat, images)
+            full = prompt + self.lead + chat.answer + self.end
+            n = len(self._count_ids(full)) - len(self._count_ids(prompt))
+            if n < 1:
+                raise ValueError(f"{chat.source}: answer {chat.answer!r} adds no token")
+            prompts.append(prompt)
+            fulls.append(full)
+            n_answer.append(n)
+        batch = self._tensors(fulls, images)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        for row, (full, n) in enumerate(zip(fulls, n_answer)):
+            last = int(mask[row].sum())  # right padding: real tokens are [0, last)
+            expected = torch.tensor(self._count_ids(full)[-n:], device=ids.device)
+            if not bool((ids[row, last - n : last] == expected).all()):
+                raise ValueError(f"{chats[row].source}: the answer tokens differ in context")
+            labels[row, last - n : last] = ids[row, last - n : last]
+        return RerankBatch(batch, labels, prompts, [c.answer for c in chats])
+
+    def _tensors(self, texts: list[str], images: list[Image.Image]) -> dict[str, Tensor]:
+        s = self.scorer
+        if s.processor is not None:
+            out: Any = s.processor(
+                text=texts, images=images or None, padding=True, return_tensors="pt"
+            )
+        else:
+            chat = bool(s.settings.use_chat_template and s.tokenizer.chat_template)
+            out = s.tokenizer(texts, padding=True, add_special_tokens=not chat, return_tensors="pt")
+        param = next(s.model.parameters())
+        return {
+            k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)
+            for k, v in out.items()
+            if isinstance(v, Tensor)
+        }

@@ -1,0 +1,218 @@
+"""Training rows: read, normalise and check them on the driver, before any worker starts.
+
+Stage 2 reads three formats into the columns of ``MINED_SCHEMA`` (the mine job's output):
+
+- ``mined``: Parquet in ``MINED_SCHEMA`` (file or folder);
+- ``unime_v2``: the published UniME-V2 scored JSON (a list, or JSON lines) with
+  ``query_text, query_image, pos_text, pos_image, query_pos_scores, hard_negatives
+  [[text, image]...], hard_negatives_scores``;
+- ``mmeb_train``: MMEB-train rows ``qry, qry_image_path, pos_text, pos_image_path`` and
+  optional ``neg_text, neg_image_path`` (JSON lines, JSON or Parquet).
+
+Stage 1 reads texts (``id``, ``text``) and, optionally, the teacher's embeddings by id.
+Every problem raises :class:`TrainingDataError` naming the file and row.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any
+
+import pyarrow as pa
+
+from uniembed import storage
+from uniembed.data import schema as S
+from uniembed.data.images import resolve_uri
+from uniembed.data.records import strip_image_placeholders
+
+TUNE_COLUMNS = (
+    S.QUERY_ID,
+    S.QUERY_TEXT,
+    S.QUERY_IMAGE,
+    S.QUERY_INSTRUCTION,
+    S.POS_TEXT,
+    S.POS_IMAGE,
+    S.POS_SCORE,
+    S.NEG_TEXTS,
+    S.NEG_IMAGES,
+    S.NEG_SCORES,
+)
+TUNE_SCHEMA = pa.schema(
+    [f for f in S.MINED_SCHEMA if f.name in TUNE_COLUMNS] + [pa.field(S.SOURCE, pa.string())]
+)
+DISTILL_SCHEMA = pa.schema(
+    [pa.field(S.ID, pa.string()), pa.field(S.TEXT, pa.string()), pa.field(S.SOURCE, pa.string())]
+)
+
+
+class TrainingDataError(ValueError):
+    """A training row or file is unusable; the message names the file and the row."""
+
+
+def _records(uri: str) -> list[tuple[dict[str, Any], str, str]]:
+    """``(record, source "file:row", folder of the file)`` for every record under ``uri``."""
+    files = [f for f in storage.list_files(uri) if f.endswith((".parquet", ".jsonl", ".json"))]
+    if not files:
+        raise TrainingDataError(f"{uri}: not found, or no .parquet, .jsonl or .json file in it")
+    out = []
+    for f in files:
+        base = posixpath.dirname(f)
+        if f.endswith(".parquet"):
+            recs = storage.read_parquet(f).to_pylist()
+        else:
+            text = storage.read_text(f)
+            try:
+                if f.endswith(".json") and text.lstrip().startswith("["):
+                    recs = json.loads(text)
+                else:
+                    recs = [json.loads(line) for line in text.splitlines() if line.strip()]
+            except json.JSONDecodeError as e:
+                raise TrainingDataError(f"{f}: not valid JSON ({e})") from e
+        for i, rec in enumerate(recs):
+            if not isinstance(rec, dict):
+                raise TrainingDataError(f"{f}:{i + 1}: a row must be an object")
+            out.append((rec, f"{f}:{i + 1}", base))
+    return out
+
+
+def _uri(value: Any, base: str) -> str | None:
+    return resolve_uri(value, base) if isinstance(value, str) and value else None
+
+
+def check_tune_row(row: dict[str, Any]) -> None:
+    """Raise TrainingDataError unless ``row`` (TUNE columns) has a query, a positive and
+    one score per negative."""
+    src = f"{row[S.SOURCE]} (query {row[S.QUERY_ID]})"
+    if not row[S.QUERY_TEXT] and not row[S.QUERY_IMAGE]:
+        raise TrainingDataError(f"{src}: the query has neither text nor image")
+    if not row[S.POS_TEXT] and not row[S.POS_IMAGE]:
+        raise TrainingDataError(f"{src}: no positive ({S.POS_TEXT} and {S.POS_IMAGE} empty)")
+    texts, images, scores = row[S.NEG_TEXTS], row[S.NEG_IMAGES], row[S.NEG_SCORES]
+    if len(images) != len(texts):
+        raise TrainingDataError(
+            f"{src}: {S.NEG_IMAGES} has {len(images)} entries for {len(texts)} negatives"
+        )
+    if scores is not None and len(scores) != len(texts):
+        raise TrainingDataError(
+            f"{src}: {S.NEG_SCORES} has {len(scores)} scores for {len(texts)} negatives"
+        )
+    for j, (t, im) in enumerate(zip(texts, images)):
+        if not t and not im:
+            raise TrainingDataError(f"{src}: negative {j} has neither text nor image")
+
+
+def _from_mined(rec: dict[str, Any], src: str, base: str) -> dict[str, Any]:
+    negs = list(rec.get(S.NEG_TEXTS) or [])
+    return {
+        S.QUERY_ID: str(rec.get(S.QUERY_ID) or src),
+        S.QUERY_TEXT: rec.get(S.QUERY_TEXT),
+        S.QUERY_IMAGE: _uri(rec.get(S.QUERY_IMAGE), base),
+        S.QUERY_INSTRUCTION: rec.get(S.QUERY_INSTRUCTION),
+        S.POS_TEXT: rec.get(S.POS_TEXT),
+        S.POS_IMAGE: _uri(rec.get(S.POS_IMAGE), base),
+        S.POS_SCORE: rec.get(S.POS_SCORE),
+        S.NEG_TEXTS: negs,
+        S.NEG_IMAGES: [_uri(u, base) for u in (rec.get(S.NEG_IMAGES) or [None] * len(negs))],
+        S.NEG_SCORES: rec.get(S.NEG_SCORES),
+    }
+
+
+def _from_unime_v2(rec: dict[str, Any], src: str, base: str) -> dict[str, Any]:
+    negs = rec.get("hard_negatives") or []
+    for j, neg in enumerate(negs):
+        if not isinstance(neg, (list, tuple)) or len(neg) != 2:
+            raise TrainingDataError(f"{src}: hard_negatives[{j}] is not [text, image]")
+    pos_score = rec.get("query_pos_scores")
+    if isinstance(pos_score, list):  # some releases store the single score in a list
+        pos_score = pos_score[0] if pos_score else None
+    return {
+        S.QUERY_ID: str(rec.get("id") or src),
+        S.QUERY_TEXT: strip_image_placeholders(rec.get("query_text")),
+        S.QUERY_IMAGE: _uri(rec.get("query_image"), base),
+        S.QUERY_INSTRUCTION: None,
+        S.POS_TEXT: strip_image_placeholders(rec.get("pos_text")),
+        S.POS_IMAGE: _uri(rec.get("pos_image"), base),
+        S.POS_SCORE: pos_score,
+        S.NEG_TEXTS: [strip_image_placeholders(n[0] or None) for n in negs],
+        S.NEG_IMAGES: [_uri(n[1], base) for n in negs],
+        S.NEG_SCORES: rec.get("hard_negatives_scores"),
+    }
+
+
+def _from_mmeb_train(rec: dict[str, Any], src: str, base: str) -> dict[str, Any]:
+    neg_text = strip_image_placeholders(rec.get("neg_text") or None)
+    neg_image = _uri(rec.get("neg_image_path"), base)
+    has_neg = bool(neg_text or neg_image)
+    return {
+        S.QUERY_ID: str(rec.get("id") or src),
+        S.QUERY_TEXT: strip_image_placeholders(rec.get("qry") or None),
+        S.QUERY_IMAGE: _uri(rec.get("qry_image_path"), base),
+        S.QUERY_INSTRUCTION: None,
+        S.POS_TEXT: strip_image_placeholders(rec.get("pos_text") or None),
+        S.POS_IMAGE: _uri(rec.get("pos_image_path"), base),
+        S.POS_SCORE: None,
+        S.NEG_TEXTS: [neg_text] if has_neg else [],
+        S.NEG_IMAGES: [neg_image] if has_neg else [],
+        S.NEG_SCORES: None,
+    }
+
+
+_READERS = {"mined": _from_mined, "unime_v2": _from_unime_v2, "mmeb_train": _from_mmeb_train}
+
+
+def read_tune_rows(uri: str, fmt: str, need_scores: bool = False) -> pa.Table:
+    """All training rows under ``uri`` in format ``fmt``, as a ``TUNE_SCHEMA`` table.
+
+    ``need_scores``: every row must carry judge scores (the soft-label loss); a row without
+    them is an error naming it. Unscored positives get score 1.0.
+    """
+    if fmt not in _READERS:
+        raise TrainingDataError(f"unknown format {fmt!r}; expected one of {sorted(_READERS)}")
+    rows = []
+    for rec, src, base in _records(uri):
+        row = _READERS[fmt](rec, src, base)
+        row[S.SOURCE] = src
+        check_tune_row(row)
+        if row[S.NEG_SCORES] is None:
+            if need_scores and row[S.NEG_TEXTS]:
+                raise TrainingDataError(
+                    f"{src} (query {row[S.QUERY_ID]}): no judge scores ({S.NEG_SCORES}) but "
+                    "the soft_label loss needs them"
+                )
+            row[S.NEG_SCORES] = [0.0] * len(row[S.NEG_TEXTS])
+        if row[S.POS_SCORE] is None:
+            row[S.POS_SCORE] = 1.0
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=TUNE_SCHEMA)
+
+
+def read_texts(uri: str) -> pa.Table:
+    """Stage-1 texts under ``uri`` (records with ``id`` and ``text``) as ``DISTILL_SCHEMA``."""
+    rows = []
+    for rec, src, _ in _records(uri):
+        text = rec.get(S.TEXT)
+        if not isinstance(text, str) or not text.strip():
+            raise TrainingDataError(f"{src}: field '{S.TEXT}' is missing or empty")
+        rows.append({S.ID: str(rec.get(S.ID) or src), S.TEXT: text, S.SOURCE: src})
+    return pa.Table.from_pylist(rows, schema=DISTILL_SCHEMA)
+
+
+def attach_teacher_embeddings(texts: pa.Table, uri: str) -> pa.Table:
+    """Add the teacher's ``embedding`` column to ``texts`` by ``id`` from an embed-job output.
+
+    Raises TrainingDataError naming the file and the first id without an embedding.
+    """
+    table = storage.read_parquet(uri, columns=[S.ID, S.EMBEDDING])
+    by_id = dict(zip(table.column(S.ID).to_pylist(), table.column(S.EMBEDDING).to_pylist()))
+    vectors = []
+    for id_, src in zip(texts.column(S.ID).to_pylist(), texts.column(S.SOURCE).to_pylist()):
+        vec = by_id.get(id_)
+        if vec is None:
+            raise TrainingDataError(f"{src}: id {id_!r} has no teacher embedding in {uri}")
+        vectors.append(vec)
+    dims = {len(v) for v in vectors}
+    if len(dims) > 1:
+        raise TrainingDataError(f"{uri}: teacher embeddings of different sizes {sorted(dims)}")
+    column = pa.array(vectors, type=pa.list_(pa.float32()))
+    return texts.append_column(pa.field(S.EMBEDDING, column.type), column)

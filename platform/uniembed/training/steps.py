@@ -1,0 +1,161 @@
+"""One training step's forward and backward, for both stages.
+
+Every rank encodes its own rows in one forward pass (queries, positives and negatives
+together: one forward per step keeps DDP-style hooks out and lets GradCache chunk across
+the whole list), gathers the representations of all ranks with
+:func:`~uniembed.training.gather_with_grad` and computes the *same* global loss. The
+gradients of the ranks are then summed (not averaged: see ``gather.py``) by the loop, which
+gives exactly the single-process gradient of the global batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from uniembed.data import schema as S
+from uniembed.data.images import load_image
+from uniembed.losses import DistillLoss, InfoNCELoss, SoftLabelLoss, UniMEHardNegativeLoss
+from uniembed.models import EmbedInput
+from uniembed.training.gather import gather_with_grad
+from uniembed.training.gradcache import GradCache
+from uniembed.training.metrics import similarity_stats
+
+Encode = Callable[[Sequence[EmbedInput]], Tensor]
+
+
+@dataclass
+class TuneBatch:
+    """A rank's share of a stage-2 batch, ready to encode.
+
+    ``inputs`` holds the ``n`` queries, then the ``n`` positives, then the real negatives
+    row by row; ``mask (n, k)`` says which of the ``k`` negative slots of a row are real,
+    ``scores (n, 1 + k)`` are the judge scores, positive first.
+    """
+
+    inputs: list[EmbedInput]
+    n: int
+    mask: Tensor
+    scores: Tensor
+    ids: list[str]
+
+
+def _input(text: Any, image_uri: Any, record: str, instruction: Any = None) -> EmbedInput:
+    image = load_image(None, image_uri, record=record) if image_uri else None
+    return EmbedInput(text=text or None, image=image, instruction=instruction or None)
+
+
+def tune_batch(rows: list[dict[str, Any]], num_negatives: int) -> TuneBatch:
+    """Turn rows (``TUNE_SCHEMA`` dicts) into a :class:`TuneBatch` using at most
+    ``num_negatives`` mined negatives per row (the first ones: the mine job stores them in
+    the order it selected them)."""
+    queries, positives, negatives = [], [], []
+    k = num_negatives
+    mask = torch.zeros(len(rows), k, dtype=torch.bool)
+    scores = torch.zeros(len(rows), 1 + k)
+    for i, row in enumerate(rows):
+        src = row[S.SOURCE]
+        queries.append(_input(row[S.QUERY_TEXT], row[S.QUERY_IMAGE], src, row[S.QUERY_INSTRUCTION]))
+        positives.append(_input(row[S.POS_TEXT], row[S.POS_IMAGE], src))
+        scores[i, 0] = float(row[S.POS_SCORE])
+        triples = list(zip(row[S.NEG_TEXTS], row[S.NEG_IMAGES], row[S.NEG_SCORES]))[:k]
+        for j, (text, image, score) in enumerate(triples):
+            negatives.append(_input(text, image, src))
+            mask[i, j] = True
+            scores[i, 1 + j] = float(score)
+    ids = [str(r[S.QUERY_ID]) for r in rows]
+    return TuneBatch(queries + positives + negatives, len(rows), mask, scores, ids)
+
+
+def _gather_mask(mask: Tensor) -> Tensor:
+    # gloo cannot all-gather bool tensors.
+    return gather_with_grad(mask.to(torch.uint8)).bool()
+
+
+def _unime(loss: nn.Module, q: Tensor, p: Tensor, negs: Tensor, m: Tensor, s: Tensor) -> Tensor:
+    return loss(q, p, torch.arange(q.shape[0], device=q.device))
+
+
+def _soft_label(
+    loss: nn.Module, q: Tensor, p: Tensor, negs: Tensor, m: Tensor, s: Tensor
+) -> Tensor:
+    candidates = torch.cat([p.unsqueeze(1), negs], dim=1)
+    valid = torch.cat([torch.ones_like(m[:, :1]), m], dim=1)
+    return loss(q, candidates, s, valid)
+
+
+def _infonce(loss: nn.Module, q: Tensor, p: Tensor, negs: Tensor, m: Tensor, s: Tensor) -> Tensor:
+    if negs.shape[1] == 0:
+        return loss(q, p)
+    return loss(q, p, negs, m)
+
+
+# How each loss class is called on the gathered batch; ``encodes_negatives``: whether the
+# mined negatives are encoded at all (the UniME loss picks its negatives in-batch).
+LOSS_CALLS: dict[type[nn.Module], tuple[Callable[..., Tensor], bool]] = {
+    UniMEHardNegativeLoss: (_unime, False),
+    SoftLabelLoss: (_soft_label, True),
+    InfoNCELoss: (_infonce, True),
+}
+
+
+def run_backward(
+    encode: Encode, loss_fn: Callable[[Tensor], Tensor], inputs: list[EmbedInput], chunk: int
+) -> Tensor:
+    """Encode ``inputs``, compute ``loss_fn(reps (len(inputs), d))`` and backpropagate;
+    with ``chunk > 0`` through GradCache, ``chunk`` inputs per forward. Returns the loss."""
+    if chunk > 0:
+        cache = GradCache(lambda c: encode(c["inputs"]), loss_fn, chunk_size=chunk)
+        return cache.step({"inputs": inputs})
+    loss = loss_fn(encode(inputs))
+    loss.backward()
+    return loss.detach()
+
+
+def tune_step(
+    encode: Encode, loss: nn.Module, batch: TuneBatch, chunk: int
+) -> tuple[Tensor, dict[str, float]]:
+    """Forward and backward of one stage-2 step on this rank; returns (loss, similarity
+    statistics of the global batch)."""
+    call, _ = LOSS_CALLS[type(loss)]
+    n, k = batch.n, batch.mask.shape[1]
+    stats: dict[str, float] = {}
+
+    def loss_fn(reps: Tensor) -> Tensor:
+        q, p, flat = reps[:n], reps[n : 2 * n], reps[2 * n :]
+        slots = batch.mask.reshape(-1).nonzero().squeeze(1).to(reps.device)
+        d = reps.shape[1]
+        negs = reps.new_zeros(n * k, d).index_copy(0, slots, flat).view(n, k, d)
+        gq, gp, gn = gather_with_grad(q), gather_with_grad(p), gather_with_grad(negs)
+        gm = _gather_mask(batch.mask.to(reps.device))
+        gs = gather_with_grad(batch.scores.to(reps.device))
+        stats.update(similarity_stats(gq, gp, gn, gm))
+        return call(loss, gq, gp, gn, gm, gs)
+
+    value = run_backward(encode, loss_fn, batch.inputs, chunk)
+    return value, stats
+
+
+def distill_step(
+    encode: Encode, loss: DistillLoss, texts: list[str], teacher: Tensor, chunk: int
+) -> tuple[Tensor, dict[str, float]]:
+    """Forward and backward of one stage-1 step: ``texts`` are this rank's rows and
+    ``teacher (n, d')`` their teacher embeddings."""
+    inputs = [EmbedInput(text=t) for t in texts]
+    stats: dict[str, float] = {}
+
+    def loss_fn(reps: Tensor) -> Tensor:
+        student = gather_with_grad(reps)
+        target = gather_with_grad(teacher.to(reps.device, torch.float32))
+        with torch.no_grad():
+            s = torch.nn.functional.normalize(student.float(), dim=-1)
+            t = torch.nn.functional.normalize(target, dim=-1)
+            # How far the student's similarity matrix is from the teacher's.
+            stats["sim_gap"] = float((s @ s.T - t @ t.T).abs().mean())
+        return loss(student, target)
+
+    return run_backward(encode, loss_fn, inputs, chunk), stats

@@ -1,0 +1,224 @@
+"""Configs of the train jobs (``jobs/distill.py`` and ``jobs/tune.py``).
+
+Defaults are the recipe's (DESIGN §1): LoRA r 16, alpha 64, dropout 0.1 with DoRA, lr 1e-4
+with linear warmup and decay, temperature 0.02. The tests and the CPU configs shrink the
+steps and batch sizes, never the meaning of a field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from uniembed.config import require
+from uniembed.sections import ModelSection, RaySection, StorageSection
+
+TUNE_FORMATS = ("mined", "unime_v2", "mmeb_train")
+DISTILL_PROMPT = "{text}\nSummarize the above sentences in one word."
+
+
+@dataclass
+class ScalingSection:
+    """How many Ray Train workers, on what, in which precision."""
+
+    num_workers: int = field(default=1, metadata={"help": "Ray Train workers (ranks)"})
+    use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker when true"})
+    gpus_per_worker: float = 1.0
+    cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs reserved per worker"})
+    precision: Literal["fp32", "bf16"] = field(
+        default="fp32", metadata={"help": "bf16: autocast forward, fp32 master weights"}
+    )
+
+    def __post_init__(self) -> None:
+        require(self.num_workers >= 1, "scaling.num_workers must be >= 1")
+        require(self.gpus_per_worker > 0, "scaling.gpus_per_worker must be > 0")
+        require(self.cpus_per_worker > 0, "scaling.cpus_per_worker must be > 0")
+
+
+@dataclass
+class LoraSection:
+    """Parameter-efficient tuning of the language model (peft)."""
+
+    enabled: bool = field(default=True, metadata={"help": "false: full fine-tuning of the LM"})
+    r: int = 16
+    alpha: int = 64
+    dropout: float = 0.1
+    dora: bool = field(default=True, metadata={"help": "weight-decomposed LoRA (DoRA)"})
+
+    def __post_init__(self) -> None:
+        require(self.r >= 1, "lora.r must be >= 1")
+        require(self.alpha >= 1, "lora.alpha must be >= 1")
+        require(0.0 <= self.dropout < 1.0, "lora.dropout must be in [0, 1)")
+
+
+@dataclass
+class OptimSection:
+    """Optimiser, schedule and batch."""
+
+    max_steps: int = field(default=2000, metadata={"help": "optimizer steps in the whole run"})
+    batch_size: int = field(default=512, metadata={"help": "global batch (all workers)"})
+    lr: float = 1e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    max_grad_norm: float = field(default=1.0, metadata={"help": "0 disables clipping"})
+    seed: int = 0
+    grad_cache_chunk: int = field(
+        default=0, metadata={"help": "GradCache chunk size (rows per forward); 0: off"}
+    )
+
+    def __post_init__(self) -> None:
+        require(self.max_steps >= 1, "train.max_steps must be >= 1")
+        require(self.batch_size >= 1, "train.batch_size must be >= 1")
+        require(self.lr > 0, "train.lr must be > 0")
+        require(self.warmup_steps >= 0, "train.warmup_steps must be >= 0")
+        require(self.max_grad_norm >= 0, "train.max_grad_norm must be >= 0")
+        require(self.grad_cache_chunk >= 0, "train.grad_cache_chunk must be >= 0")
+
+
+@dataclass
+class CheckpointSection:
+    """Where the run lives and how often it is saved."""
+
+    storage_path: str = field(
+        default="outputs/train", metadata={"help": "local folder or s3://bucket/prefix"}
+    )
+    name: str = field(default="run", metadata={"help": "run name; the same name resumes"})
+    every_steps: int = field(default=100, metadata={"help": "checkpoint every N steps"})
+    num_to_keep: int = 2
+    max_failures: int = field(default=3, metadata={"help": "worker-group restarts allowed"})
+    export: bool = field(default=True, metadata={"help": "export a model folder at the end"})
+
+    def __post_init__(self) -> None:
+        require(bool(self.storage_path), "checkpoint.storage_path must not be empty")
+        require(bool(self.name) and "/" not in self.name, "checkpoint.name must be a plain name")
+        require(self.every_steps >= 1, "checkpoint.every_steps must be >= 1")
+        require(self.num_to_keep >= 1, "checkpoint.num_to_keep must be >= 1")
+        require(self.max_failures >= -1, "checkpoint.max_failures must be >= -1 (-1: forever)")
+
+
+@dataclass
+class DebugSection:
+    """Test-only knobs. Never set these in a production config."""
+
+    fail_at_step: int = field(
+        default=0, metadata={"help": "kill a worker once when it reaches this step (0: never)"}
+    )
+    fail_rank: int = field(default=1, metadata={"help": "the rank that fail_at_step kills"})
+    record_batches: bool = field(
+        default=False, metadata={"help": "keep the ids trained per step in the checkpoint"}
+    )
+
+
+@dataclass
+class TuneLossSection:
+    """Stage-2 loss, chosen by name from ``uniembed.losses.LOSSES``."""
+
+    name: Literal["unime", "soft_label", "infonce"] = "soft_label"
+    temperature: float = 0.02
+    num_negatives: int = field(
+        default=8, metadata={"help": "unime: in-batch top-k; others: mined negatives used"}
+    )
+    margin: float = field(default=0.1, metadata={"help": "unime false-negative margin"})
+
+    def __post_init__(self) -> None:
+        require(self.temperature > 0, "loss.temperature must be > 0")
+        require(self.num_negatives >= 0, "loss.num_negatives must be >= 0")
+        require(
+            self.name == "infonce" or self.num_negatives >= 1,
+            f"loss.num_negatives must be >= 1 for loss {self.name}",
+        )
+
+
+@dataclass
+class DistillLossSection:
+    """Stage-1 KL of in-batch similarity distributions."""
+
+    temperature: float = 0.02
+    average: bool = field(default=True, metadata={"help": "mean over rows instead of sum"})
+    exclude_self: bool = False
+
+    def __post_init__(self) -> None:
+        require(self.temperature > 0, "loss.temperature must be > 0")
+
+
+@dataclass
+class TeacherSection:
+    """Stage-1 teacher: a model run on the fly, or embeddings of an embed job."""
+
+    model: str | None = field(default="minilm", metadata={"help": "on-the-fly teacher model"})
+    embeddings: str | None = field(
+        default=None, metadata={"help": "embed-job output (Parquet id, embedding)"}
+    )
+
+    def __post_init__(self) -> None:
+        require(
+            (self.model is None) != (self.embeddings is None),
+            "teacher: set exactly one of teacher.model and teacher.embeddings",
+        )
+
+
+@dataclass
+class PromptSection:
+    """Prompt template the student is trained with; written to the export's uniembed.json."""
+
+    text_template: str | None = field(
+        default=None, metadata={"help": "e.g. '{text}\\nSummary above sentence in one word:'"}
+    )
+    max_length: int | None = field(default=128, metadata={"help": "truncate text inputs"})
+
+
+@dataclass
+class TuneConfig:
+    """``jobs/tune.py``: stage-2 contrastive tuning on mined rows."""
+
+    input: str = field(default="", metadata={"help": "training rows (file or folder URI)"})
+    format: Literal["mined", "unime_v2", "mmeb_train"] = "mined"
+    model: ModelSection = field(default_factory=lambda: ModelSection(name="tiny-qwen2-vl"))
+    lora: LoraSection = field(default_factory=LoraSection)
+    loss: TuneLossSection = field(default_factory=TuneLossSection)
+    train: OptimSection = field(default_factory=OptimSection)
+    prompt: PromptSection = field(default_factory=PromptSection)
+    scaling: ScalingSection = field(default_factory=ScalingSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    ray: RaySection = field(default_factory=RaySection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    debug: DebugSection = field(default_factory=DebugSection)
+
+    def __post_init__(self) -> None:
+        require(bool(self.input), "input: the training rows must be given (--input URI)")
+        _check_batch(self.train, self.scaling)
+
+
+@dataclass
+class DistillConfig:
+    """``jobs/distill.py``: stage-1 textual knowledge distillation."""
+
+    input: str = field(default="", metadata={"help": "texts: JSONL/Parquet with id, text"})
+    model: ModelSection = field(default_factory=lambda: ModelSection(name="tiny-text-lm"))
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    loss: DistillLossSection = field(default_factory=DistillLossSection)
+    train: OptimSection = field(default_factory=OptimSection)
+    prompt: PromptSection = field(
+        default_factory=lambda: PromptSection(text_template=DISTILL_PROMPT)
+    )
+    scaling: ScalingSection = field(default_factory=ScalingSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    ray: RaySection = field(default_factory=RaySection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    debug: DebugSection = field(default_factory=DebugSection)
+
+    def __post_init__(self) -> None:
+        require(bool(self.input), "input: the texts must be given (--input URI)")
+        _check_batch(self.train, self.scaling)
+
+
+def _check_batch(train: OptimSection, scaling: ScalingSection) -> None:
+    require(
+        train.batch_size % scaling.num_workers == 0,
+        f"train.batch_size {train.batch_size} must be divisible by scaling.num_workers "
+        f"{scaling.num_workers} (every rank takes the same share)",
+    )
+
+
+TrainConfig = TuneConfig | DistillConfig

@@ -1,0 +1,148 @@
+"""The driver side of a train job: read and check the rows, build the TorchTrainer, run it.
+
+Storage (DESIGN §3b): a local ``storage_path`` is passed as a path; an ``s3://`` one as
+``bucket/prefix`` with the pyarrow S3 filesystem of ``uniembed.storage``, so Ray Train
+talks to the same endpoint with the same credentials as the rest of the job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+import ray.data
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from uniembed import storage
+from uniembed.pipelines.runtime import init_ray
+from uniembed.training.loop import EXPORT_DIR, run_uri, train_loop_per_worker
+from uniembed.training.rows import attach_teacher_embeddings, read_texts, read_tune_rows
+from uniembed.training.state import check_run_model
+from uniembed.training.train_config import DistillConfig, TrainConfig, TuneConfig
+
+
+class OrderedSplit(DataConfig):
+    """Split the training rows into ``world_size`` equal shards, deterministically.
+
+    Ray Train's default ``streaming_split`` hands blocks to whichever worker asks first, so
+    which rows a rank sees changes between attempts; resuming at a batch index then repeats
+    some rows and skips others. ``Dataset.split(equal=True)`` on an order-preserving
+    execution gives every attempt the same shards.
+    """
+
+    def configure(
+        self,
+        datasets: dict[str, ray.data.Dataset],
+        world_size: int,
+        worker_handles: Any,
+        worker_node_ids: Any,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        """One ``{name: DataIterator}`` per rank."""
+        out: list[dict[str, Any]] = [{} for _ in range(world_size)]
+        for name, ds in datasets.items():
+            ds = ds.copy(ds)
+            ds.context.execution_options.preserve_order = True
+            for rank, part in enumerate(ds.split(world_size, equal=True)):
+                out[rank][name] = part.iterator()
+        return out
+
+
+@dataclass
+class TrainSummary:
+    """What a finished run left behind."""
+
+    run: str
+    steps: int
+    rows: int
+    metrics: dict[str, Any]
+    checkpoint: str | None
+    export: str | None
+
+    def line(self) -> str:
+        """One line for the job log."""
+        loss = self.metrics.get("loss")
+        loss_text = f"{loss:.4f}" if isinstance(loss, float) else "n/a"
+        return (
+            f"trained {self.steps} steps on {self.rows} rows; last loss {loss_text}; run "
+            f"{self.run}; export {self.export or '(none)'}"
+        )
+
+
+def training_rows(cfg: TrainConfig) -> pa.Table:
+    """The run's rows, checked, shuffled once with ``train.seed``."""
+    if isinstance(cfg, TuneConfig):
+        table = read_tune_rows(cfg.input, cfg.format, need_scores=cfg.loss.name == "soft_label")
+    else:
+        table = read_texts(cfg.input)
+        if cfg.teacher.embeddings:
+            table = attach_teacher_embeddings(table, cfg.teacher.embeddings)
+    if table.num_rows < cfg.train.batch_size:
+        raise ValueError(
+            f"{cfg.input}: {table.num_rows} rows, fewer than one batch "
+            f"(train.batch_size {cfg.train.batch_size})"
+        )
+    order = np.random.default_rng(cfg.train.seed).permutation(table.num_rows)
+    return table.take(order)
+
+
+def _run_config(cfg: TrainConfig) -> RunConfig:
+    ck = cfg.checkpoint
+    fs, path = storage.filesystem_for(ck.storage_path)
+    return RunConfig(
+        name=ck.name,
+        storage_path=path,
+        storage_filesystem=fs if storage.is_remote(ck.storage_path) else None,
+        checkpoint_config=CheckpointConfig(num_to_keep=ck.num_to_keep),
+        failure_config=FailureConfig(max_failures=ck.max_failures),
+    )
+
+
+def build_trainer(cfg: TrainConfig, rows: pa.Table) -> TorchTrainer:
+    """The TorchTrainer of the run (Ray must be initialised)."""
+    sc = cfg.scaling
+    resources = {"CPU": sc.cpus_per_worker}
+    if sc.use_gpu:
+        resources["GPU"] = sc.gpus_per_worker
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg},
+        scaling_config=ScalingConfig(
+            num_workers=sc.num_workers, use_gpu=sc.use_gpu, resources_per_worker=resources
+        ),
+        run_config=_run_config(cfg),
+        datasets={"train": ray.data.from_arrow(rows)},
+        dataset_config=OrderedSplit(),
+    )
+
+
+def run_training(cfg: TuneConfig | DistillConfig) -> TrainSummary:
+    """Run (or resume: same ``checkpoint.name``) a train job to ``train.max_steps``."""
+    storage.configure(cfg.storage)
+    storage.check_reachable(cfg.checkpoint.storage_path)
+    check_run_model(run_uri(cfg), cfg.model.name)
+    rows = training_rows(cfg)
+    init_ray(cfg.ray)
+    if cfg.scaling.use_gpu:
+        # Without this a GPU run on a CPU cluster waits for resources forever.
+        from uniembed.cluster.preflight import require_gpus
+
+        sc = cfg.scaling
+        require_gpus(sc.num_workers * sc.gpus_per_worker, "scaling.use_gpu")
+    result = build_trainer(cfg, rows).fit()
+    if result.error is not None:
+        raise result.error
+    metrics = dict(result.metrics or {})
+    export = storage.join(run_uri(cfg), EXPORT_DIR) if cfg.checkpoint.export else None
+    return TrainSummary(
+        run=run_uri(cfg),
+        steps=int(metrics.get("step", 0)),
+        rows=rows.num_rows,
+        metrics=metrics,
+        checkpoint=result.checkpoint.path if result.checkpoint else None,
+        export=export,
+    )
