@@ -18,12 +18,14 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
 fi
 echo "[setup] installing into $VENV (one time; about 2-3 minutes)" >&2
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+PIP=(pip_quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+# pip warns once per package about local index folders that do not exist; keep the rest.
+pip_quiet() { "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2); }
 
 if [ "${UNIEMBED_TORCH:-cpu}" = "cuda" ]; then
   "${PIP[@]}" "torch==$TORCH_VERSION"
   "${PIP[@]}" -e ".[models,dev]"
-  "$VENV/bin/python" -m pip uninstall -y -q faiss-cpu
+  pip_quiet "$VENV/bin/python" -m pip uninstall -y -q faiss-cpu
   "${PIP[@]}" faiss-gpu-cu12
 else
   # On this machine kind the pinned version resolves to the CPU wheel on local disk. Other
