@@ -16,6 +16,12 @@ cosines standing in for judge scores (stated in the output).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# The jobs live at the repository root (jobs/*.py), next to this folder.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import tempfile
