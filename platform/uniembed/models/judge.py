@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from uniembed.models import judge_cache
-from uniembed.models.families import family_by_name, family_for_config
 from uniembed.models.judge_prompts import (
     NO,
     SPLIT_ANCHOR,
@@ -43,16 +41,10 @@ from uniembed.models.judge_prompts import (
     query_content,
     split_chat,
 )
-from uniembed.models.pooling_config import ResolvedPooling, load_pooling_config, resolve_pooling
+from uniembed.models.pooling_config import ResolvedPooling, resolve_pooling
 from uniembed.models.processors import load_image_processor
 from uniembed.models.prompts import wrap_chat
-from uniembed.models.registry import (
-    DTYPES,
-    UnknownModelError,
-    _quiet_transformers,
-    registry_names,
-    resolve_model,
-)
+from uniembed.models.registry import _quiet_transformers, inspect_model, torch_dtype_for
 
 __all__ = ["JudgeInput", "JudgeScorer"]
 
@@ -111,31 +103,12 @@ class JudgeScorer:
             UnknownModelError: nothing loadable behind the name.
             ValueError: a bad dtype, or a model that is not a causal (M)LLM.
         """
-        from transformers import (
-            AutoConfig,
-            AutoModelForCausalLM,
-            AutoModelForImageTextToText,
-            AutoTokenizer,
-        )
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
-        if dtype is not None and dtype not in DTYPES:
-            raise ValueError(f"{name_or_path}: dtype {dtype!r} is not one of {sorted(DTYPES)}")
-        torch_dtype = DTYPES[dtype or ("float32" if device == "cpu" else "bfloat16")]
+        torch_dtype = torch_dtype_for(name_or_path, dtype, device)
+        src = inspect_model(name_or_path, role="judge model")
+        source, family, override = src.folder, src.family, src.override
         with _quiet_transformers():
-            source = resolve_model(name_or_path)
-            try:
-                config = AutoConfig.from_pretrained(source)
-            except (OSError, ValueError) as e:
-                raise UnknownModelError(
-                    f"unknown judge model {name_or_path!r}: not a registry name "
-                    f"({', '.join(registry_names())}), not a model folder, and not loadable "
-                    f"as a hub id ({e.__class__.__name__})"
-                ) from e
-            override = load_pooling_config(source) if Path(source).is_dir() else None
-            if override is not None and override.family is not None:
-                family = family_by_name(override.family, name_or_path)
-            else:
-                family = family_for_config(config, name_or_path)
             if family.kind == "encoder":
                 raise ValueError(
                     f"{name_or_path}: a {family.name} model has no causal-LM head to judge with"

@@ -14,12 +14,13 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from uniembed.models.cache import cached_folder
 from uniembed.models.embedder import Embedder
-from uniembed.models.families import family_by_name, family_for_config
+from uniembed.models.families import Family, family_by_name, family_for_config
 from uniembed.models.packaged import minilm_folder, smollm2_folder
 from uniembed.models.pooling_config import PoolingConfig, load_pooling_config, resolve_pooling
 from uniembed.models.processors import load_image_processor
@@ -111,6 +112,47 @@ def _encoder_max_length(folder: str, tokenizer_max: int | None) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """What a name resolves to, before any weights are loaded."""
+
+    folder: str  # local folder or hub id
+    config: Any  # transformers PretrainedConfig
+    override: PoolingConfig | None  # the folder's uniembed.json, if any
+    family: Family
+
+
+def torch_dtype_for(name_or_path: str, dtype: str | None, device: str) -> torch.dtype:
+    """The torch dtype for ``dtype`` (default float32 on CPU, bfloat16 elsewhere)."""
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"{name_or_path}: dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    return DTYPES[dtype or ("float32" if device == "cpu" else "bfloat16")]
+
+
+def inspect_model(name_or_path: str, *, role: str = "model") -> ModelSource:
+    """Resolve a registry name, folder, ``s3://`` URI or hub id to its folder, config,
+    ``uniembed.json`` override and family; UnknownModelError when nothing is loadable.
+    Cheap: reads configs only, so drivers can call it to fail fast."""
+    from transformers import AutoConfig
+
+    with _quiet_transformers():
+        source = resolve_model(name_or_path)
+        try:
+            config = AutoConfig.from_pretrained(source)
+        except (OSError, ValueError) as e:
+            raise UnknownModelError(
+                f"unknown {role} {name_or_path!r}: not a registry name "
+                f"({', '.join(registry_names())}), not a model folder, and not loadable as a "
+                f"hub id ({e.__class__.__name__})"
+            ) from e
+    override = load_pooling_config(source) if Path(source).is_dir() else None
+    if override is not None and override.family is not None:
+        family = family_by_name(override.family, name_or_path)
+    else:
+        family = family_for_config(config, name_or_path)
+    return ModelSource(source, config, override, family)
+
+
 def load_embedder(
     name_or_path: str,
     *,
@@ -131,26 +173,12 @@ def load_embedder(
             registry names).
         ValueError: a bad dtype or pooling, or a model type with no embedder family.
     """
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
 
-    if dtype is not None and dtype not in DTYPES:
-        raise ValueError(f"{name_or_path}: dtype {dtype!r} is not one of {sorted(DTYPES)}")
-    torch_dtype = DTYPES[dtype or ("float32" if device == "cpu" else "bfloat16")]
+    torch_dtype = torch_dtype_for(name_or_path, dtype, device)
+    src = inspect_model(name_or_path)
+    source, family, override = src.folder, src.family, src.override
     with _quiet_transformers():
-        source = resolve_model(name_or_path)
-        try:
-            config = AutoConfig.from_pretrained(source)
-        except (OSError, ValueError) as e:
-            raise UnknownModelError(
-                f"unknown model {name_or_path!r}: not a registry name "
-                f"({', '.join(registry_names())}), not a model folder, and not loadable as a "
-                f"hub id ({e.__class__.__name__})"
-            ) from e
-        override = load_pooling_config(source) if Path(source).is_dir() else None
-        if override is not None and override.family is not None:
-            family = family_by_name(override.family, name_or_path)
-        else:
-            family = family_for_config(config, name_or_path)
         if pooling is not None:
             override = dataclasses.replace(override or PoolingConfig(), pooling=pooling)
         settings = resolve_pooling(family, override)

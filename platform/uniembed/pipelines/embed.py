@@ -61,19 +61,11 @@ class EmbedSummary:
 
 
 def check_model(name: str) -> None:
-    """Fail fast, in the driver, on a model name that resolves to nothing."""
-    from transformers import AutoConfig
+    """Fail fast, in the driver, on a model name that resolves to nothing (reads configs
+    only; the weights are loaded by the actors)."""
+    from uniembed.models.registry import inspect_model
 
-    from uniembed.models import UnknownModelError, registry_names, resolve_model
-
-    source = resolve_model(name)
-    try:
-        AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as e:
-        raise UnknownModelError(
-            f"unknown model {name!r}: not a registry name ({', '.join(registry_names())}), "
-            f"not a model folder, and not loadable as a hub id"
-        ) from e
+    inspect_model(name)
 
 
 def prepare_output(output: str, overwrite: bool) -> None:
