@@ -8,6 +8,11 @@ separate process runs N concurrent clients for T seconds, each posting one-sente
 latency, errors. Then: the batching speed-up (target >= 3x at 32 clients, no errors), and
 Serve's per-request overhead = p50 latency of one client through HTTP + Serve minus the
 median time of the same call on the model directly in this process.
+
+Both ingress modes are measured (``--mode``): HTTP through Serve's proxy actor (the
+default deployment) and Serve's throughput-optimised direct ingress. The model's own gain
+from batching (items/s in batches of ``--max-batch-size`` vs one at a time, same threads,
+no server) is printed too: no server can batch better than that ratio.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import os
 import socket
 import statistics
 import subprocess
@@ -35,16 +42,18 @@ def _sentences(n: int = 512) -> list[str]:
 
 # --- the load generator (runs in its own process) -----------------------------------------
 async def _client(
-    c: Any, texts: list[str], offset: int, t_start: float, t_end: float, out: dict
-) -> None:
+    session: Any, url: str, texts: list[str], offset: int, t_start: float, t_end: float,
+    out: dict,
+) -> None:  # fmt: skip
     i = offset
     while True:
         start = time.perf_counter()
         if start >= t_end:
             return
         try:
-            r = await c.post("/v1/embeddings", json={"input": texts[i % len(texts)]})
-            ok = r.status_code == 200
+            async with session.post(url, json={"input": texts[i % len(texts)]}) as r:
+                await r.read()
+                ok = r.status == 200
         except Exception:  # noqa: BLE001 - counted as an error, the load goes on
             ok = False
         done = time.perf_counter()
@@ -54,15 +63,21 @@ async def _client(
 
 
 async def _load(url: str, clients: int, seconds: float, warmup: float) -> dict[str, Any]:
-    import httpx
+    # aiohttp (a dependency of Ray Serve) costs the shared CPUs less per request than
+    # httpx, so that the load generator takes less from the server it measures.
+    import aiohttp
 
     texts = _sentences()
     out: dict[str, list[float]] = {"latencies": [], "errors": []}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as c:
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         now = time.perf_counter()
         t_start, t_end = now + warmup, now + warmup + seconds
-        await asyncio.gather(*(_client(c, texts, k, t_start, t_end, out) for k in range(clients)))
+        target = f"{url}/v1/embeddings"
+        await asyncio.gather(
+            *(_client(session, target, texts, k, t_start, t_end, out) for k in range(clients))
+        )
     lat = sorted(out["latencies"])
     return {
         "clients": clients,
@@ -98,13 +113,13 @@ def _app_args(model: str, max_batch_size: int, num_cpus: float, micro: int) -> d
             "deployment": {
                 "num_cpus": num_cpus,
                 "max_batch_size": max_batch_size,
-                "batch_wait_timeout_s": 0.005,
+                "batch_wait_timeout_s": 0.01,
                 "max_ongoing_requests": 128,
             },
         },
         "reranker": {"enabled": False},
         "retriever": {"enabled": False},
-        "ingress": {"num_cpus": 0.25, "max_ongoing_requests": 256},
+        "ingress": {"num_cpus": 0.25, "max_ongoing_requests": 512},
         "auth": {"api_key_env": None},
     }
 
@@ -124,12 +139,93 @@ def direct_latency_ms(model: str, reps: int = 50) -> float:
     return 1000 * statistics.median(times)
 
 
+def model_batch_gain(
+    model: str, batch: int, micro: int, seconds: float = 3.0
+) -> tuple[float, float]:
+    """Items/s of the bare model one input at a time, and in batches of ``batch``."""
+    from uniembed.models import EmbedInput, load_embedder
+    from uniembed.serving.batching import embed_isolated
+
+    embedder = load_embedder(model)
+    inputs = [EmbedInput(text=t) for t in _sentences()]
+    embed_isolated(embedder, inputs[:batch], micro)
+    rates = []
+    for size in (1, batch):
+        done, start, i = 0, time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            embed_isolated(embedder, inputs[i : i + size], micro)
+            done, i = done + size, (i + size) % (len(inputs) - size)
+        rates.append(done / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
 def _line(name: str, r: dict[str, Any]) -> str:
     return (
-        f"{name:<28} clients={r['clients']:>3}  {r['rps']:8.1f} req/s  "
+        f"{name:<40} clients={r['clients']:>3}  {r['rps']:8.1f} req/s  "
         f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
         f"requests {r['requests']:>6}  errors {r['errors']}"
     )
+
+
+def measure_setting(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """One ingress mode and batch size on a fresh local Ray (and one client if unbatched).
+
+    ``direct``: Ray Serve's throughput-optimised mode (``RAY_SERVE_THROUGHPUT_OPTIMIZED``),
+    where the ingress replica serves HTTP itself instead of behind the proxy actor. It is
+    a cluster-wide setting, so it is set before Ray starts; the replica's port is pinned.
+    """
+    direct_port = _free_port()
+    if args.mode == "direct":
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(direct_port)
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(direct_port + 1)  # exclusive
+    import ray
+    from ray import serve
+
+    from uniembed.serving import build_app
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    url = f"http://127.0.0.1:{direct_port if args.mode == 'direct' else port}"
+    mbs = args.setting_batch
+    name = "batched" if mbs > 1 else "unbatched"
+    try:
+        app_args = _app_args(args.model, mbs, args.num_cpus, args.micro_batch_size)
+        serve.run(build_app(app_args), name="bench")
+        _wait_ready(url)
+        load = run_load(url, args.clients, args.seconds, args.warmup)
+        results = {f"{name} (max_batch_size={mbs})": load}
+        if mbs == 1:
+            results["one client"] = run_load(url, 1, args.seconds, args.warmup)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return results
+
+
+def _wait_ready(url: str, timeout_s: float = 60.0) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            if time.time() > deadline:
+                raise
+        time.sleep(0.5)
+
+
+def _run_setting(mode: str, batch: int, argv: list[str]) -> dict[str, dict[str, Any]]:
+    """``measure_setting`` in a child process: each needs its own Ray and its settings."""
+    cmd = [sys.executable, __file__, *argv, "--mode", mode, "--setting-batch", str(batch)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"mode {mode}, batch {batch} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,55 +238,52 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--micro-batch-size", type=int, default=16, help="length-sorted passes")
     p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs of the embedder replica")
+    modes = ["proxy", "direct", "both"]
+    p.add_argument("--mode", choices=modes, default="both", help="ingress mode(s) to measure")
+    p.add_argument("--setting-batch", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--load-url", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.load_url:  # the load-generator process
         result = asyncio.run(_load(args.load_url, args.clients, args.seconds, args.warmup))
         print(json.dumps(result))
         return 0
+    if args.setting_batch is not None:  # one setting, in its own process
+        print(json.dumps(measure_setting(args)))
+        return 0
 
-    import ray
     import torch
-    from ray import serve
 
-    from uniembed.serving import build_app
-
-    # The model runs with the thread count Ray gives a 1-CPU replica, so that the direct
-    # call and the replica do the same work.
-    torch.set_num_threads(max(1, int(args.num_cpus)))
+    # The model runs with the thread count the replica gets, so that the direct call and
+    # the replica do the same work.
+    torch.set_num_threads(max(1, math.ceil(args.num_cpus)))
     direct_before = direct_latency_ms(args.model)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    url = f"http://127.0.0.1:{port}"
-    results: dict[str, dict[str, Any]] = {}
-    try:
-        for name, mbs in [("batched", args.max_batch_size), ("unbatched", 1)]:
-            app_args = _app_args(args.model, mbs, args.num_cpus, args.micro_batch_size)
-            serve.run(build_app(app_args), name="bench")
-            results[f"{name} (max_batch_size={mbs})"] = run_load(
-                url, args.clients, args.seconds, args.warmup
-            )
-            if name == "unbatched":
-                results["one client"] = run_load(url, 1, args.seconds, args.warmup)
-            serve.delete("bench")
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--mode"]
+    passed = [a for i, a in enumerate(passed) if i == 0 or passed[i - 1] != "--mode"]
+    modes = ["proxy", "direct"] if args.mode == "both" else [args.mode]
+    by_mode = {
+        mode: {**_run_setting(mode, args.max_batch_size, passed), **_run_setting(mode, 1, passed)}
+        for mode in modes
+    }
     # Other work on a shared machine slows a measurement down, never speeds it up.
     direct_ms = min(direct_before, direct_latency_ms(args.model))
-    print(f"model {args.model}, {args.seconds:g} s per setting on 127.0.0.1")
-    for name, r in results.items():
-        print(_line(name, r))
-    batched, unbatched = (results[k]["rps"] for k in list(results)[:2])
-    speedup = batched / unbatched if unbatched else float("inf")
-    errors = sum(r["errors"] for r in results.values())
-    overhead = results["one client"]["p50_ms"] - direct_ms
-    print(f"batching speed-up at {args.clients} clients: {speedup:.2f}x (target >= 3x)")
-    print(f"direct model call p50 {direct_ms:.1f} ms; Serve + HTTP overhead per request "
-          f"{overhead:.1f} ms (one client, unbatched)")  # fmt: skip
-    print(f"errors: {errors}")
-    return 0 if speedup >= 3 and errors == 0 else 1
+    one, many = model_batch_gain(args.model, args.max_batch_size, args.micro_batch_size)
+    print(f"model {args.model}, {args.seconds:g} s per setting on 127.0.0.1, "
+          f"{args.clients} clients")  # fmt: skip
+    ok = True
+    for mode, results in by_mode.items():
+        for name, r in results.items():
+            print(_line(f"{mode}: {name}", r))
+        batched, unbatched = (results[k]["rps"] for k in list(results)[:2])
+        speedup = batched / unbatched if unbatched else float("inf")
+        errors = sum(r["errors"] for r in results.values())
+        overhead = results["one client"]["p50_ms"] - direct_ms
+        print(f"{mode}: batching speed-up {speedup:.2f}x (target >= 3x); Serve + HTTP "
+              f"overhead per request {overhead:.1f} ms (one client); errors {errors}")  # fmt: skip
+        ok = ok and speedup >= 3 and errors == 0
+    print(f"direct model call p50 {direct_ms:.1f} ms")
+    print(f"model alone: {many:.1f} items/s in batches of {args.max_batch_size} vs "
+          f"{one:.1f} one at a time = {many / one:.2f}x (no server batches better)")  # fmt: skip
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=100)
     parser.add_argument("--train-rows", type=int, default=400)
     parser.add_argument("--stage2", action="store_true")
+    parser.add_argument(
+        "--exclude-self", action="store_true", help="stage 1 without the self-similarity term"
+    )
     parser.add_argument("--mined", default=None, help="mine job output (else mined here)")
     parser.add_argument("--out", default=None, help="keep runs here (default: a temp dir)")
     args = parser.parse_args()
@@ -146,12 +149,17 @@ def main() -> None:
                 args.teacher,
                 "--name",
                 "stage1",
+                f"loss.exclude_self={str(args.exclude_self).lower()}",
                 *common,
             ]
         )
         stage1 = f"{out}/runs/stage1/export"
         table.append(
-            ("after stage 1 (distill)", evaluate(stage1, heldout, corpus), time.time() - t0)
+            (
+                f"after stage 1 (exclude_self={args.exclude_self})",
+                evaluate(stage1, heldout, corpus),
+                time.time() - t0,
+            )
         )
         if args.stage2:
             mined = args.mined

@@ -17,7 +17,13 @@ from uniembed.models import EmbedInput
 from uniembed.serving import LimitsSection, ServeConfig, load_serve_config
 from uniembed.serving.artifacts import ArtifactError, check_index, resolve_model_source
 from uniembed.serving.auth import AuthConfigError, key_matches, load_api_key, presented_key
-from uniembed.serving.batching import ItemFailure, embed_isolated, run_isolated
+from uniembed.serving.batching import (
+    ItemFailure,
+    count_inputs,
+    embed_isolated,
+    run_isolated,
+    split_like,
+)
 from uniembed.serving.config import AuthSection, DeploymentSection
 from uniembed.serving.http_app import field_name
 from uniembed.serving.inputs import RequestError, load_image_ref, parse_image_ref
@@ -163,3 +169,10 @@ def test_missing_artifacts_fail_naming_the_field(tmp_path: Path) -> None:
     assert resolve_model_source("minilm", "embedder.model") == "minilm"
     with pytest.raises(ArtifactError, match="retriever.index: .*index.faiss does not exist"):
         check_index(str(tmp_path / "index.faiss"), "retriever.index")
+
+
+def test_lists_merged_into_one_batch_come_back_in_their_own_pieces() -> None:
+    lists = [["a"], [], ["b", "c", "d"], ["e", "f"]]
+    assert count_inputs(lists) == 6
+    flat = [x.upper() for part in lists for x in part]
+    assert split_like(flat, lists) == [["A"], [], ["B", "C", "D"], ["E", "F"]]

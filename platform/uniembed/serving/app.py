@@ -36,7 +36,12 @@ class Ingress:
         # Read the key now, so that a missing secret file fails the deployment at start-up.
         self.api_key = load_api_key(cfg.auth)
         self.cfg = cfg
-        self.backend = HandleBackend(embedder, reranker, retriever)
+        batching = cfg.embedder.deployment
+        self.backend = HandleBackend(
+            embedder, reranker, retriever,
+            max_batch_size=batching.max_batch_size,
+            batch_wait_timeout_s=batching.batch_wait_timeout_s,
+        )  # fmt: skip
 
     async def __serve_build_asgi_app__(self) -> FastAPI:
         return await create_http_app(self.backend, self.cfg, self.api_key)

@@ -11,10 +11,11 @@ import asyncio
 from typing import Any, Protocol
 
 import numpy as np
+from ray import serve
 
 from uniembed.models import EmbedInput
 from uniembed.models.embedder import Embedder
-from uniembed.serving.batching import EmbedOutput, embed_isolated, raise_failure
+from uniembed.serving.batching import EmbedOutput, ItemFailure, embed_isolated, raise_failure
 from uniembed.serving.retrieval import Hit, SearchIndex
 
 Pair = tuple[str | None, Any]  # (text, decoded PIL image or None)
@@ -49,12 +50,28 @@ class Backend(Protocol):
 
 
 class HandleBackend:
-    """A :class:`Backend` over the Embedder, Reranker and Retriever deployment handles."""
+    """A :class:`Backend` over the Embedder, Reranker and Retriever deployment handles.
 
-    def __init__(self, embedder: Any, reranker: Any | None, retriever: Any | None) -> None:
+    Concurrent :meth:`embed` calls (the inputs of all HTTP requests in flight on this
+    ingress replica) are coalesced into one ``embed_batch`` call per batch: one handle
+    round trip per batch instead of one per input, which on a busy replica costs more CPU
+    than a small model's forward pass. ``max_batch_size=1`` sends each input alone.
+    """
+
+    def __init__(
+        self,
+        embedder: Any,
+        reranker: Any | None,
+        retriever: Any | None,
+        *,
+        max_batch_size: int = 32,
+        batch_wait_timeout_s: float = 0.005,
+    ) -> None:
         self.embedder = embedder
         self.reranker = reranker
         self.retriever = retriever
+        self._embed_coalesced.set_max_batch_size(max_batch_size)
+        self._embed_coalesced.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     async def embedder_info(self) -> dict[str, Any]:
         return await self.embedder.info.remote()
@@ -65,8 +82,14 @@ class HandleBackend:
     async def retriever_info(self) -> dict[str, Any] | None:
         return None if self.retriever is None else await self.retriever.info.remote()
 
+    # Two batches in flight: the next one is collected and sent while the Embedder still
+    # computes the last, so that its own batch queue never runs dry between round trips.
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, max_concurrent_batches=8)
+    async def _embed_coalesced(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
+        return await self.embedder.embed_batch.remote(inputs)
+
     async def embed(self, inp: EmbedInput) -> EmbedOutput:
-        return await self.embedder.embed.remote(inp)
+        return raise_failure(await self._embed_coalesced(inp))
 
     async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
         assert self.reranker is not None

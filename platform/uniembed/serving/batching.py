@@ -90,6 +90,21 @@ def embed_isolated(
     return run_isolated(inputs, batch, one)
 
 
+def count_inputs(lists: Sequence[Sequence[object]]) -> int:
+    """The size of a batch of lists: the number of inputs in them."""
+    return sum(len(part) for part in lists)
+
+
+def split_like(flat: Sequence[R], lists: Sequence[Sequence[T]]) -> list[list[R]]:
+    """``flat`` cut into consecutive pieces as long as each of ``lists``."""
+    out: list[list[R]] = []
+    start = 0
+    for part in lists:
+        out.append(list(flat[start : start + len(part)]))
+        start += len(part)
+    return out
+
+
 def raise_failure(result: R | ItemFailure) -> R:
     """Return ``result``, or raise ValueError / RuntimeError for an ItemFailure."""
     if isinstance(result, ItemFailure):

@@ -6,6 +6,7 @@ embedder can run on a GPU while the retriever and the ingress take a slice of a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -82,10 +83,17 @@ class EmbedderSection:
     micro_batch_size: int | None = field(
         default=16, metadata={"help": "inputs per forward pass, length-sorted (null: batch)"}
     )
+    cpu_threads: int | None = field(
+        default=None,
+        metadata={"help": "torch threads on CPU (null: deployment.num_cpus rounded up)"},
+    )
     deployment: DeploymentSection = field(default_factory=DeploymentSection)
 
     def __post_init__(self) -> None:
         require(bool(self.model), "embedder.model must not be empty")
+        require(
+            self.cpu_threads is None or self.cpu_threads >= 1, "embedder.cpu_threads must be >= 1"
+        )
         require(
             self.micro_batch_size is None or self.micro_batch_size >= 1,
             "embedder.micro_batch_size must be >= 1",
@@ -95,6 +103,12 @@ class EmbedderSection:
     def name(self) -> str:
         """The model name clients see."""
         return self.served_name or self.model
+
+    @property
+    def threads(self) -> int:
+        """Torch threads for a CPU replica: Ray's own default rounds fractions down (a
+        replica of 1.75 CPUs would run one thread); a share of a core still gets one."""
+        return self.cpu_threads or max(1, math.ceil(self.deployment.num_cpus))
 
 
 @dataclass

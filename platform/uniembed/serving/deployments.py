@@ -1,9 +1,11 @@
 """The model-holding Serve deployments: Embedder, Reranker and Retriever.
 
-Each batches single items with ``@serve.batch``; batch size and wait come from the config
-(set on the replica at start-up) and ``max_ongoing_requests`` is raised by the app builder
-so that batches can fill. Failures are isolated per item (see :mod:`.batching`). Model
-calls run in a worker thread so that the replica keeps collecting the next batch.
+Each batches with ``@serve.batch``; batch size and wait come from the config (set on the
+replica at start-up) and ``max_ongoing_requests`` is raised by the app builder so that
+batches can fill. The Embedder takes *lists* of inputs (the ingress coalesces concurrent
+requests into one call, see :mod:`.backend`) and merges the lists that arrive together,
+counting the batch size in inputs. Failures are isolated per item (see :mod:`.batching`).
+Model calls run in a worker thread so that the replica keeps collecting the next batch.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from uniembed.serving.artifacts import resolve_model_source
 from uniembed.serving.batching import (
     EmbedOutput,
     ItemFailure,
+    count_inputs,
     embed_isolated,
     raise_failure,
     run_isolated,
+    split_like,
 )
 from uniembed.serving.config import DeploymentSection, ServeConfig
 from uniembed.serving.documents import embed_inputs
@@ -63,15 +67,23 @@ class EmbedderDeployment:
         storage.configure(cfg.storage)
         section = cfg.embedder
         source = resolve_model_source(section.model, "embedder.model")
+        device = resolve_device(section.device)
+        if device == "cpu":
+            import torch
+
+            torch.set_num_threads(section.threads)
         self.model = load_embedder(
-            source, device=resolve_device(section.device), dtype=section.dtype,
+            source, device=device, dtype=section.dtype,
             pooling=section.pooling,
         )  # fmt: skip
         self.name = section.name
         self.matryoshka = section.matryoshka
         self.micro_batch_size = section.micro_batch_size
         self.batch_sizes: Counter[int] = Counter()
-        _configure_batching(self._embed_batch, section.deployment)
+        # The ingress already waited batch_wait_timeout_s to fill each list; here the lists
+        # queued while the last forward pass ran are merged at once, without waiting more.
+        self._embed_lists.set_max_batch_size(section.deployment.max_batch_size)
+        self._embed_lists.set_batch_wait_timeout_s(0.0)
 
     def info(self) -> dict[str, Any]:
         """Name, width and modalities of the served model."""
@@ -83,17 +95,27 @@ class EmbedderDeployment:
         }
 
     def stats(self) -> dict[int, int]:
-        """How many batches of each size this replica has run."""
+        """How many forward batches of each size (in inputs) this replica has run."""
         return dict(self.batch_sizes)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
-    async def _embed_batch(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
-        self.batch_sizes[len(inputs)] += 1
-        return await asyncio.to_thread(embed_isolated, self.model, inputs, self.micro_batch_size)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01, batch_size_fn=count_inputs)
+    async def _embed_lists(
+        self, lists: list[list[EmbedInput]]
+    ) -> list[list[EmbedOutput | ItemFailure]]:
+        flat = [inp for part in lists for inp in part]
+        self.batch_sizes[len(flat)] += 1
+        outputs = await asyncio.to_thread(embed_isolated, self.model, flat, self.micro_batch_size)
+        return split_like(outputs, lists)
 
-    async def embed(self, inp: EmbedInput) -> EmbedOutput:
-        """The embedding of one input (batched with concurrent calls)."""
-        return raise_failure(await self._embed_batch(inp))
+    async def embed_batch(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
+        """Per input, its embedding or the reason it failed (one bad input fails alone).
+
+        Lists that arrive together share forward passes; the ingress sends one list per
+        batch of concurrent HTTP requests.
+        """
+        if not inputs:
+            return []
+        return await self._embed_lists(list(inputs))
 
     async def embed_many(self, inputs: list[EmbedInput]) -> np.ndarray:
         """(n, dim) embeddings of a whole list at once: for bulk work such as an index."""

@@ -66,7 +66,7 @@ class TrainSummary:
     def line(self) -> str:
         """One line for the job log."""
         loss = self.metrics.get("loss")
-        loss_text = f"{loss:.4f}" if isinstance(loss, float) else "n/a"
+        loss_text = f"{loss:.4g}" if isinstance(loss, float) else "n/a"
         return (
             f"trained {self.steps} steps on {self.rows} rows; last loss {loss_text}; run "
             f"{self.run}; export {self.export or '(none)'}"
