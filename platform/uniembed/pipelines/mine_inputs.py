@@ -27,7 +27,7 @@ from uniembed.data import schema as S
 from uniembed.data.records import RecordError, error_item, items_from_item_record
 
 # Private readers of the read module: the same file:line sources as the embed job.
-from uniembed.pipelines.read import _json_records, _parquet_records, input_files
+from uniembed.pipelines.read import READ_SCHEMA, file_records, input_files
 
 ORDINAL = "ordinal"  # position of the query record in the input, from 0
 SHARD = "shard"  # shard name of the query
@@ -38,15 +38,7 @@ PAIR_QUERY_SUFFIX = "#image"
 PAIR_POS_SUFFIX = "#title"
 PAIRS_INSTRUCTION = "Find the title of this clip-art picture."
 
-ITEM_FIELDS = [
-    pa.field(S.ID, pa.string()),
-    pa.field(S.TEXT, pa.string()),
-    pa.field(S.IMAGE, pa.binary()),
-    pa.field(S.IMAGE_URI, pa.string()),
-    pa.field(S.INSTRUCTION, pa.string()),
-    pa.field(S.SOURCE, pa.string()),
-    pa.field(S.ERROR, pa.string()),
-]
+ITEM_FIELDS = list(READ_SCHEMA)  # the embed reader's columns, then the mine job's own
 QUERY_SCHEMA = pa.schema(
     [
         *ITEM_FIELDS,
@@ -71,8 +63,7 @@ def _folder(uri: str) -> str:
 def records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str, str]]:
     """``(record or error, source, folder of its file)`` of every record at ``uri``, in order."""
     for f in input_files(uri):
-        reader = _parquet_records if f.endswith(".parquet") else _json_records
-        for rec, source in reader(f):
+        for rec, source in file_records(f):
             yield rec, source, _folder(f)
 
 
@@ -178,8 +169,7 @@ def iter_pool_rows(uri: str, fmt: str, group_field: str | None) -> Iterator[pa.T
     """Pool rows (POOL_SCHEMA) of one pool file, in batches of 1024."""
     buf: list[dict[str, Any]] = []
     base = _folder(uri)
-    reader = _parquet_records if uri.endswith(".parquet") else _json_records
-    for rec, source in reader(uri):
+    for rec, source in file_records(uri):
         row = _convert(rec, source, lambda r, s: pool_row(r, s, base, fmt, group_field))
         row.setdefault(GROUP, None)
         buf.append(row)

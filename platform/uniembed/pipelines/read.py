@@ -99,10 +99,19 @@ def _parquet_records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str
                 row += 1
 
 
+def file_records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str]]:
+    """``(record, source)`` of every record of one JSON, JSONL or Parquet file, in order.
+
+    ``source`` is ``file:line``, ``file[i]`` or ``file#rowN``; a record that cannot be read
+    (invalid JSON, not an object) comes as a ValueError naming it, so the caller can
+    quarantine it instead of stopping.
+    """
+    return _parquet_records(uri) if uri.endswith(PARQUET_SUFFIXES) else _json_records(uri)
+
+
 def iter_item_rows(uri: str, fmt: str) -> Iterator[dict[str, Any]]:
     """Item rows (with ``source`` and ``error``) of one input file, in file order."""
-    records = _parquet_records(uri) if uri.endswith(PARQUET_SUFFIXES) else _json_records(uri)
-    yield from convert_records(records, fmt, _folder(uri))
+    yield from convert_records(file_records(uri), fmt, _folder(uri))
 
 
 def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[pa.Table]:

@@ -1,4 +1,4 @@
-"""The Ray Train loop every worker runs, for both stages.
+"""The Ray Train loop every worker of a train job runs (distill, tune, train_reranker).
 
 Data position: the driver shuffles the rows once with the run's seed; Ray Train splits them
 into equal, deterministic shards (:class:`~uniembed.training.trainer.OrderedSplit`); each
@@ -15,7 +15,8 @@ import inspect
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from uniembed.training.export import export_model
 from uniembed.training.gather import is_distributed
 from uniembed.training.lora import prepare_trainable, trainable_parameters
 from uniembed.training.metrics import METRICS_FILE, MetricsLog
+from uniembed.training.rerank_config import RerankConfig
 from uniembed.training.state import (
     Fingerprint,
     Position,
@@ -46,9 +48,10 @@ from uniembed.training.steps import LOSS_CALLS, distill_step, tune_batch, tune_s
 from uniembed.training.train_config import DistillConfig, TrainConfig, TuneConfig
 
 EXPORT_DIR = "export"
+AnyTrainConfig = TrainConfig | RerankConfig  # the configs run_worker takes
 
 
-def run_uri(cfg: TrainConfig) -> str:
+def run_uri(cfg: AnyTrainConfig) -> str:
     """The run folder ``<storage_path>/<name>`` (checkpoints, metrics, export)."""
     return storage.join(cfg.checkpoint.storage_path, cfg.checkpoint.name)
 
@@ -119,7 +122,7 @@ def epoch_batches(
         yield [rows[i] for i in order[b * batch : (b + 1) * batch]]
 
 
-def _maybe_fail(cfg: TrainConfig, step: int, rank: int) -> None:
+def _maybe_fail(cfg: AnyTrainConfig, step: int, rank: int) -> None:
     """Test knob: kill this worker process once at ``debug.fail_at_step``."""
     if cfg.debug.fail_at_step != step or rank != cfg.debug.fail_rank:
         return
@@ -138,16 +141,40 @@ def _gather_ids(ids: list[str]) -> list[str]:
     return [i for part in out for i in part]
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point: ``config = {"cfg": TuneConfig | DistillConfig}``."""
-    cfg: TrainConfig = config["cfg"]
+@dataclass
+class WorkerTask:
+    """What one job trains on a worker; everything else is :func:`run_worker`'s.
+
+    Attributes:
+        module: the model; its parameters with ``requires_grad`` are trained, checkpointed
+            and all-reduced.
+        step: one batch of rows -> (loss, stats for the metrics row, the rows' ids); runs
+            forward and backward, leaving the gradients on ``module``.
+        export: writes the trained model to the folder URI it is given (rank 0, at the end).
+        mean_gradients: each rank's loss is the mean over its own rows (average the
+            gradients), not the same global loss on every rank (sum them, see ``gather.py``).
+    """
+
+    module: nn.Module
+    step: Callable[[list[dict[str, Any]]], tuple[Tensor, dict[str, float], list[str]]]
+    export: Callable[[str], None]
+    mean_gradients: bool = False
+
+
+def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
+    """The loop every worker runs: seeds, optimizer and schedule, resume, the batches in
+    their fixed order, gradient sync, metrics, checkpoints and the export.
+
+    ``build(device)`` loads the task's model after the run seed is set, so that every rank
+    builds the same adapter initialisation (rank 0's is broadcast anyway).
+    """
     storage.configure(cfg.storage)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = str(ray.train.torch.get_device())
     torch.manual_seed(cfg.train.seed)
-    student = load_student(cfg, device)
-    trainable = trainable_parameters(student.model)
+    task = build(device)
+    trainable = trainable_parameters(task.module)
     params = list(trainable.values())
     _broadcast_parameters(params)
     torch.manual_seed(cfg.train.seed + 1 + rank)  # dropout differs per rank
@@ -172,24 +199,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             f"rank {rank}: its shard has {len(rows)} rows, fewer than one batch of "
             f"{local_batch} (train.batch_size {cfg.train.batch_size} over {world} workers)"
         )
-
-    if isinstance(cfg, TuneConfig):
-        loss_fn: nn.Module = build_loss(cfg)
-        num_neg = cfg.loss.num_negatives if LOSS_CALLS[type(loss_fn)][1] else 0
-        teacher = None
-    else:
-        loss_fn = DistillLoss(cfg.loss.temperature, cfg.loss.average, cfg.loss.exclude_self)
-        teacher = load_embedder(cfg.teacher.model, device=device) if cfg.teacher.model else None
-
-    def encode(inputs: list[EmbedInput]) -> Tensor:
-        autocast = (
-            torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
-            if cfg.scaling.precision == "bf16"
-            else contextlib.nullcontext()
-        )
-        with autocast:
-            return student.features(inputs)
-
     metrics = MetricsLog(storage.join(run_uri(cfg), METRICS_FILE))
     remote = storage.is_remote(metrics.uri)
     if rank == 0:
@@ -202,22 +211,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         ):
             _maybe_fail(cfg, pos.step + 1, rank)
             start = time.perf_counter()
-            if isinstance(cfg, TuneConfig):
-                batch = tune_batch(batch_rows, num_neg)
-                ids = batch.ids
-                loss, stats = tune_step(encode, loss_fn, batch, cfg.train.grad_cache_chunk)
-            else:
-                texts = [r[S.TEXT] for r in batch_rows]
-                ids = [r[S.ID] for r in batch_rows]
-                if teacher is not None:
-                    target = torch.from_numpy(teacher.embed([EmbedInput(text=t) for t in texts]))
-                else:
-                    target = torch.tensor([r[S.EMBEDDING] for r in batch_rows])
-                assert isinstance(loss_fn, DistillLoss)
-                loss, stats = distill_step(
-                    encode, loss_fn, texts, target, cfg.train.grad_cache_chunk
-                )
+            loss, stats, ids = task.step(batch_rows)
             sum_gradients(params)
+            if task.mean_gradients and world > 1:
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.div_(world)
             if cfg.train.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
             lr = scheduler.get_last_lr()[0]
@@ -256,13 +255,68 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             pos.next_epoch()
 
     if rank == 0 and cfg.checkpoint.export:
+        out = storage.join(run_uri(cfg), EXPORT_DIR)
+        task.module.eval()
+        task.export(out)
+        print(f"[rank 0] exported the model to {out}")
+
+
+def embedder_task(cfg: TrainConfig, device: str) -> WorkerTask:
+    """Stage 1 (distill) or stage 2 (tune) of the embedder: its model, step and export."""
+    student = load_student(cfg, device)
+
+    def encode(inputs: list[EmbedInput]) -> Tensor:
+        autocast = (
+            torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+            if cfg.scaling.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            return student.features(inputs)
+
+    chunk = cfg.train.grad_cache_chunk
+    if isinstance(cfg, TuneConfig):
+        tune_loss = build_loss(cfg)
+        num_neg = cfg.loss.num_negatives if LOSS_CALLS[type(tune_loss)][1] else 0
+
+        def step(rows: list[dict[str, Any]]) -> tuple[Tensor, dict[str, float], list[str]]:
+            batch = tune_batch(rows, num_neg)
+            return (*tune_step(encode, tune_loss, batch, chunk), batch.ids)
+
+    else:
+        distill_loss = DistillLoss(cfg.loss.temperature, cfg.loss.average, cfg.loss.exclude_self)
+        teacher = load_embedder(cfg.teacher.model, device=device) if cfg.teacher.model else None
+
+        def step(rows: list[dict[str, Any]]) -> tuple[Tensor, dict[str, float], list[str]]:
+            texts = [r[S.TEXT] for r in rows]
+            if teacher is not None:
+                target = torch.from_numpy(teacher.embed([EmbedInput(text=t) for t in texts]))
+            else:
+                target = torch.tensor([r[S.EMBEDDING] for r in rows])
+            loss, stats = distill_step(encode, distill_loss, texts, target, chunk)
+            return loss, stats, [r[S.ID] for r in rows]
+
+    def export(out: str) -> None:
         pooling = PoolingConfig(
             text_template=cfg.prompt.text_template,
             max_length=student.settings.max_length if student.family.kind != "mllm" else None,
         )
-        out = storage.join(run_uri(cfg), EXPORT_DIR)
         export_model(student.model, resolve_model(cfg.model.name), out, pooling)
-        print(f"[rank 0] exported the model to {out}")
+
+    return WorkerTask(student.model, step, export)
 
 
-__all__ = ["DistillConfig", "TuneConfig", "run_uri", "train_loop_per_worker"]
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point of the train jobs: ``config = {"cfg": TuneConfig | DistillConfig}``."""
+    cfg: TrainConfig = config["cfg"]
+    run_worker(cfg, lambda device: embedder_task(cfg, device))
+
+
+__all__ = [
+    "DistillConfig",
+    "TuneConfig",
+    "WorkerTask",
+    "run_uri",
+    "run_worker",
+    "train_loop_per_worker",
+]

@@ -64,16 +64,31 @@ def target_modules(model: nn.Module) -> list[str]:
     return out
 
 
-def prepare_trainable(model: nn.Module, lora: LoraSection) -> nn.Module:
+def body_of(model: nn.Module, body: str) -> nn.Module:
+    """``model.<body>`` (the ``AutoModel`` body under an LM head), or ``model`` for ``""``."""
+    if not body:
+        return model
+    inner = getattr(model, body, None)
+    if not isinstance(inner, nn.Module):
+        raise ValueError(f"{type(model).__name__}: no {body!r} body under the LM head")
+    return inner
+
+
+def prepare_trainable(model: nn.Module, lora: LoraSection, body: str = "") -> nn.Module:
     """Return the model to train: peft-wrapped with LoRA/DoRA on :func:`target_modules`, or
     (``lora.enabled=False``) the model itself with only its language model trainable.
 
-    The vision tower and the projector are frozen in both cases.
+    The vision tower and the projector are frozen in both cases. ``body`` names the
+    attribute holding the ``AutoModel`` body when ``model`` carries an LM head on top of it
+    (the reranker: ``"model"``); the adapted projections are then the body's, so they sit
+    exactly where the embedder's do, and the LM head stays frozen.
     """
+    inner = body_of(model, body)
+    outer = f"{body}." if body else ""
     for p in model.parameters():
         p.requires_grad_(False)
     if not lora.enabled:
-        prefix = language_model_prefix(model)
+        prefix = outer + language_model_prefix(inner)
         for name, p in model.named_parameters():
             if name.startswith(prefix) and not name[len(prefix) :].startswith(UNUSED_PREFIXES):
                 p.requires_grad_(True)
@@ -85,7 +100,7 @@ def prepare_trainable(model: nn.Module, lora: LoraSection) -> nn.Module:
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         use_dora=lora.dora,
-        target_modules=target_modules(model),
+        target_modules=[outer + name for name in target_modules(inner)],
         bias="none",
     )
     return get_peft_model(model, config)

@@ -1,10 +1,9 @@
 """The reranker's trainable model and its training step.
 
-The reranker is a causal (M)LLM *with* its LM head (``JudgeScorer.load``), while
-``training.lora.prepare_trainable`` adapts an ``AutoModel`` body. The adapted projections
-are the same: ``training.lora.target_modules`` of the body (``model.model``), so the LoRA /
-DoRA layers sit exactly where the embedder's do, and the LM head, the vision tower and
-the projector stay frozen.
+The reranker is a causal (M)LLM *with* its LM head (``JudgeScorer.load``); LoRA adapts the
+projections of its body (``model.model``) through ``training.lora.prepare_trainable``, so
+the LoRA / DoRA layers sit exactly where the embedder's do, and the LM head, the vision
+tower and the projector stay frozen.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from uniembed.losses.rerank import IGNORE_INDEX, RerankLMLoss
-from uniembed.training.lora import language_model_prefix, target_modules
+from uniembed.training.lora import body_of, prepare_trainable, target_modules
 from uniembed.training.rerank_data import RerankChat
 from uniembed.training.rerank_tokens import ChatEncoder
 from uniembed.training.train_config import LoraSection
@@ -25,35 +24,13 @@ BODY = "model"  # the attribute of a *ForCausalLM / *ForConditionalGeneration ho
 
 def reranker_targets(model: nn.Module) -> list[str]:
     """Full names of the LM projections LoRA adapts in a causal (M)LLM with an LM head."""
-    body = getattr(model, BODY, None)
-    if not isinstance(body, nn.Module):
-        raise ValueError(f"{type(model).__name__}: no '{BODY}' body under the LM head")
-    return [f"{BODY}.{name}" for name in target_modules(body)]
+    return [f"{BODY}.{name}" for name in target_modules(body_of(model, BODY))]
 
 
 def prepare_reranker(model: nn.Module, lora: LoraSection) -> nn.Module:
-    """Freeze everything, then make the language model trainable: peft LoRA/DoRA on
-    :func:`reranker_targets`, or (``lora.enabled=False``) every LM body parameter."""
-    for p in model.parameters():
-        p.requires_grad_(False)
-    if not lora.enabled:
-        body = getattr(model, BODY)
-        prefix = f"{BODY}.{language_model_prefix(body)}"
-        for name, p in model.named_parameters():
-            if name.startswith(prefix):
-                p.requires_grad_(True)
-        return model
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        use_dora=lora.dora,
-        target_modules=reranker_targets(model),
-        bias="none",
-    )
-    return get_peft_model(model, config)
+    """:func:`~uniembed.training.lora.prepare_trainable` on the body under the LM head:
+    LoRA/DoRA on :func:`reranker_targets`, or (``lora.enabled=False``) the whole LM body."""
+    return prepare_trainable(model, lora, body=BODY)
 
 
 def rerank_step(

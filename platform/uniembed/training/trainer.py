@@ -7,6 +7,7 @@ talks to the same endpoint with the same credentials as the rest of the job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from ray.train.torch import TorchTrainer
 
 from uniembed import storage
 from uniembed.pipelines.runtime import init_ray
-from uniembed.training.loop import EXPORT_DIR, run_uri, train_loop_per_worker
+from uniembed.training.loop import EXPORT_DIR, AnyTrainConfig, run_uri, train_loop_per_worker
 from uniembed.training.rows import attach_teacher_embeddings, read_texts, read_tune_rows
 from uniembed.training.state import check_run_model
 from uniembed.training.train_config import DistillConfig, TrainConfig, TuneConfig
@@ -90,7 +91,7 @@ def training_rows(cfg: TrainConfig) -> pa.Table:
     return table.take(order)
 
 
-def _run_config(cfg: TrainConfig) -> RunConfig:
+def _run_config(cfg: AnyTrainConfig) -> RunConfig:
     ck = cfg.checkpoint
     fs, path = storage.filesystem_for(ck.storage_path)
     return RunConfig(
@@ -102,14 +103,18 @@ def _run_config(cfg: TrainConfig) -> RunConfig:
     )
 
 
-def build_trainer(cfg: TrainConfig, rows: pa.Table) -> TorchTrainer:
-    """The TorchTrainer of the run (Ray must be initialised)."""
+def build_trainer(
+    cfg: AnyTrainConfig,
+    rows: pa.Table,
+    loop: Callable[[dict[str, Any]], None] = train_loop_per_worker,
+) -> TorchTrainer:
+    """The TorchTrainer of the run (Ray must be initialised); ``loop`` is the worker's."""
     sc = cfg.scaling
     resources = {"CPU": sc.cpus_per_worker}
     if sc.use_gpu:
         resources["GPU"] = sc.gpus_per_worker
     return TorchTrainer(
-        train_loop_per_worker,
+        loop,
         train_loop_config={"cfg": cfg},
         scaling_config=ScalingConfig(
             num_workers=sc.num_workers, use_gpu=sc.use_gpu, resources_per_worker=resources
@@ -120,12 +125,12 @@ def build_trainer(cfg: TrainConfig, rows: pa.Table) -> TorchTrainer:
     )
 
 
-def run_training(cfg: TuneConfig | DistillConfig) -> TrainSummary:
-    """Run (or resume: same ``checkpoint.name``) a train job to ``train.max_steps``."""
-    storage.configure(cfg.storage)
-    storage.check_reachable(cfg.checkpoint.storage_path)
-    check_run_model(run_uri(cfg), cfg.model.name)
-    rows = training_rows(cfg)
+def fit(
+    cfg: AnyTrainConfig,
+    rows: pa.Table,
+    loop: Callable[[dict[str, Any]], None] = train_loop_per_worker,
+) -> TrainSummary:
+    """Start Ray, check the GPUs asked for exist, train ``rows`` to ``train.max_steps``."""
     init_ray(cfg.ray)
     if cfg.scaling.use_gpu:
         # Without this a GPU run on a CPU cluster waits for resources forever.
@@ -133,16 +138,24 @@ def run_training(cfg: TuneConfig | DistillConfig) -> TrainSummary:
 
         sc = cfg.scaling
         require_gpus(sc.num_workers * sc.gpus_per_worker, "scaling.use_gpu")
-    result = build_trainer(cfg, rows).fit()
+    result = build_trainer(cfg, rows, loop).fit()
     if result.error is not None:
         raise result.error
     metrics = dict(result.metrics or {})
-    export = storage.join(run_uri(cfg), EXPORT_DIR) if cfg.checkpoint.export else None
+    run = run_uri(cfg)
     return TrainSummary(
-        run=run_uri(cfg),
+        run=run,
         steps=int(metrics.get("step", 0)),
         rows=rows.num_rows,
         metrics=metrics,
         checkpoint=result.checkpoint.path if result.checkpoint else None,
-        export=export,
+        export=storage.join(run, EXPORT_DIR) if cfg.checkpoint.export else None,
     )
+
+
+def run_training(cfg: TuneConfig | DistillConfig) -> TrainSummary:
+    """Run (or resume: same ``checkpoint.name``) a train job to ``train.max_steps``."""
+    storage.configure(cfg.storage)
+    storage.check_reachable(cfg.checkpoint.storage_path)
+    check_run_model(run_uri(cfg), cfg.model.name)
+    return fit(cfg, training_rows(cfg))
