@@ -62,6 +62,18 @@ def test_config_errors_name_the_key() -> None:
     fixed = DeploymentSection(min_replicas=2, max_replicas=2).options()
     assert fixed["num_replicas"] == 2 and "autoscaling_config" not in fixed
     assert isinstance(load_serve_config(None), ServeConfig)
+    with pytest.raises(ConfigError, match="cpu_threads"):
+        load_serve_config({"embedder": {"cpu_threads": 0}})
+
+
+def test_cpu_threads_follow_the_replica_cpus_rounded_up() -> None:
+    def threads(**embedder: object) -> int:
+        return load_serve_config({"embedder": embedder}).embedder.threads
+
+    assert threads(deployment={"num_cpus": 0.5}) == 1
+    assert threads(deployment={"num_cpus": 1.75}) == 2
+    assert threads(deployment={"num_cpus": 4}) == 4
+    assert threads(cpu_threads=3, deployment={"num_cpus": 1}) == 3
 
 
 def test_image_refs_and_limits() -> None:
