@@ -82,8 +82,9 @@ class HandleBackend:
     async def retriever_info(self) -> dict[str, Any] | None:
         return None if self.retriever is None else await self.retriever.info.remote()
 
-    # Two batches in flight: the next one is collected and sent while the Embedder still
-    # computes the last, so that its own batch queue never runs dry between round trips.
+    # Several batches in flight: the next ones are collected and sent while the Embedder
+    # still computes, so its queue never runs dry between round trips (it merges what
+    # queued), and max_batch_size=1 still lets concurrent inputs reach it side by side.
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, max_concurrent_batches=8)
     async def _embed_coalesced(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
         return await self.embedder.embed_batch.remote(inputs)

@@ -59,7 +59,7 @@ def _configure_batching(method: Any, section: DeploymentSection) -> None:
 
 @serve.deployment(name="Embedder")
 class EmbedderDeployment:
-    """Holds one embedder; batches single inputs into one forward pass."""
+    """Holds one embedder; merges the input lists that queue into one forward pass."""
 
     def __init__(self, cfg: ServeConfig) -> None:
         from uniembed.models import load_embedder
