@@ -124,11 +124,10 @@ def _app_args(model: str, max_batch_size: int, num_cpus: float, micro: int) -> d
     }
 
 
-def direct_latency_ms(model: str, reps: int = 50) -> float:
+def direct_latency_ms(embedder: Any, reps: int = 50) -> float:
     """Median time of one single-sentence ``embed`` call on the model in this process."""
-    from uniembed.models import EmbedInput, load_embedder
+    from uniembed.models import EmbedInput
 
-    embedder = load_embedder(model)
     texts = _sentences()
     embedder.embed([EmbedInput(text=texts[0])])
     times = []
@@ -140,13 +139,12 @@ def direct_latency_ms(model: str, reps: int = 50) -> float:
 
 
 def model_batch_gain(
-    model: str, batch: int, micro: int, seconds: float = 3.0
+    embedder: Any, batch: int, micro: int, seconds: float = 3.0
 ) -> tuple[float, float]:
     """Items/s of the bare model one input at a time, and in batches of ``batch``."""
-    from uniembed.models import EmbedInput, load_embedder
+    from uniembed.models import EmbedInput
     from uniembed.serving.batching import embed_isolated
 
-    embedder = load_embedder(model)
     inputs = [EmbedInput(text=t) for t in _sentences()]
     embed_isolated(embedder, inputs[:batch], micro)
     rates = []
@@ -253,20 +251,26 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from uniembed.models import load_embedder
+
     # The model runs with the thread count the replica gets, so that the direct call and
     # the replica do the same work.
     torch.set_num_threads(max(1, math.ceil(args.num_cpus)))
-    direct_before = direct_latency_ms(args.model)
-    passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--mode"]
-    passed = [a for i, a in enumerate(passed) if i == 0 or passed[i - 1] != "--mode"]
+    embedder = load_embedder(args.model)
+    direct_before = direct_latency_ms(embedder)
+    child = [
+        f"--model={args.model}", f"--clients={args.clients}", f"--seconds={args.seconds}",
+        f"--warmup={args.warmup}", f"--max-batch-size={args.max_batch_size}",
+        f"--micro-batch-size={args.micro_batch_size}", f"--num-cpus={args.num_cpus}",
+    ]  # fmt: skip
     modes = ["proxy", "direct"] if args.mode == "both" else [args.mode]
     by_mode = {
-        mode: {**_run_setting(mode, args.max_batch_size, passed), **_run_setting(mode, 1, passed)}
+        mode: {**_run_setting(mode, args.max_batch_size, child), **_run_setting(mode, 1, child)}
         for mode in modes
     }
     # Other work on a shared machine slows a measurement down, never speeds it up.
-    direct_ms = min(direct_before, direct_latency_ms(args.model))
-    one, many = model_batch_gain(args.model, args.max_batch_size, args.micro_batch_size)
+    direct_ms = min(direct_before, direct_latency_ms(embedder))
+    one, many = model_batch_gain(embedder, args.max_batch_size, args.micro_batch_size)
     print(f"model {args.model}, {args.seconds:g} s per setting on 127.0.0.1, "
           f"{args.clients} clients")  # fmt: skip
     ok = True

@@ -42,9 +42,13 @@ from uniembed.models.judge_prompts import (
     split_chat,
 )
 from uniembed.models.pooling_config import ResolvedPooling, resolve_pooling
-from uniembed.models.processors import load_image_processor
 from uniembed.models.prompts import wrap_chat
-from uniembed.models.registry import _quiet_transformers, inspect_model, torch_dtype_for
+from uniembed.models.registry import (
+    inspect_model,
+    load_tokenizer_and_processor,
+    quiet_transformers,
+    torch_dtype_for,
+)
 
 __all__ = ["JudgeInput", "JudgeScorer"]
 
@@ -103,25 +107,19 @@ class JudgeScorer:
             UnknownModelError: nothing loadable behind the name.
             ValueError: a bad dtype, or a model that is not a causal (M)LLM.
         """
-        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
         torch_dtype = torch_dtype_for(name_or_path, dtype, device)
         src = inspect_model(name_or_path, role="judge model")
         source, family, override = src.folder, src.family, src.override
-        with _quiet_transformers():
+        with quiet_transformers():
             if family.kind == "encoder":
                 raise ValueError(
                     f"{name_or_path}: a {family.name} model has no causal-LM head to judge with"
                 )
             auto = AutoModelForImageTextToText if family.kind == "mllm" else AutoModelForCausalLM
             model = auto.from_pretrained(source, dtype=torch_dtype).to(device).eval()
-            if family.kind == "mllm":
-                assert family.processor_class is not None
-                processor = load_image_processor(source, family.processor_class)
-                tokenizer = processor.tokenizer
-            else:
-                processor = None
-                tokenizer = AutoTokenizer.from_pretrained(source)
+            tokenizer, processor = load_tokenizer_and_processor(source, family)
         settings = resolve_pooling(family, override)
         return cls(name_or_path, model, tokenizer, processor, settings)
 

@@ -84,7 +84,7 @@ def resolve_model(name_or_path: str) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     # Load reports and progress bars would flood the logs of every Ray actor.
     from transformers.utils import logging as hf_logging
 
@@ -135,7 +135,7 @@ def inspect_model(name_or_path: str, *, role: str = "model") -> ModelSource:
     Cheap: reads configs only, so drivers can call it to fail fast."""
     from transformers import AutoConfig
 
-    with _quiet_transformers():
+    with quiet_transformers():
         source = resolve_model(name_or_path)
         try:
             config = AutoConfig.from_pretrained(source)
@@ -151,6 +151,18 @@ def inspect_model(name_or_path: str, *, role: str = "model") -> ModelSource:
     else:
         family = family_for_config(config, name_or_path)
     return ModelSource(source, config, override, family)
+
+
+def load_tokenizer_and_processor(source: str, family: Family) -> tuple[Any, Any | None]:
+    """``(tokenizer, processor)`` of a model folder: an MLLM's processor and the tokenizer
+    inside it, or a text model's tokenizer and None."""
+    if family.kind == "mllm":
+        assert family.processor_class is not None
+        processor = load_image_processor(source, family.processor_class)
+        return processor.tokenizer, processor
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source), None
 
 
 def load_embedder(
@@ -173,23 +185,17 @@ def load_embedder(
             registry names).
         ValueError: a bad dtype or pooling, or a model type with no embedder family.
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
     torch_dtype = torch_dtype_for(name_or_path, dtype, device)
     src = inspect_model(name_or_path)
     source, family, override = src.folder, src.family, src.override
-    with _quiet_transformers():
+    with quiet_transformers():
         if pooling is not None:
             override = dataclasses.replace(override or PoolingConfig(), pooling=pooling)
         settings = resolve_pooling(family, override)
         model = AutoModel.from_pretrained(source, dtype=torch_dtype).to(device).eval()
-        if family.kind == "mllm":
-            assert family.processor_class is not None
-            processor = load_image_processor(source, family.processor_class)
-            tokenizer = processor.tokenizer
-        else:
-            processor = None
-            tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer, processor = load_tokenizer_and_processor(source, family)
     if family.kind == "encoder" and settings.max_length is None:
         max_length = _encoder_max_length(source, getattr(tokenizer, "model_max_length", None))
         settings = dataclasses.replace(settings, max_length=max_length)

@@ -80,10 +80,7 @@ class EmbedderDeployment:
         self.matryoshka = section.matryoshka
         self.micro_batch_size = section.micro_batch_size
         self.batch_sizes: Counter[int] = Counter()
-        # The ingress already waited batch_wait_timeout_s to fill each list; here the lists
-        # queued while the last forward pass ran are merged at once, without waiting more.
         self._embed_lists.set_max_batch_size(section.deployment.max_batch_size)
-        self._embed_lists.set_batch_wait_timeout_s(0.0)
 
     def info(self) -> dict[str, Any]:
         """Name, width and modalities of the served model."""
@@ -98,7 +95,9 @@ class EmbedderDeployment:
         """How many forward batches of each size (in inputs) this replica has run."""
         return dict(self.batch_sizes)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01, batch_size_fn=count_inputs)
+    # The ingress already waited batch_wait_timeout_s to fill each list; here the lists
+    # queued while the last forward pass ran are merged at once, without waiting more.
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0, batch_size_fn=count_inputs)
     async def _embed_lists(
         self, lists: list[list[EmbedInput]]
     ) -> list[list[EmbedOutput | ItemFailure]]:

@@ -75,6 +75,13 @@ def lr_lambda(warmup: int, total: int) -> Any:
     return factor
 
 
+def autocast_for(precision: str, device: str) -> contextlib.AbstractContextManager[Any]:
+    """The forward's context for ``scaling.precision``: bf16 autocast, or nothing (fp32)."""
+    if precision == "bf16":
+        return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def load_student(cfg: TrainConfig, device: str) -> TransformerEmbedder:
     """The embedder to train, prompt overrides applied, trainable parts prepared."""
     embedder = load_embedder(cfg.model.name, device=device, dtype="float32")
@@ -266,12 +273,7 @@ def embedder_task(cfg: TrainConfig, device: str) -> WorkerTask:
     student = load_student(cfg, device)
 
     def encode(inputs: list[EmbedInput]) -> Tensor:
-        autocast = (
-            torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
-            if cfg.scaling.precision == "bf16"
-            else contextlib.nullcontext()
-        )
-        with autocast:
+        with autocast_for(cfg.scaling.precision, device):
             return student.features(inputs)
 
     chunk = cfg.train.grad_cache_chunk

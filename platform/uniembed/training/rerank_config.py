@@ -13,6 +13,7 @@ from uniembed.training.train_config import (
     LoraSection,
     OptimSection,
     ScalingSection,
+    check_batch,
 )
 
 
@@ -60,8 +61,4 @@ class RerankConfig:
             self.train.grad_cache_chunk == 0,
             "train.grad_cache_chunk is a contrastive setting; use data.chats_per_forward",
         )
-        require(
-            self.train.batch_size % self.scaling.num_workers == 0,
-            f"train.batch_size {self.train.batch_size} must be divisible by "
-            f"scaling.num_workers {self.scaling.num_workers}",
-        )
+        check_batch(self.train, self.scaling)

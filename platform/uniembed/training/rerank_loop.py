@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from uniembed.data import schema as S
@@ -20,7 +19,7 @@ from uniembed.models.judge import JudgeScorer
 from uniembed.models.pooling_config import PoolingConfig
 from uniembed.models.registry import resolve_model
 from uniembed.training.export import export_model
-from uniembed.training.loop import WorkerTask, run_worker
+from uniembed.training.loop import WorkerTask, autocast_for, run_worker
 from uniembed.training.rerank_config import RerankConfig
 from uniembed.training.rerank_data import plan_rows
 from uniembed.training.rerank_model import prepare_reranker, rerank_step
@@ -39,11 +38,7 @@ def reranker_task(cfg: RerankConfig, device: str) -> WorkerTask:
     scorer = load_reranker(cfg, device)
     encoder = ChatEncoder(scorer)
     loss_fn = RerankLMLoss()
-    autocast = (
-        torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
-        if cfg.scaling.precision == "bf16"
-        else None
-    )
+    autocast = autocast_for(cfg.scaling.precision, device)
 
     def step(rows: list[dict[str, Any]]) -> tuple[Tensor, dict[str, float], list[str]]:
         chats, _ = plan_rows(rows, cfg.data.list_size, cfg.data.seed)

@@ -9,6 +9,8 @@ tower and the projector stay frozen.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -39,7 +41,7 @@ def rerank_step(
     chats: Sequence[RerankChat],
     loss_fn: RerankLMLoss,
     chats_per_forward: int = 0,
-    autocast: torch.autocast | None = None,
+    autocast: AbstractContextManager[Any] | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Forward and backward of one step over ``chats``; returns (loss, stats).
 
@@ -53,7 +55,7 @@ def rerank_step(
     value = torch.zeros(())
     correct = counted = 0
     for batch in batches:
-        with autocast if autocast is not None else torch.autocast("cpu", enabled=False):
+        with autocast if autocast is not None else nullcontext():
             logits = model(**batch.inputs).logits
         loss = loss_fn(logits, batch.labels) * (batch.n_answer_tokens / max(total, 1))
         loss.backward()

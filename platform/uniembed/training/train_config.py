@@ -186,7 +186,7 @@ class TuneConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.input), "input: the training rows must be given (--input URI)")
-        _check_batch(self.train, self.scaling)
+        check_batch(self.train, self.scaling)
 
 
 @dataclass
@@ -210,10 +210,11 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.input), "input: the texts must be given (--input URI)")
-        _check_batch(self.train, self.scaling)
+        check_batch(self.train, self.scaling)
 
 
-def _check_batch(train: OptimSection, scaling: ScalingSection) -> None:
+def check_batch(train: OptimSection, scaling: ScalingSection) -> None:
+    """Every rank takes the same share of ``train.batch_size``."""
     require(
         train.batch_size % scaling.num_workers == 0,
         f"train.batch_size {train.batch_size} must be divisible by scaling.num_workers "
