@@ -37,11 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     report, code = run_mine(cfg)
-    auc = "n/a" if report.auc is None else f"{report.auc:.3f}"
     pps = "n/a" if report.pairs_per_s is None else f"{report.pairs_per_s:.1f}"
+    if report.sanity is not None:
+        scores = f"{report.sanity.line(report.judge or '')}; {pps} pairs/s"
+    else:
+        scores = "no judge: the embedder's similarities chose the negatives"
     print(
         f"mined {report.rows_written}/{report.queries} queries into {cfg.output} "
-        f"(quarantined {sum(report.quarantined.values())}); judge AUC {auc}, {pps} pairs/s; "
+        f"(quarantined {sum(report.quarantined.values())}); {scores}; "
         f"report {cfg.output.rstrip('/')}/report.md"
     )
     return code

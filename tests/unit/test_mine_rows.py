@@ -3,6 +3,7 @@ the UniME-V2 export, and the shard writer's buffering and failure knob."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pyarrow as pa
@@ -97,7 +98,14 @@ def _judged_row(**kw: object) -> dict:
 
 
 OPTS = SelectOptions(
-    mode="judge", num_negatives=3, beta=0.01, step=5, embedder="minilm", judge="j", k=50
+    mode="judge",
+    score_source=S.SCORE_JUDGE,
+    num_negatives=3,
+    beta=0.01,
+    step=5,
+    embedder="minilm",
+    judge="j",
+    k=50,
 )
 
 
@@ -118,6 +126,20 @@ def test_select_table_judge_mode_hand_made() -> None:
     assert (stats["true_fn_judged"], stats["true_fn_caught"]) == (2, 1)
 
 
+def test_select_table_judge_mode_falls_back_to_similarities() -> None:
+    """A judge that failed its sanity check: the same UniME-V2 rule runs on the embedder's
+    similarities, and the rows say so."""
+    opts = dataclasses.replace(OPTS, score_source=S.SCORE_EMBEDDER)
+    mined, _, stats = select_table(pa.Table.from_pylist([_judged_row()]), opts)
+    row = mined.to_pylist()[0]
+    # sims a .8 b .7 c .6 d .5, pos_sim .75, beta .01: a is above .74, the rest in order
+    assert row[S.NEG_IDS] == ["b", "c", "d"]
+    assert row[S.NEG_SCORES] == pytest.approx([0.7, 0.6, 0.5])
+    assert row[S.POS_SCORE] == pytest.approx(0.75)
+    assert row[S.SCORE_SOURCE] == S.SCORE_EMBEDDER and row[S.JUDGE] is None
+    assert stats["false_negatives_filtered"] == 1
+
+
 def test_select_table_fill_and_empty_rows() -> None:
     filled = _judged_row()
     filled[CAND_SCORES] = [0.95, 0.3, 0.92, 0.93]  # only b survives
@@ -133,6 +155,7 @@ def test_select_table_fill_and_empty_rows() -> None:
 def test_select_table_similarity_mode() -> None:
     opts = SelectOptions(
         mode="similarity",
+        score_source=S.SCORE_EMBEDDER,
         num_negatives=2,
         beta=0.01,
         step=5,
@@ -144,7 +167,9 @@ def test_select_table_similarity_mode() -> None:
     mined, _, _ = select_table(pa.Table.from_pylist([_judged_row()]), opts)
     row = mined.to_pylist()[0]
     # a (0.8 > pos_sim 0.75) is too close; top 2 of the rest by similarity
-    assert row[S.NEG_IDS] == ["b", "c"] and row[S.POS_SCORE] == 1.0 and row[S.JUDGE] is None
+    assert row[S.NEG_IDS] == ["b", "c"] and row[S.JUDGE] is None
+    # the scores are the embedder's, the positive's too (no placeholder 1.0)
+    assert row[S.POS_SCORE] == pytest.approx(0.75) and row[S.SCORE_SOURCE] == S.SCORE_EMBEDDER
 
 
 def test_unime_v2_export_layout_reads_back() -> None:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from uniembed.mining import Candidates, build_index, drop_easy, topk_candidates
+from uniembed.mining import Candidates, build_index, drop_above, drop_easy, topk_candidates
 
 
 def at_similarity(sims: list[float], d: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -170,3 +170,13 @@ def test_drop_easy_errors() -> None:
         drop_easy(make_candidates((0.5,)), easy_margin=-0.1)
     with pytest.raises(ValueError, match="min_sim"):
         drop_easy(make_candidates((0.5,)), min_sim=math.nan)
+
+
+def test_drop_above_is_the_upper_filter() -> None:
+    c = make_candidates((0.97, 0.95, 0.80, 0.62))
+    kept = drop_above(c, 0.95)  # δ: above 0.95 is dropped, exactly at it is kept
+    assert kept.ids == ("c1", "c2", "c3") and kept.scores == (0.95, 0.80, 0.62)
+    assert kept.ranks == (2, 3, 4) and kept.positive_sim == c.positive_sim
+    assert drop_above(c, None) == c
+    with pytest.raises(ValueError, match="max_sim"):
+        drop_above(c, math.nan)

@@ -232,3 +232,12 @@ def test_similarity_validation_names_the_argument(kwargs: dict, match: str) -> N
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         select_by_similarity(**args)
+
+
+def test_similarity_known_positives_are_never_negatives() -> None:
+    """Candidates the data marks as also correct (identical definitions) are reported as
+    false negatives, never chosen."""
+    sel = select_by_similarity(
+        ["a", "b", "c", "d"], [0.8, 0.7, 0.6, 0.5], 0.9, 2, known_positive_ids=["b"]
+    )
+    assert sel.negative_ids == ("a", "c") and sel.false_negative_ids == ("b",)

@@ -12,11 +12,13 @@ from PIL import Image
 from uniembed.data import schema as S
 from uniembed.losses.rerank import IGNORE_INDEX, RerankLMLoss
 from uniembed.models.judge import JudgeScorer
+from uniembed.models.judge_prompts import YES
 from uniembed.training.rerank_data import (
     build_chats,
     hardest_negatives,
     listwise_slot,
     plan_rows,
+    spread_picks,
 )
 from uniembed.training.rerank_model import prepare_reranker, rerank_step, reranker_targets
 from uniembed.training.rerank_tokens import ChatEncoder
@@ -131,6 +133,25 @@ def test_prompts_hold_query_and_candidate_text_and_image(
     assert first == [scorer.yes_token_id, scorer.no_token_id]
     answer = scorer.tokenizer.decode(labels[2][labels[2] != IGNORE_INDEX])
     assert answer.strip().startswith(chats[2].answer)
+
+
+def test_spread_picks() -> None:
+    assert spread_picks([4, 2, 0, 1, 3], 2) == [4, 0]
+    assert spread_picks([4, 2, 0, 1, 3], 1) == [4]
+    assert spread_picks([4, 2], 5) == [4, 2]
+
+
+def test_pairwise_negatives_spread_over_hardness() -> None:
+    row = _row(8)
+    row[S.NEG_SCORES] = [0.1 * j for j in range(8)]  # negative 7 is the hardest
+    plan = build_chats(row, list_size=0, pairwise_negatives=4)
+    negs = [c.candidates[0].text for c in plan.chats if c.kind == "pairwise_neg"]
+    # hardness order 7 6 5 4 3 2 1 0; positions 0, 2, 4, 6 of it
+    assert negs == [f"negative text {j}" for j in (7, 5, 3, 1)]
+    assert [c.answer for c in plan.chats].count(YES) == 1
+    assert build_chats(row, list_size=0).chats[1].candidates[0].text == "negative text 7"
+    with pytest.raises(ValueError, match="pairwise_negatives"):
+        build_chats(row, pairwise_negatives=0)
 
 
 def test_step_trains_lora_only_and_chunks_match_one_forward(

@@ -7,7 +7,13 @@ import copy
 import pytest
 from torch import nn
 
-from uniembed.training.lora import language_model_prefix, prepare_trainable, target_modules
+from uniembed.training.lora import (
+    in_top_layers,
+    language_model_prefix,
+    layer_index,
+    prepare_trainable,
+    target_modules,
+)
 from uniembed.training.train_config import LoraSection
 
 FAMILIES = ["tiny_qwen2_vl", "tiny_llava", "tiny_text_lm", "minilm"]
@@ -73,3 +79,27 @@ def test_unknown_projection_is_an_error_naming_it() -> None:
 
     with pytest.raises(ValueError, match="fused_mlp"):
         target_modules(Block())
+
+
+def test_layer_index_and_top_layers() -> None:
+    assert layer_index("model.layers.7.mlp.up_proj") == 7
+    assert layer_index("encoder.layer.11.attention.self.query") == 11
+    assert layer_index("lm_head") is None
+    names = [f"model.layers.{i}.self_attn.q_proj" for i in range(30)] + ["model.norm"]
+    assert in_top_layers(names, 8) == names[22:30]
+    assert in_top_layers(names, 0) == names
+    with pytest.raises(ValueError, match="no layer index"):
+        in_top_layers(["lm_head"], 2)
+
+
+def test_top_layers_adapts_only_the_last_layers(tiny_qwen2_vl) -> None:
+    model = copy.deepcopy(tiny_qwen2_vl.model)
+    peft_model = prepare_trainable(model, LoraSection(top_layers=1))
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    last = max(layer_index(n) for n in trainable)
+    assert trainable and all(layer_index(n) == last for n in trainable)
+    full = prepare_trainable(
+        copy.deepcopy(tiny_qwen2_vl.model), LoraSection(enabled=False, top_layers=1)
+    )
+    trained = [n for n, p in full.named_parameters() if p.requires_grad]
+    assert trained and {layer_index(n) for n in trained} == {last}

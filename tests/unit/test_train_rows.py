@@ -104,3 +104,17 @@ def test_texts_and_teacher_embeddings_by_id(tmp_path) -> None:
     path.write_text('{"id": "a", "text": ""}\n')
     with pytest.raises(TrainingDataError, match=r"t\.jsonl:1: field 'text'"):
         read_texts(str(path))
+
+
+def test_a_whole_mine_output_reads_as_its_rows(tmp_path) -> None:
+    """``--input outputs/mine`` (the folder the mine job printed) reads ``mined/``, as
+    ``--input outputs/mine/mined`` does; the manifest and reports beside it are not rows."""
+    out = tmp_path / "mine"
+    _write_mined(out / "mined" / "shard-000000.parquet", [_mined()])
+    storage.write_text(str(out / "_SUCCESS.json"), json.dumps({"rows_written": 1}))
+    storage.write_text(str(out / "report.json"), "{}")
+    whole = read_tune_rows(str(out), "mined")
+    inner = read_tune_rows(str(out / "mined"), "mined")
+    assert whole.num_rows == 1 and whole.drop_columns([S.SOURCE]).equals(
+        inner.drop_columns([S.SOURCE])
+    )

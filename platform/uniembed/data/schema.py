@@ -81,6 +81,11 @@ EMBEDDER = "embedder"
 JUDGE = "judge"
 TOP_K = "top_k"
 BETA = "beta"
+# Who scored the row's positive and negatives: "judge" (the MLLM judge's P(Yes)) or
+# "embedder" (cosine similarities: the judge-free mode, or the judge failed its check).
+SCORE_SOURCE = "score_source"
+SCORE_JUDGE = "judge"
+SCORE_EMBEDDER = "embedder"
 
 MINED_SCHEMA = pa.schema(
     [
@@ -103,5 +108,6 @@ MINED_SCHEMA = pa.schema(
         pa.field(JUDGE, pa.string()),
         pa.field(TOP_K, pa.int32()),
         pa.field(BETA, pa.float32()),
+        pa.field(SCORE_SOURCE, pa.string()),
     ]
 )

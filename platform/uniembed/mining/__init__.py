@@ -11,7 +11,7 @@ from uniembed.mining.index import (
     index_to_bytes,
     search,
 )
-from uniembed.mining.retrieval import Candidates, drop_easy, topk_candidates
+from uniembed.mining.retrieval import Candidates, drop_above, drop_easy, topk_candidates
 from uniembed.mining.selection import (
     Selection,
     cyclic_order,
@@ -27,6 +27,7 @@ __all__ = [
     "build_index",
     "cyclic_order",
     "default_nlist",
+    "drop_above",
     "drop_easy",
     "index_from_bytes",
     "index_kind",

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from uniembed.mining.sanity import SanityVerdict
+
 HIST_BINS = 20  # judge scores are probabilities: 20 bins of 0.05 over [0, 1]
 
 
@@ -61,6 +63,7 @@ class MineReport:
     pool_quarantined: int = 0
     candidates_retrieved: int = 0
     dropped_easy: int = 0
+    dropped_above_max: int = 0  # the upper filter (retrieval.max_sim, δ)
     positives_in_top_k: int = 0
     judged_pairs: int = 0
     false_negatives_filtered: int = 0
@@ -78,7 +81,7 @@ class MineReport:
     cand_hist: list[int] = field(default_factory=lambda: [0] * HIST_BINS)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     judge_busy_seconds: float = 0.0
-    stopped_before_selection: bool = False
+    sanity: SanityVerdict | None = None  # the judge's check (judge mode)
 
     def add_scores(self, pos_scores: Sequence[float], cand_scores: Sequence[float]) -> None:
         """Accumulate judge scores into the positive and candidate histograms."""
@@ -105,8 +108,16 @@ class MineReport:
         """Share of true false negatives that reached the judge and that the filter removed."""
         return share(self.true_fn_caught, self.true_fn_judged)
 
+    @property
+    def score_source(self) -> str:
+        """Whose scores chose the negatives and set the soft labels."""
+        return self.sanity.score_source if self.sanity is not None else "embedder"
+
     def warning(self) -> str | None:
-        """The loud warning for a judge below the AUC floor, or None."""
+        """The loud warning for a judge that failed its check or is below the AUC floor over
+        all judged queries, or None."""
+        if self.sanity is not None and self.sanity.action != "judge":
+            return self.sanity.line(self.judge or "")
         if self.judge_passes is not False:
             return None
         return (
@@ -124,6 +135,7 @@ class MineReport:
             judge_passes=self.judge_passes,
             pairs_per_s=self.pairs_per_s,
             fn_catch_share=self.fn_catch_share,
+            score_source=self.score_source,
             warning=self.warning(),
         )
         return out
@@ -138,8 +150,6 @@ def render_markdown(r: MineReport) -> str:
     lines = ["# Mine report", ""]
     if r.warning():
         lines += [f"> **WARNING** {r.warning()}", ""]
-    if r.stopped_before_selection:
-        lines += ["> Stopped before selection (sanity.stop_below_floor).", ""]
     lines += [
         f"embedder `{r.embedder}`, judge `{r.judge or 'none (similarity mode)'}`, "
         f"K={r.k}, beta={r.beta}",
@@ -154,22 +164,14 @@ def render_markdown(r: MineReport) -> str:
         f"| candidates retrieved | {r.candidates_retrieved} |",
         f"| positives in the top K | {r.positives_in_top_k} |",
         f"| dropped as easy | {r.dropped_easy} |",
+        f"| dropped above the similarity ceiling (δ) | {r.dropped_above_max} |",
         f"| pairs judged (incl. positives) | {r.judged_pairs} |",
         f"| false negatives filtered | {r.false_negatives_filtered} |",
         f"| rows written | {r.rows_written} |",
         f"| rows filled / negatives repeated | {r.rows_filled} / {r.negatives_filled} |",
         f"| rows without any negative (quarantined) | {r.rows_without_negatives} |",
         "",
-        "## Judge",
-        "",
-        f"- AUC of positive vs its candidates (mean per query): {_fmt(r.auc)} "
-        f"(floor {r.auc_floor}, {'pass' if r.judge_passes else 'FAIL'})",
-        f"- pairs/s: {_fmt(r.pairs_per_s, '.2f')} ({r.judged_pairs} pairs in "
-        f"{r.judge_busy_seconds:.1f} busy s)",
-        f"- true false negatives (same group as the positive): {r.true_fn_retrieved} retrieved, "
-        f"{r.true_fn_judged} judged, {r.true_fn_caught} filtered = catch share "
-        f"{_fmt(r.fn_catch_share)}",
-        "- score histograms: `judge_scores.png`",
+        *_judge_lines(r),
         "",
         "## Time per stage (s)",
         "",
@@ -180,6 +182,32 @@ def render_markdown(r: MineReport) -> str:
     if r.quarantine_reasons:
         lines += ["", "## Quarantine examples", "", *[f"- {x}" for x in r.quarantine_reasons]]
     return "\n".join(lines) + "\n"
+
+
+def _judge_lines(r: MineReport) -> list[str]:
+    if r.judge is None:
+        return [
+            "## Scores",
+            "",
+            "- no judge (similarity mode): the embedder's cosine similarities chose the "
+            "negatives (margins and ranges of the `selection` section) and are the rows' "
+            "scores (`score_source: embedder`)",
+        ]
+    check = "not made" if r.sanity is None else r.sanity.line(r.judge)
+    return [
+        "## Judge",
+        "",
+        f"- sanity check: {check}",
+        f"- scores that chose the negatives and set the soft labels: `{r.score_source}`",
+        f"- AUC of positive vs its candidates over all judged queries (mean per query): "
+        f"{_fmt(r.auc)} (floor {r.auc_floor}, {'pass' if r.judge_passes else 'FAIL'})",
+        f"- pairs/s: {_fmt(r.pairs_per_s, '.2f')} ({r.judged_pairs} pairs in "
+        f"{r.judge_busy_seconds:.1f} busy s)",
+        f"- true false negatives (same group as the positive): {r.true_fn_retrieved} retrieved, "
+        f"{r.true_fn_judged} judged, {r.true_fn_caught} filtered = catch share "
+        f"{_fmt(r.fn_catch_share)}",
+        "- score histograms: `judge_scores.png`",
+    ]
 
 
 def render_png(r: MineReport) -> bytes:

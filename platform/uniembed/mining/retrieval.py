@@ -186,3 +186,24 @@ def drop_easy(
         scores=tuple(candidates.scores[j] for j in keep),
         ranks=tuple(candidates.ranks[j] for j in keep),
     )
+
+
+def drop_above(candidates: Candidates, max_sim: float | None) -> Candidates:
+    """The upper filter (δ): drop candidates whose similarity to the query is above
+    ``max_sim``. So close to the query, a candidate is a near-duplicate of the positive far
+    more often than a negative (sentence-transformers' ``max_score``). A candidate exactly
+    at ``max_sim`` is kept; ``None`` keeps all. Order, ranks and the positive's fields stay.
+
+    Example: scores (0.97, 0.80, 0.62) with ``max_sim=0.95`` keep 0.80 and 0.62.
+    """
+    if max_sim is None:
+        return candidates
+    if math.isnan(max_sim):
+        raise ValueError("max_sim: must not be NaN")
+    keep = [j for j, s in enumerate(candidates.scores) if s <= max_sim]
+    return dataclasses.replace(
+        candidates,
+        ids=tuple(candidates.ids[j] for j in keep),
+        scores=tuple(candidates.scores[j] for j in keep),
+        ranks=tuple(candidates.ranks[j] for j in keep),
+    )

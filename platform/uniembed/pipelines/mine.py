@@ -10,8 +10,12 @@ Stages, each a Ray Data pipeline that streams::
     4 select    one task per judged shard -> mined/, export/ (UniME-V2 JSON)
     5 report    report.md / report.json / judge_scores.png, then _SUCCESS.json
 
-Between 3 and 4 the judge's AUC on this data is checked; below the floor the job warns
-loudly and, with ``sanity.stop_below_floor``, stops before selection.
+In judge mode stage 3 first judges the calibration shards (``sanity.calibration_queries``)
+and checks the judge's AUC on them (:mod:`mine_sanity`) before its scores decide anything;
+below the floor ``sanity.on_fail`` decides: ``fallback`` (the default) judges nothing more
+and lets the embedder's similarities drive selection and soft labels, ``stop`` ends before
+selection (exit code 3), ``continue`` uses the judge anyway. The verdict is kept in
+``sanity.json`` so that a resumed run decides the same way.
 
 Resuming: stages 1 and 2 are skipped when their ``_SUCCESS.json`` exists, stage 3 skips
 every query of a shard whose judged file exists, and 4-5 are deterministic rewrites, so a
@@ -31,6 +35,7 @@ from ray.data import ActorPoolStrategy
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.mining.report import MineReport, write_report
+from uniembed.mining.sanity import SanityVerdict, calibration_shards, decide
 from uniembed.pipelines import shards
 from uniembed.pipelines.embed import check_model, run_embed
 from uniembed.pipelines.embed_config import EmbedConfig, IndexSection
@@ -38,6 +43,7 @@ from uniembed.pipelines.embed_worker import WorkerOptions
 from uniembed.pipelines.judge_worker import JudgeOptions, JudgeWorker
 from uniembed.pipelines.mine_config import MineConfig
 from uniembed.pipelines.mine_inputs import POOL_SCHEMA, SHARD, read_pool, read_queries
+from uniembed.pipelines.mine_sanity import SANITY_FILE, measure, read_verdict, write_verdict
 from uniembed.pipelines.mine_select import SelectOptions, selector
 from uniembed.pipelines.mine_shards import QUARANTINE_DIR, ShardBuffer, finished_shards
 from uniembed.pipelines.mine_stats import add_judged, add_quarantine
@@ -48,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 POOL_ITEMS = "pool/items"
 POOL_EMBEDDINGS = "pool/embeddings"
-OUTPUT_DIRS = ("pool", "judged", "mined", "export", QUARANTINE_DIR, shards.MANIFEST)
+OUTPUT_DIRS = ("pool", "judged", "mined", "export", QUARANTINE_DIR, SANITY_FILE, shards.MANIFEST)
 EXIT_JUDGE_FAILED = 3
 
 
@@ -107,11 +113,14 @@ def _stage_embed_pool(cfg: MineConfig) -> float:
     return summary.seconds
 
 
-def _judge_dataset(cfg: MineConfig, device: str, skip: frozenset[str]):  # noqa: ANN202
-    """Stage 3's lazy dataset, ending in the shard writer's per-shard stats."""
+def _judge_dataset(  # noqa: ANN202
+    cfg: MineConfig, device: str, skip: frozenset[str], use_judge: bool, max_queries: int | None
+):
+    """Stage 3's lazy dataset over the first ``max_queries`` queries (all: None) minus the
+    shards in ``skip``, judged when ``use_judge``, ending in the shard writer's stats."""
     s3 = storage.get_options()
     ec, jc = cfg.embed_compute, cfg.judge.compute
-    ds = read_queries(cfg.queries, cfg.queries_format, cfg.shard_size, cfg.max_queries, skip)
+    ds = read_queries(cfg.queries, cfg.queries_format, cfg.shard_size, max_queries, skip)
     ds = ds.map_batches(
         QueryEmbedStage,
         fn_constructor_args=(
@@ -143,6 +152,7 @@ def _judge_dataset(cfg: MineConfig, device: str, skip: frozenset[str]):  # noqa:
                 nprobe=r.nprobe,
                 easy_margin=r.easy_margin,
                 min_sim=r.min_sim,
+                max_sim=r.max_sim,
                 exclude_self=r.exclude_self,
                 s3=s3,
             ),
@@ -152,7 +162,7 @@ def _judge_dataset(cfg: MineConfig, device: str, skip: frozenset[str]):  # noqa:
         batch_format="pyarrow",
         num_cpus=0.25,  # FAISS search of a shard is short next to embedding and judging
     )
-    if cfg.selection.mode == "judge":
+    if use_judge:
         judge_device = resolve_device(cfg.judge.model)
         ds = ds.map_batches(
             JudgeWorker,
@@ -181,10 +191,11 @@ def _judge_dataset(cfg: MineConfig, device: str, skip: frozenset[str]):  # noqa:
     )
 
 
-def _select_options(cfg: MineConfig) -> SelectOptions:
+def _select_options(cfg: MineConfig, verdict: SanityVerdict | None) -> SelectOptions:
     s = cfg.selection
     return SelectOptions(
         mode=s.mode,
+        score_source=S.SCORE_EMBEDDER if verdict is None else verdict.score_source,
         num_negatives=s.num_negatives,
         beta=s.beta,
         step=s.step,
@@ -230,25 +241,22 @@ def run_mine(cfg: MineConfig) -> tuple[MineReport, int]:
     t = report.stage_seconds
     t["pool: read and stage"] = _stage_pool(cfg)
     t["pool: embed"] = _stage_embed_pool(cfg)
-    start = time.perf_counter()
-    skip = finished_shards(cfg.output) if cfg.resume else frozenset()
-    _judge_dataset(cfg, device, skip).take_all()
-    t["queries: embed+retrieve+judge (wall)"] = time.perf_counter() - start
+    verdict = _judge_queries(cfg, device, report)
     add_quarantine(report, cfg.output)
     add_judged(report, cfg.output)
-    if report.warning():
-        logger.warning("\n%s\n%s\n%s", "!" * 80, report.warning(), "!" * 80)
-        print(f"WARNING: {report.warning()}", flush=True)
-    if report.judge_passes is False and cfg.sanity.stop_below_floor:
-        report.stopped_before_selection = True
+    report.sanity = verdict
+    if verdict is not None and verdict.action != "judge":
+        logger.warning("\n%s\n%s\n%s", "!" * 80, verdict.line(cfg.judge_name or ""), "!" * 80)
+    if verdict is not None and verdict.action == "stop":
         write_report(report, cfg.output)
         return report, EXIT_JUDGE_FAILED
     start = time.perf_counter()
     names = sorted(finished_shards(cfg.output))
+    options = _select_options(cfg, verdict)
     stats = (
         ray.data.from_items([{SHARD: n} for n in names], override_num_blocks=max(1, len(names)))
         .map_batches(
-            selector(cfg.output, cfg.output, _select_options(cfg), storage.get_options()),
+            selector(cfg.output, cfg.output, options, storage.get_options()),
             batch_size=1,
             batch_format="numpy",
             num_cpus=0.25,
@@ -260,6 +268,39 @@ def run_mine(cfg: MineConfig) -> tuple[MineReport, int]:
     write_report(report, cfg.output)
     shards.write_manifest(cfg.output, {"shards": len(names), **report.to_dict()})
     return report, 0
+
+
+def _judge_queries(cfg: MineConfig, device: str, report: MineReport) -> SanityVerdict | None:
+    """Stage 3: embed, retrieve and judge every query; in judge mode the first shards are
+    judged and checked first (:mod:`mine_sanity`), and the verdict decides whether the
+    judge also scores the rest. Returns the verdict (None in similarity mode)."""
+    start = time.perf_counter()
+    skip = finished_shards(cfg.output) if cfg.resume else frozenset()
+    verdict = None
+    if cfg.selection.mode == "judge":
+        verdict = read_verdict(cfg.output) if cfg.resume else None
+        if verdict is None:
+            verdict = _calibrate(cfg, device, skip)
+            write_verdict(cfg.output, verdict)
+            skip = finished_shards(cfg.output)
+        logger.info(verdict.line(cfg.judge_name or ""))
+    if verdict is None or verdict.action != "stop":
+        use_judge = verdict is not None and verdict.score_source == S.SCORE_JUDGE
+        _judge_dataset(cfg, device, skip, use_judge, cfg.max_queries).take_all()
+    report.stage_seconds["queries: embed+retrieve+judge (wall)"] = time.perf_counter() - start
+    return verdict
+
+
+def _calibrate(cfg: MineConfig, device: str, skip: frozenset[str]) -> SanityVerdict:
+    """Judge the calibration shards and measure the judge on them."""
+    n = cfg.sanity.calibration_queries
+    limit = -(-n // cfg.shard_size) * cfg.shard_size  # whole shards
+    if cfg.max_queries is not None:
+        limit = min(limit, cfg.max_queries)
+    _judge_dataset(cfg, device, skip, True, limit).take_all()
+    names = calibration_shards(sorted(finished_shards(cfg.output)), cfg.shard_size, n)
+    auc, rows = measure(cfg.output, names)
+    return decide(auc, rows, tuple(names), cfg.sanity)
 
 
 def _add_selected(report: MineReport, stats: list[dict[str, Any]]) -> None:

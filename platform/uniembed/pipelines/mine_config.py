@@ -25,6 +25,10 @@ class RetrievalSection:
         default=None, metadata={"help": "drop candidates with sim < pos_sim - margin"}
     )
     min_sim: float | None = field(default=None, metadata={"help": "drop candidates below this"})
+    max_sim: float | None = field(
+        default=None,
+        metadata={"help": "δ: drop candidates above this similarity (near-duplicates)"},
+    )
     exclude_self: bool = field(default=False, metadata={"help": "queries drawn from the pool"})
 
     def __post_init__(self) -> None:
@@ -33,6 +37,10 @@ class RetrievalSection:
         require(
             self.easy_margin is None or self.easy_margin >= 0,
             "retrieval.easy_margin must be >= 0",
+        )
+        require(
+            self.max_sim is None or self.min_sim is None or self.min_sim <= self.max_sim,
+            "retrieval.min_sim must be <= retrieval.max_sim",
         )
 
 
@@ -74,15 +82,30 @@ class JudgeSection:
 
 @dataclass
 class SanitySection:
-    """Judge sanity: mean per-query AUC of the positive's score against its candidates'."""
+    """The judge's sanity check, made before its scores decide anything.
 
-    auc_floor: float = field(default=0.6, metadata={"help": "warn loudly below this AUC"})
-    stop_below_floor: bool = field(
-        default=False, metadata={"help": "stop before selection when the judge fails"}
+    The first ``calibration_queries`` queries (whole shards) are judged first; the mean
+    per-query AUC of the positive's score against its candidates' on them must reach
+    ``auc_floor``. Below it, ``on_fail`` decides the rest of the run:
+
+    - ``fallback``: the judge stops; the embedder's similarities drive the false-negative
+      filter, the hard-negative choice and the soft labels (rows say ``score_source:
+      embedder``), and the report and the job's last line say so;
+    - ``stop``: the job ends before selection with exit code 3;
+    - ``continue``: the judge's scores are used anyway, with a loud warning.
+    """
+
+    auc_floor: float = field(default=0.6, metadata={"help": "the judge's minimum AUC"})
+    calibration_queries: int = field(
+        default=64, metadata={"help": "queries judged and checked before the rest"}
+    )
+    on_fail: Literal["fallback", "stop", "continue"] = field(
+        default="fallback", metadata={"help": "below the floor: fallback | stop | continue"}
     )
 
     def __post_init__(self) -> None:
         require(0.0 <= self.auc_floor <= 1.0, "sanity.auc_floor must be in [0, 1]")
+        require(self.calibration_queries >= 1, "sanity.calibration_queries must be >= 1")
 
 
 @dataclass

@@ -42,6 +42,7 @@ class SelectOptions:
     """Selection settings and provenance; picklable."""
 
     mode: str
+    score_source: str  # S.SCORE_JUDGE or S.SCORE_EMBEDDER: whose scores select
     num_negatives: int
     beta: float
     step: int
@@ -57,12 +58,15 @@ class SelectOptions:
 
 
 def select_row(row: dict[str, Any], o: SelectOptions) -> Selection:
-    """The hard negatives of one judged row."""
+    """The hard negatives of one judged row. In judge mode the UniME-V2 rule (false-negative
+    filter, cyclical sampling) runs on the judge's scores, or on the embedder's similarities
+    when the judge failed its sanity check (``score_source``)."""
     if o.mode == "judge":
+        by_judge = o.score_source == S.SCORE_JUDGE
         return select_with_judge(
             row[CAND_IDS],
-            row[CAND_SCORES],
-            row[S.POS_SCORE],
+            row[CAND_SCORES] if by_judge else row[CAND_SIMS],
+            row[S.POS_SCORE] if by_judge else row[POS_SIM],
             k=o.num_negatives,
             beta=o.beta,
             positive_id=row[S.POS_ID],
@@ -82,13 +86,20 @@ def select_row(row: dict[str, Any], o: SelectOptions) -> Selection:
         seed=o.seed + row[ORDINAL],  # each query its own draw, stable across reruns
         positive_id=row[S.POS_ID],
         ranks=row[CAND_RANKS],
+        known_positive_ids=_group_mates(row),
     )
 
 
+def _group_mates(row: dict[str, Any]) -> list[str]:
+    """Candidates that share the positive's group (``group_field``): known positives."""
+    flags = row[CAND_TRUE_FN] or [False] * len(row[CAND_IDS])
+    return [cid for cid, f in zip(row[CAND_IDS], flags, strict=True) if f]
+
+
 def mined_row(row: dict[str, Any], sel: Selection, o: SelectOptions) -> dict[str, Any]:
-    """One MINED_SCHEMA row. In similarity mode the scores are embedding cosines and the
-    positive's score is 1.0 (unjudged)."""
-    judged = o.mode == "judge"
+    """One MINED_SCHEMA row. Its scores are the judge's P(Yes), or the embedder's cosine
+    similarities (``score_source: embedder``), the positive's included."""
+    judged = o.score_source == S.SCORE_JUDGE
     return {
         S.QUERY_ID: row[S.ID],
         S.QUERY_TEXT: row[S.TEXT],
@@ -97,7 +108,7 @@ def mined_row(row: dict[str, Any], sel: Selection, o: SelectOptions) -> dict[str
         S.POS_ID: row[S.POS_ID],
         S.POS_TEXT: row[S.POS_TEXT],
         S.POS_IMAGE: row[S.POS_IMAGE],
-        S.POS_SCORE: row[S.POS_SCORE] if judged else 1.0,
+        S.POS_SCORE: row[S.POS_SCORE] if judged else row[POS_SIM],
         S.NEG_IDS: list(sel.negative_ids),
         S.NEG_TEXTS: [row[CAND_TEXTS][p] for p in sel.positions],
         S.NEG_IMAGES: [row[CAND_IMAGES][p] for p in sel.positions],
@@ -106,9 +117,10 @@ def mined_row(row: dict[str, Any], sel: Selection, o: SelectOptions) -> dict[str
         S.FILLED: sel.filled,
         S.N_FILLED: sel.n_filled,
         S.EMBEDDER: o.embedder,
-        S.JUDGE: o.judge,
+        S.JUDGE: o.judge if judged else None,
         S.TOP_K: o.k,
         S.BETA: o.beta,
+        S.SCORE_SOURCE: o.score_source,
     }
 
 

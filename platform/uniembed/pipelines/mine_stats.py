@@ -16,6 +16,7 @@ from uniembed.pipelines.judge_worker import AUC, CAND_SCORES, JUDGE_S, N_PAIRS
 from uniembed.pipelines.mine_shards import JUDGED_DIR, QUARANTINE_DIR
 from uniembed.pipelines.mine_workers import (
     EMBED_S,
+    N_ABOVE_MAX,
     N_EASY,
     N_RETRIEVED,
     N_TRUE_FN_RETRIEVED,
@@ -61,6 +62,7 @@ def add_judged(report: MineReport, output: str) -> None:
         report.queries += len(t)
         report.candidates_retrieved += int(_sum(t, N_RETRIEVED))
         report.dropped_easy += int(_sum(t, N_EASY))
+        report.dropped_above_max += int(_sum(t, N_ABOVE_MAX))
         report.true_fn_retrieved += int(_sum(t, N_TRUE_FN_RETRIEVED))
         report.positives_in_top_k += len(t) - t[POS_RANK].null_count
         embed_s += _sum(t, EMBED_S)

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.mining import IdMap, build_index, drop_easy, topk_candidates
+from uniembed.mining import IdMap, build_index, drop_above, drop_easy, topk_candidates
 from uniembed.pipelines.embed import read_embeddings
 from uniembed.pipelines.embed_worker import EmbedWorker, WorkerOptions
 from uniembed.pipelines.mine_inputs import GROUP
@@ -35,6 +35,7 @@ CAND_RANKS = "cand_ranks"  # 1-based retrieval rank
 CAND_TRUE_FN = "cand_true_fn"  # candidate shares the positive's group
 N_RETRIEVED = "n_retrieved"
 N_EASY = "n_easy"
+N_ABOVE_MAX = "n_above_max"  # dropped by the upper filter (sim > retrieval.max_sim, δ)
 N_TRUE_FN_RETRIEVED = "n_true_fn_retrieved"  # true false negatives in the top K
 POS_RANK = "pos_rank"  # 1-based rank of the positive in the top K, or null
 POS_SIM = "pos_sim"
@@ -75,6 +76,7 @@ class RetrievalOptions:
     nprobe: int = 16
     easy_margin: float | None = None
     min_sim: float | None = None
+    max_sim: float | None = None
     exclude_self: bool = False
     s3: storage.S3Options | None = None
 
@@ -94,6 +96,7 @@ def retrieval_fields() -> list[pa.Field]:
         pa.field(CAND_TRUE_FN, pa.list_(pa.bool_())),
         pa.field(N_RETRIEVED, pa.int32()),
         pa.field(N_EASY, pa.int32()),
+        pa.field(N_ABOVE_MAX, pa.int32()),
         pa.field(N_TRUE_FN_RETRIEVED, pa.int32()),
         pa.field(RETRIEVE_S, pa.float64()),
     ]
@@ -158,9 +161,8 @@ class RetrievalStage:
         return pa.Table.from_pylist(rows, schema=schema)
 
     def _fill(self, row: dict[str, Any], retrieved: Any) -> None:
-        kept = drop_easy(
-            retrieved, easy_margin=self.options.easy_margin, min_sim=self.options.min_sim
-        )
+        below = drop_above(retrieved, self.options.max_sim)
+        kept = drop_easy(below, easy_margin=self.options.easy_margin, min_sim=self.options.min_sim)
         pos_text, pos_image, pos_group = self.lookup[row[S.POS_ID]]
         row[S.POS_TEXT], row[S.POS_IMAGE] = pos_text, pos_image
 
@@ -176,5 +178,6 @@ class RetrievalStage:
         row[CAND_RANKS] = [r + 1 for r in kept.ranks]
         row[CAND_TRUE_FN] = [true_fn(c) for c in kept.ids]
         row[N_RETRIEVED] = len(retrieved)
-        row[N_EASY] = len(retrieved) - len(kept)
+        row[N_ABOVE_MAX] = len(retrieved) - len(below)
+        row[N_EASY] = len(below) - len(kept)
         row[N_TRUE_FN_RETRIEVED] = sum(true_fn(c) for c in retrieved.ids)

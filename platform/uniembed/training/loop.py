@@ -179,6 +179,9 @@ def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = str(ray.train.torch.get_device())
+    if device == "cpu":
+        local = max(1, ctx.get_local_world_size())
+        torch.set_num_threads(cfg.scaling.cpu_threads or max(1, (os.cpu_count() or 1) // local))
     torch.manual_seed(cfg.train.seed)
     task = build(device)
     trainable = trainable_parameters(task.module)

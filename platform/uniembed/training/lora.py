@@ -9,7 +9,8 @@ projector of an MLLM are never trained in these stages (DESIGN §1).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 
 from torch import nn
 
@@ -64,6 +65,32 @@ def target_modules(model: nn.Module) -> list[str]:
     return out
 
 
+_LAYER_INDEX = re.compile(r"\.(?:layers|layer|h|blocks)\.(\d+)\.")
+
+
+def layer_index(name: str) -> int | None:
+    """The transformer layer a parameter or module name belongs to, or None (embeddings,
+    final norm, heads): ``"model.layers.7.mlp.up_proj" -> 7``."""
+    m = _LAYER_INDEX.search("." + name + ".")
+    return int(m.group(1)) if m else None
+
+
+def in_top_layers(names: Iterable[str], top: int) -> list[str]:
+    """The ``names`` inside the last ``top`` layers (all of them for ``top == 0``).
+
+    Example: names in layers 0..29 with ``top=8`` keep those of layers 22..29.
+    Raises ValueError when no name carries a layer index.
+    """
+    names = list(names)
+    if top == 0:
+        return names
+    indices = [i for i in map(layer_index, names) if i is not None]
+    if not indices:
+        raise ValueError("lora.top_layers: no layer index found in the module names")
+    first = max(indices) + 1 - top
+    return [n for n in names if (layer_index(n) or -1) >= first]
+
+
 def body_of(model: nn.Module, body: str) -> nn.Module:
     """``model.<body>`` (the ``AutoModel`` body under an LM head), or ``model`` for ``""``."""
     if not body:
@@ -89,9 +116,14 @@ def prepare_trainable(model: nn.Module, lora: LoraSection, body: str = "") -> nn
         p.requires_grad_(False)
     if not lora.enabled:
         prefix = outer + language_model_prefix(inner)
+        names = [
+            name
+            for name, _ in model.named_parameters()
+            if name.startswith(prefix) and not name[len(prefix) :].startswith(UNUSED_PREFIXES)
+        ]
+        trainable = set(in_top_layers(names, lora.top_layers))
         for name, p in model.named_parameters():
-            if name.startswith(prefix) and not name[len(prefix) :].startswith(UNUSED_PREFIXES):
-                p.requires_grad_(True)
+            p.requires_grad_(name in trainable)
         return model
     from peft import LoraConfig, get_peft_model
 
@@ -100,7 +132,9 @@ def prepare_trainable(model: nn.Module, lora: LoraSection, body: str = "") -> nn
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         use_dora=lora.dora,
-        target_modules=[outer + name for name in target_modules(inner)],
+        target_modules=in_top_layers(
+            [outer + name for name in target_modules(inner)], lora.top_layers
+        ),
         bias="none",
     )
     return get_peft_model(model, config)

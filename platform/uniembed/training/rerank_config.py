@@ -25,12 +25,17 @@ class RerankDataSection:
         default=5, metadata={"help": "hard negatives in the listwise chat; 0: no listwise"}
     )
     seed: int = field(default=0, metadata={"help": "seeds the positive's listwise slot"})
+    pairwise_negatives: int = field(
+        default=1,
+        metadata={"help": "pairwise 'No' chats per row (1: the hardest; n: spread over hardness)"},
+    )
     chats_per_forward: int = field(
         default=0, metadata={"help": "chats per forward pass (gradients accumulate); 0: all"}
     )
 
     def __post_init__(self) -> None:
         require(self.list_size >= 0, "data.list_size must be >= 0")
+        require(self.pairwise_negatives >= 1, "data.pairwise_negatives must be >= 1")
         require(self.chats_per_forward >= 0, "data.chats_per_forward must be >= 0")
 
 

@@ -3,7 +3,8 @@
 Per row (``TUNE_SCHEMA`` dicts from ``training.rows``):
 
 1. pairwise chat with the positive -> ``Yes``;
-2. pairwise chat with the hardest negative (highest judge score) -> ``No``;
+2. pairwise chats with ``pairwise_negatives`` negatives -> ``No`` (1: the hardest, highest
+   judge score; n > 1: n picks spread evenly over the hardness order, the hardest first);
 3. listwise chat over the positive and the ``list_size`` hardest negatives, the positive at
    a seeded random slot -> ``Ans: (slot + 1)``.
 
@@ -100,6 +101,16 @@ def hardest_negatives(scores: list[float] | None, n_negatives: int, k: int) -> l
     return order[:k]
 
 
+def spread_picks(order: list[int], n: int) -> list[int]:
+    """``n`` entries of ``order`` at evenly spaced positions, its first entry first.
+
+    ``spread_picks([4, 2, 0, 1, 3], 2) == [4, 0]``; with ``n >= len(order)``, all of it.
+    """
+    if n >= len(order):
+        return list(order)
+    return [order[(j * len(order)) // n] for j in range(n)]
+
+
 def listwise_slot(query_id: str, seed: int, size: int) -> int:
     """The positive's 0-based slot in a list of ``size``: random, fixed by (seed, query id),
     so a resumed or re-run job builds the same chats."""
@@ -107,14 +118,19 @@ def listwise_slot(query_id: str, seed: int, size: int) -> int:
     return int(rng.integers(size))
 
 
-def build_chats(row: dict[str, Any], list_size: int = LIST_SIZE, seed: int = 0) -> ChatPlan:
+def build_chats(
+    row: dict[str, Any], list_size: int = LIST_SIZE, seed: int = 0, pairwise_negatives: int = 1
+) -> ChatPlan:
     """The chats of one training row (``TUNE_SCHEMA`` dict).
 
-    ``list_size = 0`` turns the listwise chat off. Raises ValueError naming the row when it
+    ``list_size = 0`` turns the listwise chat off; ``pairwise_negatives`` is the number of
+    pairwise "No" chats (see :func:`spread_picks`). Raises ValueError naming the row when it
     has no query or no positive.
     """
     if list_size < 0:
         raise ValueError(f"list_size must be >= 0, got {list_size}")
+    if pairwise_negatives < 1:
+        raise ValueError(f"pairwise_negatives must be >= 1, got {pairwise_negatives}")
     qid = str(row[S.QUERY_ID])
     src = f"{row.get(S.SOURCE) or '?'} (query {qid})"
     text = " ".join(
@@ -133,8 +149,9 @@ def build_chats(row: dict[str, Any], list_size: int = LIST_SIZE, seed: int = 0) 
     chats = [RerankChat("pairwise_pos", query, (positive,), YES, src)]
     if not negatives:
         return ChatPlan(tuple(chats), short_list=False, no_negatives=True)
-    order = hardest_negatives(row.get(S.NEG_SCORES), len(negatives), max(list_size, 1))
-    chats.append(RerankChat("pairwise_neg", query, (negatives[order[0]],), NO, src))
+    order = hardest_negatives(row.get(S.NEG_SCORES), len(negatives), len(negatives))
+    for j in spread_picks(order, pairwise_negatives):
+        chats.append(RerankChat("pairwise_neg", query, (negatives[j],), NO, src))
     if list_size == 0:
         return ChatPlan(tuple(chats), short_list=False, no_negatives=False)
     listed = [negatives[j] for j in order[:list_size]]
@@ -145,13 +162,16 @@ def build_chats(row: dict[str, Any], list_size: int = LIST_SIZE, seed: int = 0) 
 
 
 def plan_rows(
-    rows: list[dict[str, Any]], list_size: int = LIST_SIZE, seed: int = 0
+    rows: list[dict[str, Any]],
+    list_size: int = LIST_SIZE,
+    seed: int = 0,
+    pairwise_negatives: int = 1,
 ) -> tuple[list[RerankChat], ChatCounts]:
     """All chats of ``rows`` in row order, and their counts."""
     chats: list[RerankChat] = []
     counts = ChatCounts()
     for row in rows:
-        plan = build_chats(row, list_size, seed)
+        plan = build_chats(row, list_size, seed, pairwise_negatives)
         chats.extend(plan.chats)
         counts.add(str(row[S.QUERY_ID]), plan)
     return chats, counts

@@ -41,7 +41,7 @@ def reranker_task(cfg: RerankConfig, device: str) -> WorkerTask:
     autocast = autocast_for(cfg.scaling.precision, device)
 
     def step(rows: list[dict[str, Any]]) -> tuple[Tensor, dict[str, float], list[str]]:
-        chats, _ = plan_rows(rows, cfg.data.list_size, cfg.data.seed)
+        chats, _ = plan_rows(rows, cfg.data.list_size, cfg.data.seed, cfg.data.pairwise_negatives)
         loss, stats = rerank_step(
             scorer.model, encoder, chats, loss_fn, cfg.data.chats_per_forward, autocast
         )

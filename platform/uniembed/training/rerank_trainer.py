@@ -35,7 +35,9 @@ def reranker_rows(cfg: RerankConfig) -> tuple[pa.Table, ChatCounts]:
             f"{cfg.input}: {table.num_rows} rows, fewer than one batch "
             f"(train.batch_size {cfg.train.batch_size})"
         )
-    _, counts = plan_rows(table.to_pylist(), cfg.data.list_size, cfg.data.seed)
+    _, counts = plan_rows(
+        table.to_pylist(), cfg.data.list_size, cfg.data.seed, cfg.data.pairwise_negatives
+    )
     order = np.random.default_rng(cfg.train.seed).permutation(table.num_rows)
     return table.take(order), counts
 

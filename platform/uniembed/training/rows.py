@@ -50,6 +50,22 @@ class TrainingDataError(ValueError):
     """A training row or file is unusable; the message names the file and the row."""
 
 
+# Where a finished mine output (``_SUCCESS.json`` at its root) keeps each format's rows.
+MINE_OUTPUT_FOLDERS = {"mined": "mined", "unime_v2": "export"}
+MANIFEST = "_SUCCESS.json"
+
+
+def rows_location(uri: str, fmt: str) -> str:
+    """``uri`` itself, or its ``mined/`` / ``export/`` folder when ``uri`` is a whole mine
+    output (the folder the mine job printed), so both forms of ``--input`` work."""
+    sub = MINE_OUTPUT_FOLDERS.get(fmt)
+    if sub and storage.exists(storage.join(uri, MANIFEST)):
+        inner = storage.join(uri, sub)
+        if storage.list_files(inner):
+            return inner
+    return uri
+
+
 def _records(uri: str) -> list[tuple[dict[str, Any], str, str]]:
     """``(record, source "file:row", folder of the file)`` for every record under ``uri``."""
     files = [f for f in storage.list_files(uri) if f.endswith((".parquet", ".jsonl", ".json"))]
@@ -170,7 +186,7 @@ def read_tune_rows(uri: str, fmt: str, need_scores: bool = False) -> pa.Table:
     if fmt not in _READERS:
         raise TrainingDataError(f"unknown format {fmt!r}; expected one of {sorted(_READERS)}")
     rows = []
-    for rec, src, base in _records(uri):
+    for rec, src, base in _records(rows_location(uri, fmt)):
         row = _READERS[fmt](rec, src, base)
         row[S.SOURCE] = src
         check_tune_row(row)

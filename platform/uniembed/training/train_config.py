@@ -25,6 +25,11 @@ class ScalingSection:
     use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker when true"})
     gpus_per_worker: float = 1.0
     cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs reserved per worker"})
+    # Ray sets OMP_NUM_THREADS to a worker's whole CPUs (1 for 0.5): on CPU that leaves
+    # cores idle while the step is pure compute. 0: the node's cores / its workers.
+    cpu_threads: int = field(
+        default=0, metadata={"help": "torch threads per CPU worker (0: cores / local workers)"}
+    )
     precision: Literal["fp32", "bf16"] = field(
         default="fp32", metadata={"help": "bf16: autocast forward, fp32 master weights"}
     )
@@ -33,6 +38,7 @@ class ScalingSection:
         require(self.num_workers >= 1, "scaling.num_workers must be >= 1")
         require(self.gpus_per_worker > 0, "scaling.gpus_per_worker must be > 0")
         require(self.cpus_per_worker > 0, "scaling.cpus_per_worker must be > 0")
+        require(self.cpu_threads >= 0, "scaling.cpu_threads must be >= 0")
 
 
 @dataclass
@@ -44,9 +50,17 @@ class LoraSection:
     alpha: int = 64
     dropout: float = 0.1
     dora: bool = field(default=True, metadata={"help": "weight-decomposed LoRA (DoRA)"})
+    top_layers: int = field(
+        default=0,
+        metadata={
+            "help": "adapt only the last N decoder/encoder layers (0: all); backward then "
+            "stops at the lowest adapted layer, which cuts a CPU step's cost"
+        },
+    )
 
     def __post_init__(self) -> None:
         require(self.r >= 1, "lora.r must be >= 1")
+        require(self.top_layers >= 0, "lora.top_layers must be >= 0")
         require(self.alpha >= 1, "lora.alpha must be >= 1")
         require(0.0 <= self.dropout < 1.0, "lora.dropout must be in [0, 1)")
 
