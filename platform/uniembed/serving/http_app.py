@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from uniembed.data.images import load_image
 from uniembed.models import EmbedInput
@@ -114,6 +115,13 @@ async def _on_request_error(_: Request, exc: RequestError) -> JSONResponse:
     return error_response(exc.status, exc.message, exc.param)
 
 
+async def _on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # FastAPI's own refusals (a body that is not UTF-8 JSON, an unknown route) in our shape.
+    param = "body" if exc.status_code == 400 else None
+    detail = exc.detail if isinstance(exc.detail, str) else "invalid request"
+    return error_response(exc.status_code, f"{param or 'request'}: {detail}", param)
+
+
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     # Never a traceback, an object repr or an internal address in the body.
     return error_response(500, f"internal error ({type(exc).__name__})", None)
@@ -154,6 +162,7 @@ async def create_http_app(backend: Backend, cfg: ServeConfig, api_key: bytes | N
     app.add_middleware(ApiKeyMiddleware, api_key=api_key)  # outermost: before any body read
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(RequestError, _on_request_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
     async def require_key(
