@@ -23,7 +23,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="embed.py",
         description=__doc__,
         default_config=DEFAULT_CONFIG,
-        flags={"input": "input", "output": "output", "model": "model.name", "format": "format"},
+        flags={
+            "input": "input",
+            "output": "output",
+            "model": "model.name",
+            "format": "format",
+            "overwrite": "overwrite",
+        },
     )
     summary = run_embed(cfg)
     print(summary.line())

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             "output": "output",
             "embedder": "embedder.name",
             "judge": "judge.model.name",
+            "overwrite": "overwrite",
         },
     )
     report, code = run_mine(cfg)

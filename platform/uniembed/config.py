@@ -209,6 +209,15 @@ def parse_config(
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     for flag, key in flags.items():
+        if _key_type(cls, key, hints_cache) is bool:  # a switch: --overwrite sets it true
+            parser.add_argument(
+                f"--{flag.replace('_', '-')}",
+                dest=f"flag__{flag}",
+                action="store_const",
+                const=True,
+                help=f"sets {key}=true",
+            )
+            continue
         is_list = _key_is_list(cls, key, hints_cache)
         parser.add_argument(
             f"--{flag.replace('_', '-')}",
@@ -231,15 +240,18 @@ def parse_config(
     return from_dict(cls, data)
 
 
-def _key_is_list(cls: type, key: str, cache: dict[str, Any]) -> bool:
+def _key_type(cls: type, key: str, cache: dict[str, Any]) -> Any:
     tp: Any = cls
     for part in key.split("."):
         inner, _ = _unwrap_optional(tp)
         if not _is_dataclass_type(inner):
-            return False
+            return None
         tp = typing.get_type_hints(inner)[part]
-    inner, _ = _unwrap_optional(tp)
-    return typing.get_origin(inner) in (list, tuple, Sequence)
+    return _unwrap_optional(tp)[0]
+
+
+def _key_is_list(cls: type, key: str, cache: dict[str, Any]) -> bool:
+    return typing.get_origin(_key_type(cls, key, cache)) in (list, tuple, Sequence)
 
 
 def require(cond: bool, message: str) -> None:

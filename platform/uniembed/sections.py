@@ -21,9 +21,14 @@ class ModelSection:
     pooling: Literal["last", "mean"] | None = field(
         default=None, metadata={"help": "override the model's pooling"}
     )
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "cut texts to this many tokens (null: the model's, else 8192)"},
+    )
 
     def __post_init__(self) -> None:
         require(bool(self.name), "model.name must not be empty")
+        require(self.max_length is None or self.max_length >= 1, "model.max_length must be >= 1")
         require(
             self.dtype in (None, "float32", "bfloat16", "float16"),
             f"model.dtype {self.dtype!r} is not float32, bfloat16 or float16",

@@ -411,6 +411,28 @@ def delete(uri: str) -> None:
         raise StorageError(f"cannot delete {_where(uri)}: {exc}") from exc
 
 
+def move(src: str, dst: str) -> None:
+    """Move the file or tree at ``src`` to ``dst`` (same filesystem); ``dst`` must not exist.
+
+    Local: one rename. S3 has no rename: every object is copied, then the source deleted,
+    so a reader may briefly see both; callers publish a manifest only after the move.
+    """
+    fs, src_path = filesystem_for(src)
+    _, dst_path = filesystem_for(dst)
+    try:
+        if not is_remote(src):
+            os.makedirs(os.path.dirname(dst_path) or ".", exist_ok=True)
+            fs.move(src_path, dst_path)
+            return
+        for f in list_files(src):
+            rel = posixpath.relpath(filesystem_for(f)[1], src_path)
+            target = dst_path if rel == "." else posixpath.join(dst_path, rel)
+            fs.copy_file(filesystem_for(f)[1], target)
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot move {_where(src)} to {dst}: {exc}") from exc
+    delete(src)
+
+
 def makedirs(uri: str) -> None:
     """Create the folder ``uri`` and its parents (on S3 only prefix markers; the bucket must
     exist)."""

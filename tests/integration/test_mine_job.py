@@ -89,8 +89,9 @@ def local_run(
 def _check_output(out: str, inputs: str) -> None:
     report = json.loads(storage.read_text(storage.join(out, "report.json")))
     assert report["queries"] == 14
-    assert sum(report["quarantined"].values()) == 4
-    assert report["pool_quarantined"] == 1
+    # 4 queries and 1 pool item: the job's total counts every row it set aside.
+    assert sum(report["quarantined"].values()) == 5
+    assert report["pool_quarantined"] == report["quarantined"]["pool"] == 1
     assert report["judged_pairs"] == 10 * (K + 1)  # every candidate and every positive
     assert 0.0 <= report["auc"] <= 1.0
     assert report["rows_written"] + report["rows_without_negatives"] == 10

@@ -56,6 +56,12 @@ def test_score_count_must_match_negatives(tmp_path) -> None:
         read_tune_rows(uri, "mined")
 
 
+def test_nan_judge_score_names_the_row(tmp_path) -> None:
+    uri = _write_mined(tmp_path / "m.parquet", [_mined(), _mined(neg_scores=[0.3, float("nan")])])
+    with pytest.raises(TrainingDataError, match=r"m\.parquet:2 \(query q1\): neg_scores\[1\]"):
+        read_tune_rows(uri, "mined")
+
+
 def test_unime_v2_json_and_soft_label_needs_scores(tmp_path) -> None:
     rec = {
         "query_text": "<|image_1|>\nwhat is shown",

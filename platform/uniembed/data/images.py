@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+from collections.abc import Sequence
 
 from PIL import Image, UnidentifiedImageError
 
@@ -27,6 +28,28 @@ def resolve_uri(path: str, base: str | None) -> str:
         scheme, rest = base.split("://", 1)
         return f"{scheme}://{posixpath.normpath(posixpath.join(rest, path))}"
     return os.path.normpath(os.path.join(base, path))
+
+
+def _under(path: str, folder: str) -> bool:
+    folder = folder.rstrip("/")
+    return path == folder or path.startswith(folder + "/")
+
+
+def path_allowed(uri: str, root: str | None, prefixes: Sequence[str] = ()) -> bool:
+    """True when ``uri`` (already resolved by :func:`resolve_uri`) lies inside the folder
+    ``root`` or under one of ``prefixes``. ``..`` is collapsed first, so a relative path
+    cannot climb out; ``root=None`` allows everything. Pure: no storage access."""
+    if root is None:
+        return True
+
+    def norm(u: str) -> str:
+        if "://" in u:
+            scheme, rest = u.split("://", 1)
+            return f"{scheme}://{posixpath.normpath(rest)}"
+        return os.path.abspath(u)
+
+    target = norm(uri)
+    return any(_under(target, norm(r)) for r in (root, *prefixes))
 
 
 def decode_image(
@@ -54,6 +77,11 @@ def decode_image(
             return img.convert("RGB")
     except ImageError:
         raise
+    except Image.DecompressionBombError as e:  # over PIL's own limit: refused, never decoded
+        raise ImageError(
+            f"record {record}: image from {source} is over the limit of {max_pixels} pixels "
+            f"(decompression bomb: {e})"
+        ) from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"record {record}: cannot decode image from {source}: {e}") from e
 

@@ -232,6 +232,24 @@ def error_item(source: str, reason: str, id_: str | None = None) -> dict[str, An
     return row
 
 
+def check_unicode(row: Mapping[str, Any], source: str) -> None:
+    """RecordError naming the field of ``row`` whose text is not valid Unicode (a lone
+    surrogate such as JSON's ``"\\ud800"``, which no UTF-8 writer or tokenizer accepts)."""
+    for key in (S.ID, S.TEXT, S.IMAGE_URI, S.INSTRUCTION):
+        value = row.get(key)
+        if not isinstance(value, str):
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            bad = value[e.start]
+            raise RecordError(
+                source,
+                key,
+                f"not valid Unicode: lone surrogate U+{ord(bad):04X} at character {e.start}",
+            ) from None
+
+
 def convert_records(
     records: Iterator[tuple[Mapping[str, Any] | Exception, str]], fmt: str, base: str | None
 ) -> Iterator[dict[str, Any]]:
@@ -244,9 +262,24 @@ def convert_records(
             yield error_item(source, str(rec))
             continue
         try:
-            for row in convert(rec, source, base):
-                row[S.ERROR] = None
-                yield row
+            rows = convert(rec, source, base)
+            for row in rows:
+                check_unicode(row, source)
         except RecordError as e:
             rid = rec.get(S.ID) if isinstance(rec, Mapping) else None
-            yield error_item(source, str(e), str(rid) if rid not in (None, "") else None)
+            rid = str(rid) if rid not in (None, "") else None
+            if rid is not None and not _encodes(rid):
+                rid = None  # the id itself is the bad text: the row goes by its source
+            yield error_item(source, str(e), rid)
+            continue
+        for row in rows:
+            row[S.ERROR] = None
+            yield row
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

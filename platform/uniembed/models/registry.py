@@ -177,6 +177,7 @@ def load_embedder(
     device: str = "cpu",
     dtype: str | None = None,
     pooling: str | None = None,
+    max_length: int | None = None,
 ) -> Embedder:
     """Load an embedder by registry name, model folder or hub id.
 
@@ -185,6 +186,8 @@ def load_embedder(
         device: torch device string ("cpu", "cuda", "cuda:1").
         dtype: "float32", "bfloat16" or "float16"; default float32 on CPU, bfloat16 on GPU.
         pooling: "last" or "mean" to override the family / ``uniembed.json`` pooling.
+        max_length: cut texts to this many tokens (default: ``uniembed.json``'s, the
+            encoder's limit, else ``truncation.DEFAULT_MAX_TEXT_TOKENS``).
 
     Raises:
         UnknownModelError: the name resolves to nothing loadable (message lists the
@@ -199,6 +202,8 @@ def load_embedder(
     with quiet_transformers():
         if pooling is not None:
             override = dataclasses.replace(override or PoolingConfig(), pooling=pooling)
+        if max_length is not None:
+            override = dataclasses.replace(override or PoolingConfig(), max_length=max_length)
         settings = resolve_pooling(family, override)
         model = AutoModel.from_pretrained(source, dtype=torch_dtype).to(device).eval()
         tokenizer, processor = load_tokenizer_and_processor(source, family)

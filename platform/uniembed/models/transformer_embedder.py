@@ -8,6 +8,7 @@ positions, so an input embedded alone and inside a padded batch gives the same v
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from uniembed.models.inputs import EmbedInput, check_input
 from uniembed.models.pooling import pool_and_normalize
 from uniembed.models.pooling_config import ResolvedPooling
 from uniembed.models.prompts import build_prompt
+from uniembed.models.truncation import DEFAULT_MAX_TEXT_TOKENS, truncate_text
 
 
 class TransformerEmbedder:
@@ -56,11 +58,26 @@ class TransformerEmbedder:
     def _chat_owner(self) -> Any:
         return self.processor if self.processor is not None else self.tokenizer
 
+    @property
+    def max_text_tokens(self) -> int:
+        """Texts are cut to this many tokens before prompting (see models.truncation)."""
+        return self.settings.max_length or DEFAULT_MAX_TEXT_TOKENS
+
+    def fit(self, inp: EmbedInput) -> EmbedInput:
+        """``inp`` with its text cut to ``max_text_tokens`` tokens; ``inp`` itself (the same
+        object) when it fits, so callers can count what was cut."""
+        if not isinstance(inp.text, str):
+            return inp
+        text, cut = truncate_text(self.tokenizer, inp.text, self.max_text_tokens)
+        return dataclasses.replace(inp, text=text) if cut else inp
+
     def prompts(self, inputs: Sequence[EmbedInput]) -> list[str]:
-        """The full prompt string per input; ValueError naming the model for bad inputs."""
+        """The full prompt string per input (texts cut by :meth:`fit`); ValueError naming
+        the model for bad inputs."""
         out = []
         for i, inp in enumerate(inputs):
             check_input(inp, i, self.name)
+            inp = self.fit(inp)
             if inp.has_image and not self.supports_images:
                 raise ValueError(
                     f"{self.name}: input {i} has an image but model {self.name} "

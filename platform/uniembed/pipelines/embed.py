@@ -8,11 +8,19 @@ Output folder layout::
     quarantine/part-*.parquet   id, stage, reason, source of every record not embedded
     index.faiss (+ .json, .ids.json)   optional FAISS index over the embeddings
     _SUCCESS.json               the run summary; written last
+    _OWNER.json                 marks the folder as the embed job's
+
+Nothing is lost or clobbered: the input is checked (files, duplicate ids) before the output
+is touched; a folder holding files the job did not write is refused unless ``overwrite``;
+the run writes into ``_staging-<run>/`` and replaces the previous output only when it has
+succeeded, and the manifest's counts are read from the files written, checked against the
+rows read.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +32,36 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.pipelines import shards
 from uniembed.pipelines.embed_config import EmbedConfig
-from uniembed.pipelines.embed_worker import PADDED_TOKENS, TOKENS, EmbedWorker, WorkerOptions
-from uniembed.pipelines.read import read_items
+from uniembed.pipelines.embed_dedupe import find_duplicates
+from uniembed.pipelines.embed_worker import (
+    PADDED_TOKENS,
+    TOKENS,
+    TRUNCATED,
+    EmbedWorker,
+    WorkerOptions,
+)
+from uniembed.pipelines.output_guard import STAGING_PREFIX, check_output, claim_output
+from uniembed.pipelines.read import ReadOptions, input_files, input_root, read_items
 from uniembed.pipelines.runtime import actor_resources, init_ray, resolve_device
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection
 
 EMBEDDINGS_DIR = "embeddings"
 QUARANTINE_DIR = "quarantine"
 INDEX_FILE = "index.faiss"
+JOB = "embed"
+# What the job writes (and may replace); anything else in the output folder is foreign.
+LAYOUT = (f"{EMBEDDINGS_DIR}/part-*.parquet", f"{QUARANTINE_DIR}/part-*.parquet", f"{INDEX_FILE}*")
+PUBLISHED = (
+    EMBEDDINGS_DIR,
+    QUARANTINE_DIR,
+    INDEX_FILE,
+    f"{INDEX_FILE}.json",
+    f"{INDEX_FILE}.ids.json",
+)
+
+
+class LostRowsError(RuntimeError):
+    """The rows written do not add up to the rows read: the run is not published."""
 
 
 @dataclass
@@ -49,12 +79,17 @@ class EmbedSummary:
     seconds: float
     items_per_s: float
     padding_fraction: float
+    rows_duplicate: int = 0  # left out under dedupe=keep_first
+    rows_truncated: int = 0  # embedded with their text cut to the model's max tokens
+    run_id: str = ""
     index: str | None = None
 
     def line(self) -> str:
+        extra = f", {self.rows_duplicate} duplicate ids left out" * bool(self.rows_duplicate)
         return (
             f"embedded {self.rows_out}/{self.rows_in} rows "
-            f"({self.rows_quarantined} quarantined) with {self.model} (dim {self.dim}) "
+            f"({self.rows_quarantined} quarantined{extra}; {self.rows_truncated} truncated) "
+            f"with {self.model} (dim {self.dim}) "
             f"in {self.seconds:.1f}s = {self.items_per_s:.1f} items/s; "
             f"padding {self.padding_fraction:.1%}; output {self.output}"
         )
@@ -68,13 +103,25 @@ def check_model(name: str) -> None:
     inspect_model(name)
 
 
-def prepare_output(output: str, overwrite: bool) -> None:
-    """Check the output is reachable and clear what a previous run left there."""
-    storage.check_reachable(output)
-    if shards.read_manifest(output) is not None and not overwrite:
-        raise FileExistsError(f"output {output} already holds a finished run (overwrite=false)")
-    for sub in (EMBEDDINGS_DIR, QUARANTINE_DIR, shards.MANIFEST, INDEX_FILE):
-        storage.delete(storage.join(output, sub))
+def prepare_output(cfg: EmbedConfig) -> list[str]:
+    """Every check before the output is touched: the output is reachable, the input has
+    files, and the output holds nothing the job did not write (unless ``overwrite``).
+    Returns the input files."""
+    storage.check_reachable(cfg.output)
+    files = input_files(cfg.input)
+    check_output(cfg.output, JOB, LAYOUT, cfg.overwrite)
+    return files
+
+
+def publish(staged: str, output: str) -> None:
+    """Replace the previous output's entries with the staged ones (the old manifest goes
+    first, so a half-replaced folder never looks finished)."""
+    storage.delete(storage.join(output, shards.MANIFEST))
+    for name in PUBLISHED:
+        target = storage.join(output, name)
+        storage.delete(target)
+        if storage.exists(storage.join(staged, name)):
+            storage.move(storage.join(staged, name), target)
 
 
 def _projector(model_name: str):  # noqa: ANN202 - a Ray UDF factory
@@ -98,23 +145,27 @@ def _token_stats(batch: pa.Table) -> dict[str, Any]:
     return {
         TOKENS: int(pc.sum(batch[TOKENS]).as_py() or 0),
         PADDED_TOKENS: int(pc.sum(batch[PADDED_TOKENS]).as_py() or 0),
+        TRUNCATED: int(pc.sum(batch[TRUNCATED].cast(pa.int64())).as_py() or 0),
     }
 
 
-def embed_dataset(cfg: EmbedConfig, device: str):  # noqa: ANN201 - ray.data.Dataset
+def embed_dataset(  # noqa: ANN201 - ray.data.Dataset
+    cfg: EmbedConfig, device: str, read: ReadOptions | None = None
+):
     """The lazy dataset of worker outputs (id, embedding, source, stage, error, tokens)."""
     options = WorkerOptions(
         model=cfg.model.name,
         device=device,
         dtype=cfg.model.dtype,
         pooling=cfg.model.pooling,
+        max_length=cfg.model.max_length,
         micro_batch_size=cfg.compute.micro_batch_size,
         sort_by_length=cfg.compute.sort_by_length,
         s3=storage.get_options(),
         cpu_threads=cfg.compute.cpu_threads,
         num_actors=cfg.compute.num_actors,
     )
-    items = read_items(cfg.input, cfg.format)
+    items = read_items(cfg.input, cfg.format, options=read)
     return items.map_batches(
         EmbedWorker,
         fn_constructor_args=(options,),
@@ -126,46 +177,77 @@ def embed_dataset(cfg: EmbedConfig, device: str):  # noqa: ANN201 - ray.data.Dat
 
 
 def run_embed(cfg: EmbedConfig) -> EmbedSummary:
-    """Run the embed pipeline to completion and write its outputs; returns the summary."""
+    """Run the embed pipeline to completion and publish its outputs; returns the summary."""
     if any(v is not None for v in vars(cfg.storage).values()):
         storage.configure(storage.get_options().merged(cfg.storage))
     check_model(cfg.model.name)
-    prepare_output(cfg.output, cfg.overwrite)
+    files = prepare_output(cfg)
     init_ray(cfg.ray)
     device = resolve_device(cfg.model)
+    read = ReadOptions(
+        fmt=cfg.format,
+        root=input_root(cfg.input),
+        image_prefixes=tuple(cfg.image_prefixes),
+        duplicates=find_duplicates(files, cfg.format, cfg.dedupe),
+        dedupe=cfg.dedupe,
+    )
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    staged = storage.join(cfg.output, STAGING_PREFIX + run_id)
+    claim_output(cfg.output, JOB)
+    try:
+        summary = _run_staged(cfg, device, read, run_id, staged)
+        publish(staged, cfg.output)
+        shards.write_manifest(cfg.output, summary.__dict__)
+    finally:
+        storage.delete(staged)
+    return summary
+
+
+def _run_staged(
+    cfg: EmbedConfig, device: str, read: ReadOptions, run_id: str, staged: str
+) -> EmbedSummary:
     start = time.perf_counter()
-    out_dir = storage.join(cfg.output, EMBEDDINGS_DIR)
-    q_dir = storage.join(cfg.output, QUARANTINE_DIR)
+    out_dir = storage.join(staged, EMBEDDINGS_DIR)
+    q_dir = storage.join(staged, QUARANTINE_DIR)
     writer = shards.shard_writer(
-        out_dir, q_dir, _projector(cfg.model.name), _token_stats, storage.get_options()
+        out_dir, q_dir, _projector(cfg.model.name), _token_stats, storage.get_options(), run_id
     )
     stats = (
-        embed_dataset(cfg, device)
+        embed_dataset(cfg, device, read)
         .map_batches(writer, batch_size=None, batch_format="pyarrow", num_cpus=0.25)
         .take_all()
     )
     seconds = time.perf_counter() - start
-    rows_in = sum(s["rows"] for s in stats)
-    rows_out = sum(s["ok"] for s in stats)
+    dropped = len(read.duplicates) if read.dedupe == "keep_first" else 0
+    rows_in = sum(s["rows"] for s in stats) + dropped
+    n_shards, rows_out = shards.count_rows(out_dir)
+    _, rows_quarantined = shards.count_rows(q_dir)
+    if rows_out + rows_quarantined + dropped != rows_in:
+        raise LostRowsError(
+            f"read {rows_in} rows but wrote {rows_out} embeddings, {rows_quarantined} "
+            f"quarantined and left out {dropped} duplicates; output {cfg.output} not replaced"
+        )
     tokens = sum(s[TOKENS] for s in stats)
     padded = sum(s[PADDED_TOKENS] for s in stats)
-    dim = _first_dim(out_dir) if rows_out else 0
     summary = EmbedSummary(
         input=cfg.input,
         output=cfg.output,
         model=cfg.model.name,
-        dim=dim,
+        dim=_first_dim(out_dir) if rows_out else 0,
         rows_in=rows_in,
         rows_out=rows_out,
-        rows_quarantined=sum(s["quarantined"] for s in stats),
-        shards=sum(1 for s in stats if s["ok"]),
+        rows_quarantined=rows_quarantined,
+        shards=n_shards,
         seconds=round(seconds, 3),
         items_per_s=round(rows_out / seconds, 2) if seconds > 0 else 0.0,
         padding_fraction=round(1 - tokens / padded, 4) if padded else 0.0,
+        rows_duplicate=dropped,
+        rows_truncated=sum(s[TRUNCATED] for s in stats),
+        run_id=run_id,
     )
     if cfg.index.kind != "none" and rows_out:
-        summary.index = build_index_file(cfg, out_dir)
-    shards.write_manifest(cfg.output, summary.__dict__)
+        build_index_file(cfg, staged)
+        summary.index = storage.join(cfg.output, INDEX_FILE)
     return summary
 
 
@@ -186,13 +268,14 @@ def read_embeddings(output: str) -> tuple[list[str], Any]:
     return ids, flat.reshape(len(ids), -1).astype(np.float32, copy=False)
 
 
-def build_index_file(cfg: EmbedConfig, out_dir: str) -> str:
-    """Build the configured FAISS index over the written embeddings; returns its URI."""
+def build_index_file(cfg: EmbedConfig, folder: str) -> str:
+    """Build the configured FAISS index over the embeddings in ``folder`` (an embed output
+    or its staging folder) and write it there; returns its URI."""
     from uniembed.mining import build_index, save_index
 
-    ids, matrix = read_embeddings(cfg.output)
+    ids, matrix = read_embeddings(folder)
     index = build_index(matrix, kind=cfg.index.kind, nlist=cfg.index.nlist, nprobe=cfg.index.nprobe)
-    uri = storage.join(cfg.output, INDEX_FILE)
+    uri = storage.join(folder, INDEX_FILE)
     save_index(index, uri, ids)
     return uri
 

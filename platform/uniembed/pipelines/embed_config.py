@@ -7,6 +7,7 @@ from typing import Literal
 
 from uniembed.config import require
 from uniembed.data.records import FORMATS
+from uniembed.pipelines.embed_dedupe import DEDUPE_POLICIES
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
 
 
@@ -35,9 +36,25 @@ class EmbedConfig:
     index: IndexSection = field(default_factory=IndexSection)
     ray: RaySection = field(default_factory=RaySection)
     storage: StorageSection = field(default_factory=StorageSection)
-    overwrite: bool = field(default=True, metadata={"help": "replace a finished output"})
+    dedupe: str = field(
+        default="quarantine",
+        metadata={"help": "repeated ids: quarantine | keep_first | error (checked before work)"},
+    )
+    image_prefixes: list[str] = field(
+        default_factory=list,
+        metadata={"help": "folders/URIs images may come from besides the input folder"},
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "let the job replace files in output it did not write (--overwrite)"},
+    )
 
     def __post_init__(self) -> None:
         require(bool(self.input), "input is required (--input URI)")
         require(bool(self.output), "output is required (--output URI)")
         require(self.format in FORMATS, f"format {self.format!r} is not one of {list(FORMATS)}")
+        require(
+            self.dedupe in DEDUPE_POLICIES,
+            f"dedupe {self.dedupe!r} is not one of {list(DEDUPE_POLICIES)}",
+        )
+        require(all(self.image_prefixes), "image_prefixes: empty prefix")

@@ -17,6 +17,7 @@ from uniembed.models import EmbedInput, load_embedder
 STAGE = "embed"
 TOKENS = "tokens"  # tokens the row took
 PADDED_TOKENS = "padded_tokens"  # its share of the padded batch (= the batch's max length)
+TRUNCATED = "truncated"  # the row's text was cut to the model's max tokens
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class WorkerOptions:
     device: str = "cpu"
     dtype: str | None = None
     pooling: str | None = None
+    max_length: int | None = None  # text tokens (None: the model's own limit)
     micro_batch_size: int = 32
     sort_by_length: bool = True
     max_image_pixels: int = DEFAULT_MAX_PIXELS
@@ -49,6 +51,7 @@ def output_schema() -> pa.Schema:
             pa.field(S.ERROR, pa.string()),
             pa.field(TOKENS, pa.int64()),
             pa.field(PADDED_TOKENS, pa.int64()),
+            pa.field(TRUNCATED, pa.bool_()),
         ]
     )
 
@@ -77,7 +80,11 @@ class EmbedWorker:
             cores = os.cpu_count() or 1
             torch.set_num_threads(options.cpu_threads or max(1, cores // options.num_actors))
         self.embedder = load_embedder(
-            options.model, device=options.device, dtype=options.dtype, pooling=options.pooling
+            options.model,
+            device=options.device,
+            dtype=options.dtype,
+            pooling=options.pooling,
+            max_length=options.max_length,
         )
 
     def _prepare(self, row: dict[str, Any]) -> EmbedInput:
@@ -90,7 +97,9 @@ class EmbedWorker:
             raise ValueError(f"record {rid}: has neither text nor image")
         if image is not None and not self.embedder.supports_images:
             raise ValueError(f"record {rid}: model {self.embedder.name} cannot embed images")
-        return EmbedInput(text=text or None, image=image, instruction=row[S.INSTRUCTION] or None)
+        inp = EmbedInput(text=text or None, image=image, instruction=row[S.INSTRUCTION] or None)
+        fit = getattr(self.embedder, "fit", None)  # cuts long texts, counted in the summary
+        return fit(inp) if fit is not None else inp
 
     def _embed_isolating(self, inputs: list[EmbedInput]) -> list[np.ndarray | Exception]:
         """Embed a micro-batch; if it fails, embed one by one so one bad input cannot
@@ -116,6 +125,7 @@ class EmbedWorker:
         stages: list[str | None] = ["read" if e else None for e in errors]
         tokens = [0] * n
         padded = [0] * n
+        truncated = [False] * n
         inputs: dict[int, EmbedInput] = {}
         for i, row in enumerate(rows):
             if errors[i]:
@@ -124,6 +134,8 @@ class EmbedWorker:
                 inputs[i] = self._prepare(row)
             except (ImageError, ValueError) as e:
                 errors[i], stages[i] = str(e), STAGE
+                continue
+            truncated[i] = inputs[i].text != row[S.TEXT] and bool(row[S.TEXT])
         positions = list(inputs)
         lengths = [self.embedder.token_length(inputs[i]) for i in positions]
         for group in plan_micro_batches(
@@ -147,6 +159,7 @@ class EmbedWorker:
                 S.ERROR: errors,
                 TOKENS: tokens,
                 PADDED_TOKENS: padded,
+                TRUNCATED: [t and e is None for t, e in zip(truncated, errors, strict=True)],
             },
             schema=output_schema(),
         )

@@ -48,6 +48,8 @@ from uniembed.pipelines.mine_select import SelectOptions, selector
 from uniembed.pipelines.mine_shards import QUARANTINE_DIR, ShardBuffer, finished_shards
 from uniembed.pipelines.mine_stats import add_judged, add_quarantine
 from uniembed.pipelines.mine_workers import QueryEmbedStage, RetrievalOptions, RetrievalStage
+from uniembed.pipelines.output_guard import check_output, claim_output
+from uniembed.pipelines.read import input_files
 from uniembed.pipelines.runtime import actor_resources, init_ray, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -211,9 +213,19 @@ def _select_options(cfg: MineConfig, verdict: SanityVerdict | None) -> SelectOpt
     )
 
 
+MINE_LAYOUT = (*(f"{d}/*" for d in OUTPUT_DIRS[:-1]), "report.md", "report.json", "*.png")
+
+
 def prepare_output(cfg: MineConfig) -> None:
-    """Check the output is reachable; without ``resume`` clear what a previous run left."""
+    """Validate the inputs and the output folder, then (without ``resume``) clear what a
+    previous run left. Nothing is deleted before every check has passed: a missing input or
+    a folder holding files the mine job did not write fails with the output untouched."""
     storage.check_reachable(cfg.output)
+    input_files(cfg.queries)
+    if cfg.pool is not None:
+        input_files(cfg.pool)
+    check_output(cfg.output, "mine", MINE_LAYOUT, cfg.overwrite)
+    claim_output(cfg.output, "mine")
     if not cfg.resume:
         for sub in OUTPUT_DIRS:
             storage.delete(storage.join(cfg.output, sub))

@@ -139,6 +139,9 @@ class MineConfig:
     resume: bool = field(
         default=True, metadata={"help": "keep finished shards of an earlier run and skip them"}
     )
+    overwrite: bool = field(
+        default=False, metadata={"help": "let the job replace files in output it did not write"}
+    )
     fail_after_shards: int | None = field(
         default=None, metadata={"help": "testing: fail after writing this many judged shards"}
     )

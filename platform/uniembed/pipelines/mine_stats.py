@@ -38,6 +38,9 @@ def add_quarantine(report: MineReport, output: str) -> None:
     for sub, key in (("pool/items", "quarantined"), ("pool/embeddings", "rows_quarantined")):
         manifest = shards.read_manifest(storage.join(output, sub)) or {}
         report.pool_quarantined += int(manifest.get(key, 0))
+    if report.pool_quarantined:
+        # Counted with the queries' quarantine, so the job's total covers every row it set aside.
+        report.quarantined["pool"] = report.pool_quarantined
     embedded = shards.read_manifest(storage.join(output, "pool/embeddings")) or {}
     report.pool_items = int(embedded.get("rows_out", 0))
     for f in storage.list_files(storage.join(output, QUARANTINE_DIR), suffix=".parquet"):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ import ray
 
 from uniembed import storage
 from uniembed.data import schema as S
+from uniembed.data.images import path_allowed
 from uniembed.data.records import FORMATS, convert_records
 
 JSON_SUFFIXES = (".jsonl", ".json")
@@ -62,11 +64,30 @@ def _folder(uri: str) -> str:
     return uri.rsplit("/", 1)[0] if "/" in uri else "."
 
 
+def input_root(uri: str) -> str:
+    """The folder image paths of the input ``uri`` must stay in: the folder itself, or the
+    folder of a single input file."""
+    fs, path = storage.filesystem_for(uri)
+    return uri if fs.get_file_info(path).type == pafs.FileType.Directory else _folder(uri)
+
+
+def _decode(data: bytes, src: str) -> str | ValueError:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return ValueError(
+            f"{src}: not valid UTF-8: byte 0x{data[e.start]:02x} at byte {e.start} ({e.reason})"
+        )
+
+
 def _json_records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str]]:
-    text = storage.read_text(uri)
+    data = storage.read_bytes(uri)
     name = uri
-    stripped = text.lstrip()
-    if uri.endswith(".json") and stripped.startswith("["):
+    if uri.endswith(".json") and data.lstrip().startswith(b"["):
+        text = _decode(data, name)
+        if isinstance(text, ValueError):
+            yield text, name
+            return
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as e:
@@ -76,10 +97,16 @@ def _json_records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str]]:
             src = f"{name}[{i}]"
             yield (rec if isinstance(rec, dict) else ValueError(f"{src}: not an object")), src
         return
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    # Lines are cut on b"\n" only and decoded one by one: one bad byte costs one record,
+    # and a U+2028 inside a JSON string does not split its line.
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
             continue
         src = f"{name}:{lineno}"
+        line = _decode(raw.rstrip(b"\r"), src)
+        if isinstance(line, ValueError):
+            yield line, src
+            continue
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
@@ -109,9 +136,74 @@ def file_records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str]]:
     return _parquet_records(uri) if uri.endswith(PARQUET_SUFFIXES) else _json_records(uri)
 
 
-def iter_item_rows(uri: str, fmt: str) -> Iterator[dict[str, Any]]:
+@dataclass(frozen=True)
+class ReadOptions:
+    """How the embed job reads: picklable, shipped to the read tasks.
+
+    ``root``: image paths must resolve inside this folder or under ``image_prefixes``
+    (None: no check). ``duplicates``: source -> (id, source of the first row with that id)
+    for every later row; ``dedupe`` says what becomes of them (see :mod:`.embed_dedupe`).
+    """
+
+    fmt: str = "items"
+    root: str | None = None
+    image_prefixes: tuple[str, ...] = ()
+    duplicates: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    dedupe: str = "quarantine"
+
+
+def _check_row(row: dict[str, Any], options: ReadOptions) -> dict[str, Any] | None:
+    """``row`` with its error set for a duplicate id or an image path outside the allowed
+    folders; None for a duplicate dropped under ``keep_first``."""
+    if row[S.ERROR]:
+        return row
+    source = row[S.SOURCE]
+    dup = options.duplicates.get(source)
+    if dup is not None:
+        if options.dedupe == "keep_first":
+            return None
+        row[S.ERROR] = f"{source}: field 'id': duplicate id {dup[0]!r} (first at {dup[1]})"
+        return row
+    uri = row[S.IMAGE_URI]
+    if uri and not path_allowed(uri, options.root, options.image_prefixes):
+        allowed = ", ".join((options.root or "", *options.image_prefixes))
+        row[S.ERROR] = (
+            f"{source}: field 'image_uri': {uri} is outside the input folder and the "
+            f"allowed image prefixes ({allowed}); set image_prefixes to allow it"
+        )
+    return row
+
+
+def iter_item_rows(
+    uri: str, fmt: str, options: ReadOptions | None = None
+) -> Iterator[dict[str, Any]]:
     """Item rows (with ``source`` and ``error``) of one input file, in file order."""
-    yield from convert_records(file_records(uri), fmt, _folder(uri))
+    options = options or ReadOptions(fmt=fmt)
+    for row in convert_records(file_records(uri), fmt, _folder(uri)):
+        checked = _check_row(row, options)
+        if checked is not None:
+            yield checked
+
+
+def id_rows(uri: str) -> Iterator[tuple[str, str]]:
+    """``(id, source)`` of every item-format record of one file that has an id, in file
+    order; cheap (Parquet: the id column only). For finding duplicate ids before any work."""
+    if uri.endswith(PARQUET_SUFFIXES):
+        fs, path = storage.filesystem_for(uri)
+        with fs.open_input_file(path) as f:
+            pf = pq.ParquetFile(f)
+            if S.ID not in pf.schema_arrow.names:
+                return
+            row = 0
+            for batch in pf.iter_batches(batch_size=_ROWS_PER_BATCH, columns=[S.ID]):
+                for value in batch.column(0).to_pylist():
+                    if value not in (None, ""):
+                        yield str(value), f"{uri}#row{row}"
+                    row += 1
+        return
+    for rec, source in _json_records(uri):
+        if isinstance(rec, dict) and rec.get(S.ID) not in (None, ""):
+            yield str(rec[S.ID]), source
 
 
 def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[pa.Table]:
@@ -131,18 +223,24 @@ def read_table(uri: str, fmt: str = "items") -> pa.Table:
     return pa.concat_tables(tables) if tables else READ_SCHEMA.empty_table()
 
 
-def _read_files_fn(fmt: str, s3: storage.S3Options):  # noqa: ANN202
+def _read_files_fn(options: ReadOptions, s3: storage.S3Options):  # noqa: ANN202
     """A Ray Data UDF: a batch of file URIs in, item batches out (a generator: streams)."""
 
     def read(batch: dict[str, Any]) -> Iterator[pa.Table]:
         storage.configure(s3)  # the worker may be another process or machine
         for uri in batch["path"]:
-            yield from _batches(iter_item_rows(str(uri), fmt))
+            yield from _batches(iter_item_rows(str(uri), options.fmt, options))
 
     return read
 
 
-def read_items(uri: str, fmt: str = "items", *, cpus_per_task: float = 0.25) -> ray.data.Dataset:
+def read_items(
+    uri: str,
+    fmt: str = "items",
+    *,
+    cpus_per_task: float = 0.25,
+    options: ReadOptions | None = None,
+) -> ray.data.Dataset:
     """A Ray Dataset of item rows read from ``uri`` (a file or a folder of files).
 
     Columns: id, text, image, image_uri, instruction, source, error.
@@ -152,7 +250,7 @@ def read_items(uri: str, fmt: str = "items", *, cpus_per_task: float = 0.25) -> 
     files = input_files(uri)
     files_ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
     return files_ds.map_batches(
-        _read_files_fn(fmt, storage.get_options()),
+        _read_files_fn(options or ReadOptions(fmt=fmt), storage.get_options()),
         batch_size=1,
         batch_format="numpy",
         num_cpus=cpus_per_task,

@@ -1,20 +1,22 @@
 """Writing a stream of result batches as Parquet shards, with a quarantine side output.
 
-Each batch becomes one shard named from a hash of its ids, so a rerun over the same input
-writes the same names. Rows with an ``error`` go to the quarantine folder; the rest go to
-the main folder with only the columns the caller keeps. The task returns one small stats
+Each batch becomes one shard with a name of its own (``part-<run>-<random>.parquet``),
+whatever ids it holds: two batches with the same ids never write the same file. Rows with
+an ``error`` go to the quarantine folder; the rest go to the main folder with only the
+columns the caller keeps. The task returns one small stats
 row per batch, which is all the driver ever collects.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from uniembed import storage
 from uniembed.data import schema as S
@@ -22,13 +24,22 @@ from uniembed.data import schema as S
 MANIFEST = "_SUCCESS.json"
 
 
-def shard_name(ids: Sequence[str]) -> str:
-    """``part-<16 hex>.parquet`` from the ids of a batch (stable across reruns)."""
-    h = hashlib.sha1()
-    for i in ids:
-        h.update(str(i).encode())
-        h.update(b"\0")
-    return f"part-{h.hexdigest()[:16]}.parquet"
+def shard_name(run_id: str = "") -> str:
+    """``part-<run_id>-<16 hex>.parquet``: unique per call, whatever the batch holds."""
+    prefix = f"{run_id}-" if run_id else ""
+    return f"part-{prefix}{uuid.uuid4().hex[:16]}.parquet"
+
+
+def count_rows(folder: str) -> tuple[int, int]:
+    """``(files, rows)`` of the Parquet shards under ``folder`` (from their footers): the
+    counts of what was written, not of what the writers reported."""
+    files = storage.list_files(folder, suffix=".parquet")
+    rows = 0
+    for f in files:
+        fs, path = storage.filesystem_for(f)
+        with fs.open_input_file(path) as handle:
+            rows += pq.ParquetFile(handle).metadata.num_rows
+    return len(files), rows
 
 
 def quarantine_table(batch: pa.Table) -> pa.Table:
@@ -47,17 +58,19 @@ def shard_writer(
     project: Callable[[pa.Table], pa.Table],
     stats: Callable[[pa.Table], dict[str, Any]],
     s3: storage.S3Options,
+    run_id: str = "",
 ) -> Callable[[pa.Table], pa.Table]:
     """A Ray Data UDF writing good rows (``project``-ed) and quarantined rows as shards.
 
-    ``stats(batch)`` adds per-batch figures to the returned stats row.
+    ``stats(batch)`` adds per-batch figures to the returned stats row; ``run_id`` goes
+    into the shard names.
     """
 
     def write(batch: pa.Table) -> pa.Table:
         storage.configure(s3)
         if len(batch) == 0:
             return pa.Table.from_pylist([])
-        name = shard_name(batch[S.ID].to_pylist())
+        name = shard_name(run_id)
         ok_mask = pc.is_null(batch[S.ERROR])
         good = batch.filter(ok_mask)
         bad = quarantine_table(batch)

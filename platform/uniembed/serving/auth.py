@@ -7,8 +7,11 @@ logged or echoed back in an error.
 from __future__ import annotations
 
 import hmac
+import json
 import os
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 from uniembed.serving.config import AuthSection
 
@@ -56,3 +59,59 @@ def key_matches(expected: bytes, presented: str | None) -> bool:
     if presented is None:
         return False
     return hmac.compare_digest(expected, presented.encode("utf-8"))
+
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+UNAUTHORIZED = json.dumps(
+    {
+        "error": {
+            "message": "missing or invalid API key",
+            "type": "authentication_error",
+            "param": "authorization",
+            "code": 401,
+        }
+    }
+).encode("utf-8")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+class ApiKeyMiddleware:
+    """Check the API key of every request under ``protected`` before anything reads the
+    body: an unauthenticated client learns nothing from the parser's errors."""
+
+    def __init__(self, app: ASGIApp, api_key: bytes | None, protected: str = "/v1/") -> None:
+        self.app = app
+        self.api_key = api_key
+        self.protected = protected
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if (
+            self.api_key is None
+            or scope["type"] != "http"
+            or not scope.get("path", "").startswith(self.protected)
+            or key_matches(
+                self.api_key,
+                presented_key(_header(scope, b"authorization"), _header(scope, b"x-api-key")),
+            )
+        ):
+            await self.app(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(UNAUTHORIZED)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": UNAUTHORIZED})

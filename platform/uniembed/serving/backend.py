@@ -16,6 +16,7 @@ from ray import serve
 from uniembed.models import EmbedInput
 from uniembed.models.embedder import Embedder
 from uniembed.serving.batching import EmbedOutput, ItemFailure, embed_isolated, raise_failure
+from uniembed.serving.rerank_budget import fit_pair
 from uniembed.serving.retrieval import Hit, SearchIndex
 
 Pair = tuple[str | None, Any]  # (text, decoded PIL image or None)
@@ -113,7 +114,9 @@ class LocalBackend:
         scorer: Any | None = None,
         reranker_name: str | None = None,
         index: SearchIndex | None = None,
+        max_text_tokens: int = 512,
     ) -> None:
+        self.max_text_tokens = max_text_tokens  # rerank texts, as reranker.max_text_tokens
         self.embedder = embedder
         self.name = name or embedder.name
         self.matryoshka = matryoshka
@@ -148,8 +151,10 @@ class LocalBackend:
         from uniembed.models.judge import JudgeInput
 
         assert self.scorer is not None
+        tok, cap = self.scorer.tokenizer, self.max_text_tokens
+        query = fit_pair(tok, query, cap)
         q = JudgeInput(text=query[0], image=query[1])
-        docs = [JudgeInput(text=t, image=i) for t, i in documents]
+        docs = [JudgeInput(text=t, image=i) for t, i in (fit_pair(tok, d, cap) for d in documents)]
         return np.asarray(await asyncio.to_thread(self.scorer.score, q, docs), np.float32)
 
     async def search(self, vector: np.ndarray, k: int) -> list[Hit]:

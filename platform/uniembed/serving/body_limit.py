@@ -1,7 +1,8 @@
 """An ASGI middleware that refuses request bodies over a size limit with 413.
 
-A declared ``Content-Length`` over the limit is refused before any byte is read; a chunked
-body is counted as it arrives and the read fails as soon as it passes the limit.
+A declared ``Content-Length`` over the limit is refused before any byte is read; a body
+without one (chunked) is read here, up to the limit, and refused with 413 as soon as it
+passes it; a body within the limit is handed to the app as read.
 """
 
 from __future__ import annotations
@@ -51,18 +52,32 @@ class BodyLimitMiddleware:
         if declared is not None and declared > self.max_bytes:
             await _send_413(send, self.max_bytes)
             return
+        if declared is not None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
-            return message
+            if message["type"] != "http.request":
+                break  # the client went away: let the app see it
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.max_bytes:
+                await _send_413(send, self.max_bytes)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, counting_receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def _content_length(scope: Scope) -> int | None:

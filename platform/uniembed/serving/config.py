@@ -83,6 +83,9 @@ class EmbedderSection:
     micro_batch_size: int | None = field(
         default=16, metadata={"help": "inputs per forward pass, length-sorted (null: batch)"}
     )
+    max_length: int | None = field(
+        default=None, metadata={"help": "texts cut to this many tokens (null: model's, 8192)"}
+    )
     cpu_threads: int | None = field(
         default=None,
         metadata={"help": "torch threads on CPU (null: deployment.num_cpus rounded up)"},
@@ -120,6 +123,12 @@ class RerankerSection:
     served_name: str | None = None
     device: Device = "auto"
     score_batch_size: int = field(default=16, metadata={"help": "candidates per forward pass"})
+    max_text_tokens: int = field(
+        default=512, metadata={"help": "query and document texts are cut to this many tokens"}
+    )
+    max_batch_tokens: int = field(
+        default=8192, metadata={"help": "a batch of rerank requests holds at most this many"}
+    )
     deployment: DeploymentSection = field(
         default_factory=lambda: DeploymentSection(max_batch_size=8, max_ongoing_requests=32)
     )
@@ -127,6 +136,8 @@ class RerankerSection:
     def __post_init__(self) -> None:
         require(bool(self.model), "reranker.model must not be empty")
         require(self.score_batch_size >= 1, "reranker.score_batch_size must be >= 1")
+        require(self.max_text_tokens >= 1, "reranker.max_text_tokens must be >= 1")
+        require(self.max_batch_tokens >= 1, "reranker.max_batch_tokens must be >= 1")
 
     @property
     def name(self) -> str:

@@ -31,6 +31,7 @@ from uniembed.serving.batching import (
 )
 from uniembed.serving.config import DeploymentSection, ServeConfig
 from uniembed.serving.documents import embed_inputs
+from uniembed.serving.rerank_budget import batch_cost, fit_pair, request_cost
 from uniembed.serving.retrieval import (
     Hit,
     SearchIndex,
@@ -74,7 +75,7 @@ class EmbedderDeployment:
             torch.set_num_threads(section.threads)
         self.model = load_embedder(
             source, device=device, dtype=section.dtype,
-            pooling=section.pooling,
+            pooling=section.pooling, max_length=section.max_length,
         )  # fmt: skip
         self.name = section.name
         self.matryoshka = section.matryoshka
@@ -134,32 +135,41 @@ class RerankerDeployment:
         self.scorer = JudgeScorer.load(source, device=resolve_device(section.device))
         self.name = section.name
         self.score_batch_size = section.score_batch_size
+        self.max_text_tokens = section.max_text_tokens
+        self.max_batch_tokens = section.max_batch_tokens
         _configure_batching(self._score_batch, section.deployment)
+        self._score_batch.set_max_batch_size(section.max_batch_tokens)
 
     def info(self) -> dict[str, Any]:
         """Name and modalities of the served reranker."""
         return {"name": self.name, "supports_images": self.scorer.supports_images}
 
-    def _score_one(self, request: tuple[Pair, list[Pair]]) -> np.ndarray:
+    def _score_one(self, request: tuple[Pair, list[Pair], int]) -> np.ndarray:
         from uniembed.models.judge import JudgeInput
 
-        (q_text, q_image), docs = request
+        (q_text, q_image), docs, _ = request
         query = JudgeInput(text=q_text, image=q_image)
         candidates = [JudgeInput(text=t, image=i) for t, i in docs]
         scores = self.scorer.score(query, candidates, batch_size=self.score_batch_size)
         return np.asarray(scores, dtype=np.float32)
 
-    def _score_all(self, requests: list[tuple[Pair, list[Pair]]]) -> list[Any]:
+    def _score_all(self, requests: list[tuple[Pair, list[Pair], int]]) -> list[Any]:
         # Each request has its own query (its own shared prefix): score them in turn.
         return run_isolated(requests, lambda rs: [self._score_one(r) for r in rs], self._score_one)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def _score_batch(self, requests: list[tuple[Pair, list[Pair]]]) -> list[Any]:
+    # Bounded in tokens, not requests (see rerank_budget): set from reranker.max_batch_tokens.
+    @serve.batch(max_batch_size=8192, batch_wait_timeout_s=0.01, batch_size_fn=batch_cost)
+    async def _score_batch(self, requests: list[tuple[Pair, list[Pair], int]]) -> list[Any]:
         return await asyncio.to_thread(self._score_all, requests)
 
     async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
-        """P(Yes) (len(documents),) of each document for the query."""
-        return raise_failure(await self._score_batch((query, documents)))
+        """P(Yes) (len(documents),) of each document for the query; texts are cut to
+        ``reranker.max_text_tokens`` tokens first."""
+        tok, cap = self.scorer.tokenizer, self.max_text_tokens
+        query = fit_pair(tok, query, cap)
+        documents = [fit_pair(tok, d, cap) for d in documents]
+        cost = request_cost(query, documents, self.max_batch_tokens)
+        return raise_failure(await self._score_batch((query, documents, cost)))
 
 
 @serve.deployment(name="Retriever")

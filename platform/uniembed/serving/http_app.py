@@ -14,12 +14,13 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from uniembed.data.images import load_image
 from uniembed.models import EmbedInput
-from uniembed.serving.auth import key_matches, presented_key
+from uniembed.serving.auth import ApiKeyMiddleware, key_matches, presented_key
 from uniembed.serving.backend import Backend, Pair
-from uniembed.serving.body_limit import BodyLimitMiddleware, BodyTooLargeError
+from uniembed.serving.body_limit import BodyLimitMiddleware
 from uniembed.serving.config import ServeConfig
 from uniembed.serving.inputs import RequestError, check_count, check_text
 from uniembed.serving.requests import to_embed_input, to_pair
@@ -72,6 +73,8 @@ def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     """
     out = ""
     for part in list(loc)[1:]:
+        if isinstance(part, str) and part.startswith(("list[", "function-")):
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         elif part in ("str", "int", "float", "bool") or "[" in part or part[:1].isupper():
@@ -81,11 +84,20 @@ def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return out or "body"
 
 
+# Errors that only say "this union branch has another type": the least informative.
+_TYPE_ERRORS = {"string_type", "list_type", "int_type", "model_type", "dict_type", "int_parsing"}
+
+
+def _most_informative(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """A union field reports one error per branch; the deepest one that is not a mere type
+    mismatch is the informative one (``input[0]: needs text or image`` for ``{}``, rather
+    than ``input[0]: Input should be a valid string``)."""
+    return max(errors, key=lambda e: (len(field_name(e["loc"])), e.get("type") not in _TYPE_ERRORS))
+
+
 async def _on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors() or [{"loc": ("body",), "msg": "invalid request"}]
-    # A union field reports one error per branch; the deepest one is the informative one
-    # (``input[1].imagex: Extra inputs are not permitted`` rather than ``input: not a str``).
-    first = max(errors, key=lambda e: len(field_name(e["loc"])))
+    first = _most_informative(list(errors))
     name = field_name(first["loc"])
     payload = {
         "error": {
@@ -103,8 +115,20 @@ async def _on_request_error(_: Request, exc: RequestError) -> JSONResponse:
     return error_response(exc.status, exc.message, exc.param)
 
 
-async def _on_body_too_large(_: Request, exc: BodyTooLargeError) -> JSONResponse:
-    return error_response(413, str(exc), "body")
+async def _on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # FastAPI's own refusals (a body that is not UTF-8 JSON, an unknown route) in our shape.
+    param = "body" if exc.status_code == 400 else None
+    detail = exc.detail if isinstance(exc.detail, str) else "invalid request"
+    return error_response(exc.status_code, f"{param or 'request'}: {detail}", param)
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # Never a traceback, an object repr or an internal address in the body.
+    return error_response(500, f"internal error ({type(exc).__name__})", None)
+
+
+def _token_ids(items: list[Any]) -> bool:
+    return any(isinstance(x, (int, list)) for x in items)
 
 
 def _refuse_images(query: Any, documents: list[Any], model: str) -> None:
@@ -135,9 +159,11 @@ async def create_http_app(backend: Backend, cfg: ServeConfig, api_key: bytes | N
         version="1",
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    app.add_middleware(ApiKeyMiddleware, api_key=api_key)  # outermost: before any body read
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(RequestError, _on_request_error)
-    app.add_exception_handler(BodyTooLargeError, _on_body_too_large)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
 
     async def require_key(
         authorization: str | None = Header(default=None),
@@ -189,7 +215,15 @@ async def create_http_app(backend: Backend, cfg: ServeConfig, api_key: bytes | N
         items = [req.input] if isinstance(req.input, str) else req.input
         if not items:
             raise RequestError(422, "input: must not be empty", "input")
+        if _token_ids(items):
+            raise RequestError(
+                400,
+                "input: token-id inputs (lists of integers) are not supported by this "
+                "server; send the text",
+                "input",
+            )
         check_count(len(items), limits.max_inputs, "input")
+        check_text(req.instruction, "instruction", limits)
         if req.dimensions is not None:
             if not emb_info["matryoshka"]:
                 raise RequestError(

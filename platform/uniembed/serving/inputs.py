@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -18,6 +19,16 @@ from uniembed.data.images import ImageError, decode_image
 from uniembed.serving.config import LimitsSection
 
 DATA_URI_PREFIX = "data:"
+# What an error message must not show a client: object reprs and endpoints.
+_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+_ENDPOINT = re.compile(r"\s*\(endpoint [^)]*\)|https?://\S+")
+
+
+def public_reason(exc: BaseException) -> str:
+    """``str(exc)`` without object reprs (``<_io.BytesIO object at 0x..>``) or storage
+    endpoints (``(endpoint http://10.0.0.5:7480)``), for messages sent to clients."""
+    text = _ENDPOINT.sub("", _REPR.sub("", str(exc)))
+    return text.strip() or type(exc).__name__
 
 
 class RequestError(Exception):
@@ -75,8 +86,12 @@ def _check_pixels(data: bytes, field: str, limits: LimitsSection) -> None:
     try:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
+    except Image.DecompressionBombError as e:
+        raise RequestError(
+            413, f"{field}: image is over the limit of {limits.max_image_pixels} pixels", field
+        ) from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise RequestError(400, f"{field}: cannot decode image ({e})", field) from e
+        raise RequestError(400, f"{field}: cannot decode image ({public_reason(e)})", field) from e
     if width * height > limits.max_image_pixels:
         raise RequestError(
             413,
@@ -100,7 +115,8 @@ def load_image_ref(ref: ImageRef, field: str, limits: LimitsSection) -> Image.Im
         try:
             data = storage.read_bytes(ref.uri)
         except Exception as e:  # noqa: BLE001 - any read failure is this input's error
-            raise RequestError(400, f"{field}: cannot read image {ref.uri}: {e}", field) from e
+            reason = "not found" if "not found" in str(e) else public_reason(e)
+            raise RequestError(400, f"{field}: cannot read image {ref.uri}: {reason}", field) from e
     if len(data) > limits.max_image_bytes:
         raise RequestError(
             413, f"{field}: image is over the limit of {limits.max_image_bytes} bytes", field
@@ -109,17 +125,30 @@ def load_image_ref(ref: ImageRef, field: str, limits: LimitsSection) -> Image.Im
     try:
         return decode_image(data, record=field, source=ref.uri or "data URI")
     except ImageError as e:
-        raise RequestError(400, f"{field}: {e}", field) from e
+        raise RequestError(400, f"{field}: {public_reason(e)}", field) from e
 
 
 def check_text(text: str | None, field: str, limits: LimitsSection) -> None:
-    """RequestError 413 when ``text`` is longer than ``limits.max_text_chars``."""
-    if text is not None and len(text) > limits.max_text_chars:
+    """RequestError 413 when ``text`` is longer than ``limits.max_text_chars``; 400 when it
+    is not valid Unicode (a lone surrogate such as JSON's ``"\\ud800"``), which no
+    tokenizer takes and which would otherwise fail inside a batch shared with others."""
+    if text is None:
+        return
+    if len(text) > limits.max_text_chars:
         raise RequestError(
             413,
             f"{field}: text has {len(text)} characters, over the limit of {limits.max_text_chars}",
             field,
         )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RequestError(
+            400,
+            f"{field}: not valid Unicode: lone surrogate U+{ord(text[e.start]):04X} "
+            f"at character {e.start}",
+            field,
+        ) from None
 
 
 def check_count(n: int, limit: int, field: str) -> None:

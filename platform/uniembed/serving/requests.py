@@ -36,6 +36,7 @@ async def to_embed_input(
         check_text(item, field, limits)
         return EmbedInput(text=item, instruction=instruction)
     check_text(item.text, f"{field}.text", limits)
+    check_text(item.instruction, f"{field}.instruction", limits)
     if item.image and not info["supports_images"]:
         raise RequestError(
             400,

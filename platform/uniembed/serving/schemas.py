@@ -36,8 +36,9 @@ class ContentItem(_Strict):
 class EmbeddingRequest(_Strict):
     """OpenAI-compatible embeddings request, extended with images and an instruction."""
 
-    input: str | list[str | ContentItem] = Field(
-        description="a string, or a list of strings and/or {text, image, instruction} items"
+    input: str | list[str | ContentItem] | list[int] | list[list[int]] = Field(
+        description="a string, or a list of strings and/or {text, image, instruction} items "
+        "(OpenAI's token-id inputs are refused with 400: this server takes text)"
     )
     model: str | None = Field(default=None, description="must name the served embedder")
     encoding_format: Literal["float", "base64"] = "float"

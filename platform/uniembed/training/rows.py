@@ -16,6 +16,7 @@ Every problem raises :class:`TrainingDataError` naming the file and row.
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 from typing import Any
 
@@ -116,6 +117,13 @@ def check_tune_row(row: dict[str, Any]) -> None:
     for j, (t, im) in enumerate(zip(texts, images)):
         if not t and not im:
             raise TrainingDataError(f"{src}: negative {j} has neither text nor image")
+    # A NaN score would only fail inside the loss, on a worker, after the trainer's retries.
+    for j, score in enumerate(scores or []):
+        if score is not None and not math.isfinite(score):
+            raise TrainingDataError(f"{src}: {S.NEG_SCORES}[{j}] is {score}, not a finite score")
+    pos = row.get(S.POS_SCORE)
+    if pos is not None and not math.isfinite(pos):
+        raise TrainingDataError(f"{src}: {S.POS_SCORE} is {pos}, not a finite score")
 
 
 def _from_mined(rec: dict[str, Any], src: str, base: str) -> dict[str, Any]:

@@ -1,0 +1,79 @@
+"""Whose files are in an output folder: a job refuses to clear files it did not write.
+
+A job claims its output folder by writing ``_OWNER.json`` (``{"job": "embed"}``) before its
+first write. Files in the folder are the job's own when the folder is claimed by the same
+job (or holds its ``_SUCCESS.json``, for outputs written before the marker existed) and
+their path matches the job's layout; anything else is foreign, and the job refuses to run
+unless the user passes ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Sequence
+
+from uniembed import storage
+
+OWNER_FILE = "_OWNER.json"
+MANIFEST = "_SUCCESS.json"
+STAGING_PREFIX = "_staging-"
+SHOWN = 10  # foreign files named in the error
+
+
+class ForeignFilesError(FileExistsError):
+    """The output folder holds files the job did not write; the message names them."""
+
+
+def foreign_files(relative: Sequence[str], patterns: Sequence[str], claimed: bool) -> list[str]:
+    """The paths of ``relative`` (paths under the output folder) that the job did not write.
+
+    Unclaimed folders own nothing; in a claimed one, a path is the job's when it matches one
+    of ``patterns`` (``fnmatch``: ``*`` also matches ``/``). Pure: no storage access.
+    """
+    if not claimed:
+        return sorted(relative)
+    return sorted(p for p in relative if not any(fnmatch.fnmatchcase(p, g) for g in patterns))
+
+
+def _relative(output: str, files: list[str]) -> list[str]:
+    root = output.rstrip("/") + "/"
+    return [f[len(root) :] if f.startswith(root) else f for f in files]
+
+
+def owner(output: str) -> str | None:
+    """The job that claimed ``output`` (None: unclaimed or absent)."""
+    uri = storage.join(output, OWNER_FILE)
+    if not storage.exists(uri):
+        return None
+    try:
+        return str(json.loads(storage.read_text(uri)).get("job"))
+    except (ValueError, AttributeError):
+        return None
+
+
+def check_output(output: str, job: str, patterns: Sequence[str], overwrite: bool) -> None:
+    """Raise ForeignFilesError naming the files under ``output`` that ``job`` did not write.
+
+    ``overwrite`` accepts them (the job may then replace them). A missing or empty folder
+    passes.
+    """
+    files = _relative(output, storage.list_files(output))
+    if not files or overwrite:
+        return
+    claimed = owner(output) == job or (owner(output) is None and MANIFEST in files)
+    own = [*patterns, OWNER_FILE, MANIFEST, f"{STAGING_PREFIX}*"]
+    foreign = foreign_files(files, own, claimed)
+    if foreign:
+        shown = ", ".join(foreign[:SHOWN]) + (
+            f" (+{len(foreign) - SHOWN} more)" * (len(foreign) > SHOWN)
+        )
+        raise ForeignFilesError(
+            f"output {output} holds {len(foreign)} file(s) the {job} job did not write: {shown}; "
+            "choose another --output, or pass --overwrite to let the job replace them"
+        )
+
+
+def claim_output(output: str, job: str) -> None:
+    """Mark ``output`` as written by ``job`` (before its first write)."""
+    storage.write_text(storage.join(output, OWNER_FILE), json.dumps({"job": job}) + "\n")
