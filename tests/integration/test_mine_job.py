@@ -190,6 +190,23 @@ def test_mine_job_resumes_after_kill(local_run: tuple[Path, Path], tmp_path: Pat
     assert (out / "report.json").exists()
 
 
+def test_mine_rerun_without_resume_keeps_the_output_until_it_succeeds(
+    local_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from jobs.mine import main
+
+    inputs, full = local_run
+    out = tmp_path / "out"
+    shutil.copytree(full, out)
+    before = read_mined(str(out))
+    killed = _run_killed(_args(str(inputs), str(out), "resume=false", "fail_after_shards=1"))
+    assert killed.returncode != 0
+    assert (out / "_SUCCESS.json").exists() and read_mined(str(out)).equals(before)
+    assert main(_args(str(inputs), str(out), "resume=false")) == 0
+    assert read_mined(str(out)).equals(before)  # the new run replaced it: same rows
+    assert not [p.name for p in out.iterdir() if p.name.startswith("_staging-")]
+
+
 def test_mine_job_s3(local_run: tuple[Path, Path], s3_bucket: str) -> None:
     from jobs.mine import main
 

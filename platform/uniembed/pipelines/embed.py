@@ -20,7 +20,6 @@ rows read.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +39,12 @@ from uniembed.pipelines.embed_worker import (
     EmbedWorker,
     WorkerOptions,
 )
-from uniembed.pipelines.output_guard import STAGING_PREFIX, check_output, claim_output
+from uniembed.pipelines.output_guard import (
+    STAGING_PREFIX,
+    check_output,
+    claim_output,
+    new_staging_folder,
+)
 from uniembed.pipelines.read import ReadOptions, input_files, input_root, read_items
 from uniembed.pipelines.runtime import actor_resources, init_ray, resolve_device
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection
@@ -191,8 +195,8 @@ def run_embed(cfg: EmbedConfig) -> EmbedSummary:
         duplicates=find_duplicates(files, cfg.format, cfg.dedupe),
         dedupe=cfg.dedupe,
     )
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    staged = storage.join(cfg.output, STAGING_PREFIX + run_id)
+    staged = new_staging_folder(cfg.output)
+    run_id = staged.rstrip("/").rsplit("/", 1)[-1].removeprefix(STAGING_PREFIX)
     claim_output(cfg.output, JOB)
     try:
         summary = _run_staged(cfg, device, read, run_id, staged)

@@ -24,6 +24,7 @@ rerun after a kill ends with the same output as an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -48,7 +49,12 @@ from uniembed.pipelines.mine_select import SelectOptions, selector
 from uniembed.pipelines.mine_shards import QUARANTINE_DIR, ShardBuffer, finished_shards
 from uniembed.pipelines.mine_stats import add_judged, add_quarantine
 from uniembed.pipelines.mine_workers import QueryEmbedStage, RetrievalOptions, RetrievalStage
-from uniembed.pipelines.output_guard import check_output, claim_output
+from uniembed.pipelines.output_guard import (
+    STAGING_PREFIX,
+    check_output,
+    claim_output,
+    new_staging_folder,
+)
 from uniembed.pipelines.read import input_files
 from uniembed.pipelines.runtime import actor_resources, init_ray, resolve_device
 
@@ -56,7 +62,6 @@ logger = logging.getLogger(__name__)
 
 POOL_ITEMS = "pool/items"
 POOL_EMBEDDINGS = "pool/embeddings"
-OUTPUT_DIRS = ("pool", "judged", "mined", "export", QUARANTINE_DIR, SANITY_FILE, shards.MANIFEST)
 EXIT_JUDGE_FAILED = 3
 
 
@@ -213,24 +218,48 @@ def _select_options(cfg: MineConfig, verdict: SanityVerdict | None) -> SelectOpt
     )
 
 
-MINE_LAYOUT = (*(f"{d}/*" for d in OUTPUT_DIRS[:-1]), "report.md", "report.json", "*.png")
+REPORT_FILES = ("report.md", "report.json", "judge_scores.png")
+RUN_DIRS = ("pool", "judged", "mined", "export", QUARANTINE_DIR)
+# What a run publishes, the manifest last.
+PUBLISHED = (*RUN_DIRS, SANITY_FILE, *REPORT_FILES, shards.MANIFEST)
+MINE_LAYOUT = (*(f"{d}/*" for d in RUN_DIRS), SANITY_FILE, *REPORT_FILES, "*.png")
 
 
-def prepare_output(cfg: MineConfig) -> None:
-    """Validate the inputs and the output folder, then (without ``resume``) clear what a
-    previous run left. Nothing is deleted before every check has passed: a missing input or
-    a folder holding files the mine job did not write fails with the output untouched."""
+def prepare_output(cfg: MineConfig) -> str:
+    """Validate the inputs and the output folder, and return the folder the run works in.
+
+    With ``resume`` that is the output itself (finished shards are kept and skipped).
+    Without it, a previous run's output stays untouched: the run works in a fresh staging
+    folder inside the output, and :func:`publish` replaces the previous entries only once
+    it has finished. A missing input or a folder holding files the mine job did not write
+    fails before anything is written.
+    """
     storage.check_reachable(cfg.output)
     input_files(cfg.queries)
     if cfg.pool is not None:
         input_files(cfg.pool)
     check_output(cfg.output, "mine", MINE_LAYOUT, cfg.overwrite)
     claim_output(cfg.output, "mine")
-    if not cfg.resume:
-        for sub in OUTPUT_DIRS:
-            storage.delete(storage.join(cfg.output, sub))
-    else:
+    if cfg.resume:
         storage.delete(storage.join(cfg.output, shards.MANIFEST))
+        return cfg.output
+    for f in storage.list_files(cfg.output):  # stale staging folders of crashed runs
+        name = f[len(cfg.output.rstrip("/")) + 1 :].split("/", 1)[0]
+        if name.startswith(STAGING_PREFIX):
+            storage.delete(storage.join(cfg.output, name))
+    return new_staging_folder(cfg.output)
+
+
+def publish(work: str, output: str) -> None:
+    """Replace the previous run's entries of ``output`` with those of the finished run in
+    ``work`` (the old manifest goes first, the new one last), then drop ``work``."""
+    storage.delete(storage.join(output, shards.MANIFEST))
+    for name in PUBLISHED:
+        target = storage.join(output, name)
+        storage.delete(target)
+        if storage.exists(storage.join(work, name)) or storage.list_files(storage.join(work, name)):
+            storage.move(storage.join(work, name), target)
+    storage.delete(work)
 
 
 def run_mine(cfg: MineConfig) -> tuple[MineReport, int]:
@@ -240,7 +269,14 @@ def run_mine(cfg: MineConfig) -> tuple[MineReport, int]:
     check_model(cfg.embedder.name)
     if cfg.selection.mode == "judge":
         check_model(cfg.judge.model.name)
-    prepare_output(cfg)
+    work = prepare_output(cfg)
+    report, code = _run(dataclasses.replace(cfg, output=work))
+    if work != cfg.output:
+        publish(work, cfg.output)
+    return report, code
+
+
+def _run(cfg: MineConfig) -> tuple[MineReport, int]:
     init_ray(cfg.ray)
     device = resolve_device(cfg.embedder)
     report = MineReport(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import time
+import uuid
 from collections.abc import Sequence
 
 from uniembed import storage
@@ -77,3 +79,9 @@ def check_output(output: str, job: str, patterns: Sequence[str], overwrite: bool
 def claim_output(output: str, job: str) -> None:
     """Mark ``output`` as written by ``job`` (before its first write)."""
     storage.write_text(storage.join(output, OWNER_FILE), json.dumps({"job": job}) + "\n")
+
+
+def new_staging_folder(output: str) -> str:
+    """A fresh ``_staging-<time>-<random>`` folder URI inside ``output`` for one run."""
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    return storage.join(output, STAGING_PREFIX + run_id)
