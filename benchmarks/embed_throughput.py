@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from uniembed.data import schema as S
 from uniembed.data.demo import WORDNET_CORPUS, WORDNET_EVAL, WORDNET_QUERIES, demo_path
+from uniembed.embed.worker import plan_micro_batches
 from uniembed.models import EmbedInput, load_embedder
-from uniembed.pipelines.embed_worker import plan_micro_batches
 
 
 def demo_sentences(n: int) -> list[str]:
@@ -66,8 +66,8 @@ def bare_loop(model: str, texts: list[str], window: int, micro: int) -> float:
 def _run_pipeline(path: Path, model: str, window: int, micro: int) -> tuple[int, float]:
     from ray.data import ActorPoolStrategy
 
-    from uniembed.pipelines.embed_worker import EmbedWorker, WorkerOptions
-    from uniembed.pipelines.read import read_items
+    from uniembed.data.read import read_items
+    from uniembed.embed.worker import EmbedWorker, WorkerOptions
 
     options = WorkerOptions(model=model, micro_batch_size=micro)
     start = time.perf_counter()

@@ -27,7 +27,7 @@ from uniembed.data.demo import WORDNET_EVAL, demo_path
 from uniembed.evaluation.config import EvalConfig
 from uniembed.evaluation.runner import run_evaluation
 from uniembed.evaluation.tasks import QRY_IMG_PATH, QRY_TEXT, TGT_IMG_PATH, TGT_TEXT
-from uniembed.pipelines.runtime import init_ray
+from uniembed.runtime import init_ray
 from uniembed.sections import ModelSection, RaySection
 
 

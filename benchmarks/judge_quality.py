@@ -28,7 +28,7 @@ from uniembed.data import schema as S
 from uniembed.data.demo import DEFINITION_GROUP, POS_ID, WORDNET_CORPUS, demo_path
 from uniembed.mining.report import positive_auc
 from uniembed.models import EmbedInput, load_embedder
-from uniembed.models.judge import JudgeInput, JudgeScorer
+from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 HELDOUT = "wordnet/judge/heldout_queries.jsonl"
 

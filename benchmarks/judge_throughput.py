@@ -24,7 +24,7 @@ import torch
 
 from uniembed.data import schema as S
 from uniembed.data.demo import POS_ID, WORDNET_CORPUS, WORDNET_QUERIES, demo_path
-from uniembed.models.judge import JudgeInput, JudgeScorer
+from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 
 def _rows(name: str) -> list[dict]:

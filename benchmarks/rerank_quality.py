@@ -27,10 +27,10 @@ from uniembed.data.demo import POS_ID, WORDNET_CORPUS, WORDNET_QUERIES, demo_pat
 from uniembed.losses.rerank import RerankLMLoss
 from uniembed.mining.selection import select_by_similarity
 from uniembed.models import EmbedInput, load_embedder
-from uniembed.models.judge import JudgeInput, JudgeScorer
-from uniembed.training.rerank_data import plan_rows
-from uniembed.training.rerank_model import prepare_reranker, rerank_step
-from uniembed.training.rerank_tokens import ChatEncoder
+from uniembed.reranker.data import plan_rows
+from uniembed.reranker.model import prepare_reranker, rerank_step
+from uniembed.reranker.scorer import JudgeInput, JudgeScorer
+from uniembed.reranker.tokens import ChatEncoder
 from uniembed.training.train_config import LoraSection
 
 

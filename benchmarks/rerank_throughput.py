@@ -19,8 +19,8 @@ import time
 import torch
 
 from judge_throughput import demo_pairs  # same WordNet queries and candidates
-from uniembed.models.judge import JudgeScorer
-from uniembed.models.listwise import ListwiseReranker
+from uniembed.reranker.listwise import ListwiseReranker
+from uniembed.reranker.scorer import JudgeScorer
 
 
 def main(argv: list[str] | None = None) -> int:

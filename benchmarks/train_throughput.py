@@ -30,11 +30,11 @@ import torch
 
 from uniembed.data import schema as S
 from uniembed.data.demo import WORDNET_CORPUS, WORDNET_QUERIES, demo_path
+from uniembed.data.training_rows import TUNE_SCHEMA
 from uniembed.losses import InfoNCELoss
 from uniembed.training.loop import epoch_batches, load_student, lr_lambda
 from uniembed.training.lora import trainable_parameters
 from uniembed.training.metrics import read_metrics
-from uniembed.training.rows import TUNE_SCHEMA
 from uniembed.training.steps import tune_batch, tune_step
 from uniembed.training.train_config import TuneConfig
 

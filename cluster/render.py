@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "platform"))
+sys.path[:0] = [str(REPO), str(REPO / "platform")]
 
-from uniembed.cluster.manifests import load_values, render_all  # noqa: E402
+from cluster.manifests import load_values, render_all  # noqa: E402
 
 VALUES = REPO / "cluster" / "cluster.yaml"
 OUT_DIR = REPO / "cluster" / "manifests"

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from uniembed.config import parse_config
-from uniembed.pipelines.embed import run_embed
-from uniembed.pipelines.embed_config import EmbedConfig
+from uniembed.embed.config import EmbedConfig
+from uniembed.embed.pipeline import run_embed
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "embed.yaml"
 

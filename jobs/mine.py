@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from uniembed.config import parse_config
-from uniembed.pipelines.mine import run_mine
-from uniembed.pipelines.mine_config import MineConfig
+from uniembed.mining.config import MineConfig
+from uniembed.mining.pipeline import run_mine
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "mine.yaml"
 

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from uniembed.config import parse_config
-from uniembed.training.rerank_config import RerankConfig
-from uniembed.training.rerank_trainer import run_reranker_training
+from uniembed.reranker.config import RerankConfig
+from uniembed.reranker.trainer import run_reranker_training
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "train_reranker.yaml"
 

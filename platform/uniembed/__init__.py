@@ -21,10 +21,10 @@ _EXPORTS = {
     "UnknownModelError": "uniembed.models",
     "load_embedder": "uniembed.models",
     "registry_names": "uniembed.models",
-    "EmbedConfig": "uniembed.pipelines.embed_config",
-    "run_embed": "uniembed.pipelines.embed",
-    "embed_table": "uniembed.pipelines.embed",
-    "read_embeddings": "uniembed.pipelines.embed",
+    "EmbedConfig": "uniembed.embed.config",
+    "run_embed": "uniembed.embed.pipeline",
+    "embed_table": "uniembed.embed.pipeline",
+    "read_embeddings": "uniembed.embed.pipeline",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

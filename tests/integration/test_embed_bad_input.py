@@ -15,8 +15,8 @@ from fixtures.bad_inputs import NON_UTF8_LINE, SURROGATE_LINE, png_header
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.demo import demo_path
-from uniembed.pipelines.embed import read_embeddings
-from uniembed.pipelines.shards import count_rows
+from uniembed.data.shards import count_rows
+from uniembed.embed.pipeline import read_embeddings
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def test_a_copy_of_the_input_is_quarantined_not_clobbered(
     assert sorted(ids) == sorted(r["id"] for r in rows)
     q = storage.read_parquet(str(out / "quarantine")).to_pylist()
     assert all("duplicate id" in r[S.REASON] and "b.jsonl" in r[S.SOURCE] for r in q)
-    from uniembed.mining import load_index
+    from uniembed.index import load_index
 
     assert load_index(str(out / "index.faiss"))[0].ntotal == 24
     assert not [p for p in out.iterdir() if p.name.startswith("_staging-")]

@@ -13,8 +13,8 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.demo import demo_path
 from uniembed.data.images import load_image
+from uniembed.embed.pipeline import read_embeddings
 from uniembed.models import EmbedInput, UnknownModelError, load_embedder
-from uniembed.pipelines.embed import read_embeddings
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +93,7 @@ def test_embed_job_local(ray_start_2_cpus: None, tmp_path: Path) -> None:
         == 0
     )
     _check_output(str(out), str(tmp_path / "in"))
-    from uniembed.mining import load_index
+    from uniembed.index import load_index
 
     index, idmap = load_index(str(out / "index.faiss"))
     assert index.ntotal == 4

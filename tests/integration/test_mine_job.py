@@ -18,7 +18,7 @@ from uniembed.data import schema as S
 from uniembed.data.demo import demo_path
 from uniembed.data.images import load_image
 from uniembed.mining.export import HARD_NEGATIVES, HARD_NEGATIVES_SCORES, QUERY_POS_SCORES
-from uniembed.pipelines.mine import read_mined
+from uniembed.mining.pipeline import read_mined
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +137,7 @@ def test_mine_job_local(local_run: tuple[Path, Path]) -> None:
     inputs, out = local_run
     _check_output(str(out), str(inputs))
     # The pipeline's scores are the judge's own, one pair at a time.
-    from uniembed.models.judge import JudgeInput, JudgeScorer
+    from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
     judge = JudgeScorer.load("tiny-qwen2-vl")
     row = read_mined(str(out)).to_pylist()[0]

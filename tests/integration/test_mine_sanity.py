@@ -13,7 +13,7 @@ import pytest
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.demo import demo_path
-from uniembed.pipelines.mine import EXIT_JUDGE_FAILED, read_mined
+from uniembed.mining.pipeline import EXIT_JUDGE_FAILED, read_mined
 
 pytestmark = pytest.mark.integration
 

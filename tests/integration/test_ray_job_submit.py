@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
+from fixtures.local_ray import LocalRayCluster, free_port
 from uniembed import storage
-from uniembed.cluster.local import LocalRayCluster, free_port
 from uniembed.data.demo import demo_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -107,8 +107,8 @@ def test_embed_job_writes_embeddings_to_s3(
     manifest = json.loads(storage.read_text(storage.join(out, "_SUCCESS.json")))
     assert (manifest["rows_in"], manifest["rows_out"], manifest["dim"]) == (30, 30, 64)
     assert storage.exists(storage.join(out, "index.faiss"))
+    from uniembed.embed.pipeline import read_embeddings
     from uniembed.models import EmbedInput, load_embedder
-    from uniembed.pipelines.embed import read_embeddings
 
     ids, matrix = read_embeddings(out)
     assert len(set(ids)) == 30 and matrix.shape == (30, 64)

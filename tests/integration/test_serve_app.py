@@ -68,8 +68,8 @@ def _corpus(folder: Path) -> Path:
 def served(ray_start_2_cpus, tmp_path_factory):  # noqa: ANN001, ANN201
     from ray import serve
 
-    from uniembed.pipelines.embed import run_embed
-    from uniembed.pipelines.embed_config import EmbedConfig, IndexSection
+    from uniembed.embed.config import EmbedConfig, IndexSection
+    from uniembed.embed.pipeline import run_embed
     from uniembed.sections import ActorPoolSection, ModelSection
     from uniembed.serving import build_app
 
@@ -264,7 +264,7 @@ def test_bad_request_never_fails_its_batch(served, client) -> None:  # noqa: ANN
 
 
 def test_rerank(client) -> None:  # noqa: ANN001
-    from uniembed.models.judge import JudgeInput, JudgeScorer
+    from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
     docs = ["a small cat", "a red car on the road", "cats are animals", "the stock market"]
     r = client.post(

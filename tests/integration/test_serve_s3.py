@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from uniembed import storage
-from uniembed.mining import IdMap, build_index, save_index
+from uniembed.index import IdMap, build_index, save_index
 from uniembed.models import EmbedInput, load_embedder, resolve_model
 from uniembed.serving.artifacts import ArtifactError, resolve_model_source
 from uniembed.serving.config import RetrieverSection

@@ -71,7 +71,7 @@ def test_bf16_grad_cache_step_on_cuda(tmp_path: Path) -> None:
 def test_ray_train_on_gpu_exports(ray_start_2_cpus, tmp_path: Path) -> None:
     import pyarrow as pa
 
-    from uniembed.training.rows import TUNE_SCHEMA
+    from uniembed.data.training_rows import TUNE_SCHEMA
 
     rows = tmp_path / "rows.parquet"
     import pyarrow.parquet as pq

@@ -14,8 +14,8 @@ import pytest
 from integration.test_train_resume_s3 import load_job
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.models.judge import JudgeInput, JudgeScorer
-from uniembed.models.listwise import ListwiseReranker
+from uniembed.reranker.listwise import ListwiseReranker
+from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 from uniembed.training.export import download_model
 from uniembed.training.metrics import read_metrics
 

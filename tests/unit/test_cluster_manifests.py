@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 import yaml
-
-from uniembed.cluster import preflight
-from uniembed.cluster.crd import validate_manifest
-from uniembed.cluster.manifests import (
+from cluster import preflight
+from cluster.crd import validate_manifest
+from cluster.manifests import (
     STORAGE_ENV_KEYS,
     ClusterValues,
     load_values,
     ray_version_from_pyproject,
     render_all,
 )
+
 from uniembed.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,11 +14,11 @@ import pytest
 
 from uniembed import storage
 from uniembed.data import schema as S
+from uniembed.data import shards
+from uniembed.data.output_guard import ForeignFilesError, foreign_files
+from uniembed.embed.dedupe import later_duplicates
 from uniembed.mining.report import MineReport
-from uniembed.pipelines import shards
-from uniembed.pipelines.embed_dedupe import later_duplicates
-from uniembed.pipelines.mine_stats import add_quarantine
-from uniembed.pipelines.output_guard import ForeignFilesError, foreign_files
+from uniembed.mining.report_stage import add_quarantine
 
 
 def _embed(argv: list[str]) -> int:
@@ -83,7 +83,7 @@ def test_later_duplicates_point_at_the_first() -> None:
 
 
 def test_dedupe_policy_is_validated() -> None:
-    from uniembed.pipelines.embed_config import EmbedConfig
+    from uniembed.embed.config import EmbedConfig
 
     with pytest.raises(ValueError, match="dedupe 'drop'"):
         EmbedConfig(input="a", output="b", dedupe="drop")
@@ -97,8 +97,8 @@ def _mine_output(out: Path) -> None:
 
 
 def test_mine_missing_queries_deletes_nothing(tmp_path: Path) -> None:
-    from uniembed.pipelines.mine import prepare_output
-    from uniembed.pipelines.mine_config import MineConfig
+    from uniembed.mining.config import MineConfig
+    from uniembed.mining.pipeline import prepare_output
 
     out = tmp_path / "mine"
     _mine_output(out)
@@ -110,8 +110,8 @@ def test_mine_missing_queries_deletes_nothing(tmp_path: Path) -> None:
 
 
 def test_mine_refuses_a_users_report(tmp_path: Path) -> None:
-    from uniembed.pipelines.mine import prepare_output
-    from uniembed.pipelines.mine_config import MineConfig
+    from uniembed.mining.config import MineConfig
+    from uniembed.mining.pipeline import prepare_output
 
     queries = tmp_path / "q.jsonl"
     queries.write_text('{"id": "q"}\n')

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from uniembed.models.families import LLAVA_IMAGE_TOKEN, QWEN_IMAGE_TOKEN
-from uniembed.models.judge import JudgeInput, JudgeScorer
-from uniembed.models.judge_prompts import JUDGE_INSTRUCTION, answer_text, split_chat
+from uniembed.reranker.prompts import JUDGE_INSTRUCTION, answer_text, split_chat
+from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 RED = Image.new("RGB", (60, 40), (220, 30, 30))
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from uniembed.models import judge_cache
-from uniembed.models.judge import JudgeInput, JudgeScorer
+from uniembed.reranker import cache as judge_cache
+from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 TOL = 1e-4  # the agreement the judge promises
 TIGHT = 2e-6  # what float32 actually gives; errors of the kinds below exceed 5x this

@@ -12,19 +12,17 @@ import pytest
 from uniembed.config import ConfigError
 from uniembed.data import schema as S
 from uniembed.data.records import items_from_unime_v2
+from uniembed.mining.config import MineConfig
 from uniembed.mining.export import unime_v2_json, unime_v2_record
-from uniembed.pipelines.judge_worker import CAND_SCORES, judge_fields, query_text
-from uniembed.pipelines.mine_config import MineConfig
-from uniembed.pipelines.mine_inputs import (
+from uniembed.mining.inputs import (
     ORDINAL,
     SHARD,
     iter_query_shards,
     pool_row,
     query_row,
 )
-from uniembed.pipelines.mine_select import SelectOptions, select_table
-from uniembed.pipelines.mine_shards import ShardBuffer, finished_shards, judged_schema
-from uniembed.pipelines.mine_workers import (
+from uniembed.mining.judge_stage import CAND_SCORES, judge_fields, query_text
+from uniembed.mining.retrieval_stage import (
     CAND_IDS,
     CAND_IMAGES,
     CAND_RANKS,
@@ -33,6 +31,8 @@ from uniembed.pipelines.mine_workers import (
     CAND_TRUE_FN,
     POS_SIM,
 )
+from uniembed.mining.selection_stage import SelectOptions, select_table
+from uniembed.mining.shards import ShardBuffer, finished_shards, judged_schema
 
 
 def test_query_rows_items_and_pairs() -> None:

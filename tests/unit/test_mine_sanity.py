@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from uniembed.data import schema as S
+from uniembed.mining.config import SanitySection
 from uniembed.mining.sanity import calibration_shards, decide
-from uniembed.pipelines.mine_config import SanitySection
 
 SHARDS = ("shard-000000",)
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from uniembed.mining import Candidates, build_index, drop_above, drop_easy, topk_candidates
+from uniembed.index import build_index
+from uniembed.mining import Candidates, drop_above, drop_easy, topk_candidates
 
 
 def at_similarity(sims: list[float], d: int = 4) -> tuple[np.ndarray, np.ndarray]:

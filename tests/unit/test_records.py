@@ -15,7 +15,7 @@ from uniembed.data.records import (
     items_from_unime_v2,
     strip_image_placeholders,
 )
-from uniembed.pipelines.embed_worker import plan_micro_batches
+from uniembed.embed.worker import plan_micro_batches
 
 
 def _png(size: tuple[int, int] = (8, 8)) -> bytes:

@@ -11,8 +11,8 @@ import pytest
 from fixtures.bad_inputs import NON_UTF8_LINE, SURROGATE_LINE, png_header
 from uniembed.data import schema as S
 from uniembed.data.images import ImageError, decode_image
+from uniembed.data.read import ReadOptions, iter_item_rows, read_table
 from uniembed.models import EmbedInput
-from uniembed.pipelines.read import ReadOptions, iter_item_rows, read_table
 
 
 def test_bad_bytes_and_lone_surrogates_cost_one_record(tmp_path: Path) -> None:

@@ -11,17 +11,17 @@ from PIL import Image
 
 from uniembed.data import schema as S
 from uniembed.losses.rerank import IGNORE_INDEX, RerankLMLoss
-from uniembed.models.judge import JudgeScorer
-from uniembed.models.judge_prompts import YES
-from uniembed.training.rerank_data import (
+from uniembed.reranker.data import (
     build_chats,
     hardest_negatives,
     listwise_slot,
     plan_rows,
     spread_picks,
 )
-from uniembed.training.rerank_model import prepare_reranker, rerank_step, reranker_targets
-from uniembed.training.rerank_tokens import ChatEncoder
+from uniembed.reranker.model import prepare_reranker, rerank_step, reranker_targets
+from uniembed.reranker.prompts import YES
+from uniembed.reranker.scorer import JudgeScorer
+from uniembed.reranker.tokens import ChatEncoder
 from uniembed.training.train_config import LoraSection
 
 

@@ -12,13 +12,13 @@ from uniembed.evaluation.dedupe import plan_items
 from uniembed.evaluation.rerank import rerank_scores, rerank_tasks, top_candidates
 from uniembed.evaluation.scoring import Embeddings, score_tasks
 from uniembed.evaluation.tasks import EvalTask, TaskRow
-from uniembed.models.judge import JudgeInput, JudgeScorer
-from uniembed.models.listwise import (
+from uniembed.reranker.listwise import (
     ListwiseReranker,
     listwise_answer,
     listwise_content,
     parse_listwise_answer,
 )
+from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ KEY = "k"
 
 @pytest.fixture(scope="module")
 def judge():  # noqa: ANN201
-    from uniembed.models.judge import JudgeScorer
+    from uniembed.reranker.scorer import JudgeScorer
 
     return JudgeScorer.load("tiny-text-lm")
 
@@ -112,8 +112,8 @@ def test_oversize_chunked_body_is_413(app) -> None:  # noqa: ANN001
 
 
 def test_long_rerank_query_is_cut_before_scoring(app, judge) -> None:  # noqa: ANN001
-    from uniembed.models.judge import JudgeInput
     from uniembed.models.truncation import truncate_text
+    from uniembed.reranker.scorer import JudgeInput
 
     query = "why " * 7_500  # 30,000 characters
     r = _post(app, "/v1/rerank", {"query": query, "documents": ["a cat", "a car"]})

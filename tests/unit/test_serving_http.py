@@ -34,7 +34,7 @@ def _png_uri(size: tuple[int, int]) -> str:
 
 @pytest.fixture(scope="module")
 def judge():  # noqa: ANN201
-    from uniembed.models.judge import JudgeScorer
+    from uniembed.reranker.scorer import JudgeScorer
 
     return JudgeScorer.load("tiny-text-lm")
 
@@ -87,7 +87,7 @@ def test_errors_name_the_field(app) -> None:  # noqa: ANN001
 
 
 def test_rerank_and_search(app, judge) -> None:  # noqa: ANN001
-    from uniembed.models.judge import JudgeInput
+    from uniembed.reranker.scorer import JudgeInput
 
     docs = ["a cat", "a stone", "cats purr"]
     r = _call(app, "POST", "/v1/rerank", {"query": "cat", "documents": docs, "top_n": 2})

@@ -9,7 +9,7 @@ import pytest
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.training.rows import (
+from uniembed.data.training_rows import (
     TrainingDataError,
     attach_teacher_embeddings,
     read_texts,

@@ -20,7 +20,7 @@ from uniembed.evaluation.dedupe import EmbedPlan
 from uniembed.evaluation.report import TaskResult
 from uniembed.evaluation.scoring import Embeddings, _split_rows
 from uniembed.evaluation.tasks import EvalTask
-from uniembed.models.judge import JudgeInput, JudgeScorer
+from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 RERANK_OFFSET = 2.0  # reranked scores sit above every cosine (<= 1)
 

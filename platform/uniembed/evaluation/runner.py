@@ -42,7 +42,7 @@ class ModelRun:
 
 def embed_plan(plan: EmbedPlan, model: ModelSection, cfg: EvalConfig, work_uri: str) -> ModelRun:
     """Embed the plan's items with ``model`` through the embed pipeline."""
-    from uniembed.pipelines.embed import embed_table
+    from uniembed.embed.pipeline import embed_table
 
     start = time.perf_counter()
     ids, matrix, quarantine = embed_table(
@@ -108,7 +108,7 @@ def _rerank(
     import torch
 
     from uniembed.evaluation.rerank import rerank_tasks
-    from uniembed.models.judge import JudgeScorer
+    from uniembed.reranker.scorer import JudgeScorer
     from uniembed.training.export import download_model
 
     assert cfg.rerank is not None
@@ -130,7 +130,7 @@ def run_evaluation(cfg: EvalConfig) -> tuple[EvalResults, str]:
 
     Returns the results and the URI of ``report.md``.
     """
-    from uniembed.pipelines.runtime import init_ray
+    from uniembed.runtime import init_ray
 
     storage.configure(storage.get_options().merged(cfg.storage))
     output = absolute(cfg.output)

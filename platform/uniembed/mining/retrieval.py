@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from uniembed.mining.ids import IdMap
-from uniembed.mining.index import as_float32_matrix, build_index, search
+from uniembed.index.faiss_index import as_float32_matrix, build_index, search
+from uniembed.index.ids import IdMap
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def topk_candidates(
             the pool itself); needs ``query_ids``.
         query_ids: q query ids, reported in the results and used by ``exclude_self``.
         index: a prebuilt index over ``pool_emb`` (same rows, same order), e.g. an IVF index
-            from :func:`~uniembed.mining.index.build_index`; a flat (exact) one is built if None.
+            from :func:`~uniembed.index.build_index`; a flat (exact) one is built if None.
         batch_size: queries per FAISS search call.
 
     Returns:

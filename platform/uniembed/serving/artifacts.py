@@ -57,7 +57,7 @@ def resolve_model_source(name: str, field: str) -> str:
 
 def check_index(uri: str, field: str) -> None:
     """ArtifactError naming ``field`` unless the index and its sidecar exist at ``uri``."""
-    from uniembed.mining.store import sidecar_uri
+    from uniembed.index.store import sidecar_uri
 
     try:
         for part in (uri, sidecar_uri(uri)):

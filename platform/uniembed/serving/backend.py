@@ -148,7 +148,7 @@ class LocalBackend:
         return raise_failure(result)
 
     async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
-        from uniembed.models.judge import JudgeInput
+        from uniembed.reranker.scorer import JudgeInput
 
         assert self.scorer is not None
         tok, cap = self.scorer.tokenizer, self.max_text_tokens

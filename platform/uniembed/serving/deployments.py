@@ -127,7 +127,7 @@ class RerankerDeployment:
     """Holds one judge; batches rerank requests and scores each with its shared prefix."""
 
     def __init__(self, cfg: ServeConfig) -> None:
-        from uniembed.models.judge import JudgeScorer
+        from uniembed.reranker.scorer import JudgeScorer
 
         storage.configure(cfg.storage)
         section = cfg.reranker
@@ -145,7 +145,7 @@ class RerankerDeployment:
         return {"name": self.name, "supports_images": self.scorer.supports_images}
 
     def _score_one(self, request: tuple[Pair, list[Pair], int]) -> np.ndarray:
-        from uniembed.models.judge import JudgeInput
+        from uniembed.reranker.scorer import JudgeInput
 
         (q_text, q_image), docs, _ = request
         query = JudgeInput(text=q_text, image=q_image)

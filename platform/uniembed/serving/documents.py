@@ -30,7 +30,7 @@ def load_documents(uri: str, limit: int | None = None) -> list[Document]:
     Image paths are resolved against the file's folder. A record that cannot be read is an
     error naming its source: the service would otherwise return hits it cannot show.
     """
-    from uniembed.pipelines.read import read_table
+    from uniembed.data.read import read_table
 
     table = read_table(uri, "items")
     rows = table.select([S.ID, S.TEXT, S.IMAGE_URI, S.SOURCE, S.ERROR]).to_pylist()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from uniembed.mining import IdMap, build_index, load_index, search
+from uniembed.index import IdMap, build_index, load_index, search
 from uniembed.models import EmbedInput
 from uniembed.serving.artifacts import ArtifactError, check_index
 from uniembed.serving.config import RetrieverSection

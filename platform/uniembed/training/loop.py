@@ -32,11 +32,11 @@ from uniembed.losses import LOSSES, DistillLoss
 from uniembed.models import EmbedInput, TransformerEmbedder, load_embedder
 from uniembed.models.pooling_config import PoolingConfig
 from uniembed.models.registry import resolve_model
+from uniembed.reranker.config import RerankConfig
 from uniembed.training.export import export_model
 from uniembed.training.gather import is_distributed
 from uniembed.training.lora import prepare_trainable, trainable_parameters
 from uniembed.training.metrics import METRICS_FILE, MetricsLog
-from uniembed.training.rerank_config import RerankConfig
 from uniembed.training.state import (
     Fingerprint,
     Position,

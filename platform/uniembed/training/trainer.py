@@ -19,9 +19,9 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from uniembed import storage
-from uniembed.pipelines.runtime import init_ray
+from uniembed.data.training_rows import attach_teacher_embeddings, read_texts, read_tune_rows
+from uniembed.runtime import init_ray
 from uniembed.training.loop import EXPORT_DIR, AnyTrainConfig, run_uri, train_loop_per_worker
-from uniembed.training.rows import attach_teacher_embeddings, read_texts, read_tune_rows
 from uniembed.training.state import check_run_model
 from uniembed.training.train_config import DistillConfig, TrainConfig, TuneConfig
 
@@ -134,7 +134,7 @@ def fit(
     init_ray(cfg.ray)
     if cfg.scaling.use_gpu:
         # Without this a GPU run on a CPU cluster waits for resources forever.
-        from uniembed.cluster.preflight import require_gpus
+        from uniembed.runtime import require_gpus
 
         sc = cfg.scaling
         require_gpus(sc.num_workers * sc.gpus_per_worker, "scaling.use_gpu")

@@ -10,11 +10,10 @@ import pyarrow.compute as pc
 
 from uniembed import storage
 from uniembed.data import schema as S
+from uniembed.data import shards
+from uniembed.mining.judge_stage import AUC, CAND_SCORES, JUDGE_S, N_PAIRS
 from uniembed.mining.report import MineReport
-from uniembed.pipelines import shards
-from uniembed.pipelines.judge_worker import AUC, CAND_SCORES, JUDGE_S, N_PAIRS
-from uniembed.pipelines.mine_shards import JUDGED_DIR, QUARANTINE_DIR
-from uniembed.pipelines.mine_workers import (
+from uniembed.mining.retrieval_stage import (
     EMBED_S,
     N_ABOVE_MAX,
     N_EASY,
@@ -23,6 +22,7 @@ from uniembed.pipelines.mine_workers import (
     POS_RANK,
     RETRIEVE_S,
 )
+from uniembed.mining.shards import JUDGED_DIR, QUARANTINE_DIR
 
 MAX_REASONS = 10
 SELECT_SUFFIX = ".select.parquet"

@@ -13,11 +13,11 @@ import numpy as np
 import pyarrow as pa
 
 from uniembed import storage
+from uniembed.data.training_rows import read_tune_rows
+from uniembed.reranker.config import RerankConfig
+from uniembed.reranker.data import ChatCounts, plan_rows
+from uniembed.reranker.loop import rerank_loop_per_worker
 from uniembed.training.loop import run_uri
-from uniembed.training.rerank_config import RerankConfig
-from uniembed.training.rerank_data import ChatCounts, plan_rows
-from uniembed.training.rerank_loop import rerank_loop_per_worker
-from uniembed.training.rows import read_tune_rows
 from uniembed.training.state import check_run_model
 from uniembed.training.trainer import TrainSummary, fit
 

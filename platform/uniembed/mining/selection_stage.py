@@ -17,10 +17,9 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.mining import Selection, select_by_similarity, select_with_judge
 from uniembed.mining.export import unime_v2_json
-from uniembed.pipelines.judge_worker import CAND_SCORES
-from uniembed.pipelines.mine_inputs import ORDINAL, SHARD
-from uniembed.pipelines.mine_shards import QUARANTINE_DIR
-from uniembed.pipelines.mine_workers import (
+from uniembed.mining.inputs import ORDINAL, SHARD
+from uniembed.mining.judge_stage import CAND_SCORES
+from uniembed.mining.retrieval_stage import (
     CAND_IDS,
     CAND_IMAGES,
     CAND_RANKS,
@@ -29,6 +28,7 @@ from uniembed.pipelines.mine_workers import (
     CAND_TRUE_FN,
     POS_SIM,
 )
+from uniembed.mining.shards import QUARANTINE_DIR
 
 MINED_DIR = "mined"
 EXPORT_DIR = "export"
@@ -162,7 +162,7 @@ def select_table(judged: pa.Table, o: SelectOptions) -> tuple[pa.Table, pa.Table
 
 def selector(out: str, work: str, o: SelectOptions, s3: storage.S3Options):  # noqa: ANN201
     """A Ray Data UDF: a batch of shard names in, their outputs written, counts out."""
-    from uniembed.pipelines.mine_shards import judged_uri
+    from uniembed.mining.shards import judged_uri
 
     def run(batch: dict[str, Any]) -> dict[str, list[Any]]:
         storage.configure(s3)

@@ -1,9 +1,8 @@
-"""Checks a job runs before it starts work, so a bad configuration fails in seconds with a
-message that says what is wrong, instead of leaving tasks pending for GPUs that do not
-exist or retrying an object store that does not answer.
+"""Static checks of a job config meant for a cluster: how many GPUs it asks for, and that
+every data location is a URI the workers can read (not a path on the submitting machine).
 
-Also the static checks of a job config meant for a cluster: every data location must be a
-URI the workers can read (not a path on the submitting machine).
+Not imported at run time; the checks a job runs before it starts work (GPUs present,
+storage reachable) are in :mod:`uniembed.runtime`.
 """
 
 from __future__ import annotations
@@ -24,10 +23,6 @@ DATA_KEYS = (
     "documents",
     "corpus",
 )
-
-
-class PreflightError(RuntimeError):
-    """A job's configuration cannot work on this cluster; the message says which part."""
 
 
 # (where a model's device is set, where its actor pool is) in the Ray Data job configs.
@@ -65,41 +60,6 @@ def gpu_demand(config: Mapping[str, Any]) -> float:
             gpus = float(pool.get("num_actors", 1)) * float(pool.get("gpus_per_actor", 1.0))
             demand = max(demand, gpus)
     return demand
-
-
-def require_gpus(requested: float, what: str, available: float | None = None) -> None:
-    """Raise unless the Ray cluster has at least ``requested`` GPUs in total.
-
-    ``what`` names the setting that asked (e.g. ``"scaling.use_gpu"``). ``available``
-    defaults to ``ray.cluster_resources()["GPU"]`` (Ray must be initialised). Autoscaling
-    clusters only count GPU nodes that are up, so keep one GPU worker running.
-    """
-    if requested <= 0:
-        return
-    if available is None:
-        import ray
-
-        available = float(ray.cluster_resources().get("GPU", 0))
-    if available <= 0:
-        raise PreflightError(
-            f"{what} asks for {requested:g} GPU(s) but the Ray cluster has no GPUs; "
-            f"run on a cluster with GPU workers or switch the job to CPU"
-        )
-    if requested > available:
-        raise PreflightError(
-            f"{what} asks for {requested:g} GPU(s) but the Ray cluster has {available:g}; "
-            f"lower the worker/actor count or add GPU workers"
-        )
-
-
-def require_storage(uris: Iterable[str], timeout_s: float = 10) -> None:
-    """Raise within about ``timeout_s`` per URI if a storage location cannot be reached;
-    the message names the URI and the S3 endpoint (``storage.check_reachable``)."""
-    for uri in uris:
-        try:
-            storage.check_reachable(uri, timeout_s=timeout_s)
-        except storage.StorageError as exc:
-            raise PreflightError(f"storage not reachable: {exc}") from exc
 
 
 def _walk(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from uniembed.losses.rerank import IGNORE_INDEX, RerankLMLoss
+from uniembed.reranker.data import RerankChat
+from uniembed.reranker.tokens import ChatEncoder
 from uniembed.training.lora import body_of, prepare_trainable, target_modules
-from uniembed.training.rerank_data import RerankChat
-from uniembed.training.rerank_tokens import ChatEncoder
 from uniembed.training.train_config import LoraSection
 
 BODY = "model"  # the attribute of a *ForCausalLM / *ForConditionalGeneration holding the body

@@ -24,10 +24,10 @@ import ray
 from uniembed import storage
 from uniembed.data import demo
 from uniembed.data import schema as S
-from uniembed.data.records import RecordError, error_item, items_from_item_record
 
 # Private readers of the read module: the same file:line sources as the embed job.
-from uniembed.pipelines.read import READ_SCHEMA, file_records, input_files
+from uniembed.data.read import READ_SCHEMA, file_records, input_files
+from uniembed.data.records import RecordError, error_item, items_from_item_record
 
 ORDINAL = "ordinal"  # position of the query record in the input, from 0
 SHARD = "shard"  # shard name of the query

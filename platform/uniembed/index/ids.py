@@ -14,7 +14,7 @@ class IdMap:
     """An order-preserving list of unique string ids: ``ids[i]`` is index position ``i``.
 
     Build it from the same rows, in the same order, as the embeddings given to
-    :func:`~uniembed.mining.index.build_index`.
+    :func:`~uniembed.index.faiss_index.build_index`.
     """
 
     ids: tuple[str, ...]

@@ -17,8 +17,8 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from uniembed.mining.report import positive_auc
-from uniembed.models.judge import JudgeInput, JudgeScorer
-from uniembed.pipelines.mine_workers import CAND_IDS, CAND_IMAGES, CAND_TEXTS
+from uniembed.mining.retrieval_stage import CAND_IDS, CAND_IMAGES, CAND_TEXTS
+from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 CAND_SCORES = "cand_scores"
 AUC = "auc"  # share of the query's candidates the judge scores below its positive

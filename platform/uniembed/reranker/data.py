@@ -23,8 +23,8 @@ from typing import Any, Literal
 import numpy as np
 
 from uniembed.data import schema as S
-from uniembed.models.judge_prompts import NO, YES
-from uniembed.models.listwise import listwise_answer
+from uniembed.reranker.listwise import listwise_answer
+from uniembed.reranker.prompts import NO, YES
 
 ChatKind = Literal["pairwise_pos", "pairwise_neg", "listwise"]
 LIST_SIZE = 5  # hard negatives in the listwise chat (DESIGN §1)

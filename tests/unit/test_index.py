@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from uniembed import storage
-from uniembed.mining import (
+from uniembed.index import (
     IdMap,
     build_index,
     default_nlist,

@@ -19,8 +19,8 @@ from typing import Any
 
 import faiss
 
-from uniembed.mining.ids import IdMap
-from uniembed.mining.index import index_from_bytes, index_kind, index_to_bytes, metric_name
+from uniembed.index.faiss_index import index_from_bytes, index_kind, index_to_bytes, metric_name
+from uniembed.index.ids import IdMap
 
 SIDECAR_SUFFIX = ".json"
 IDS_SUFFIX = ".ids.json"

@@ -7,7 +7,7 @@ from typing import Literal
 
 from uniembed.config import require
 from uniembed.data.records import FORMATS
-from uniembed.pipelines.embed_dedupe import DEDUPE_POLICIES
+from uniembed.embed.dedupe import DEDUPE_POLICIES
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
 
 

@@ -19,10 +19,10 @@ from torch import Tensor
 
 from uniembed.data.images import load_image
 from uniembed.losses.rerank import IGNORE_INDEX
-from uniembed.models.judge import JudgeScorer
-from uniembed.models.judge_prompts import YES, JudgeInput
-from uniembed.models.listwise import listwise_prompt
-from uniembed.training.rerank_data import RerankChat, RerankItem
+from uniembed.reranker.data import RerankChat, RerankItem
+from uniembed.reranker.listwise import listwise_prompt
+from uniembed.reranker.prompts import YES, JudgeInput
+from uniembed.reranker.scorer import JudgeScorer
 
 ImageLoader = Callable[[str, str], Image.Image]
 _PROBE = "ZqXANSWERXqZ"

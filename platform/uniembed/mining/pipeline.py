@@ -35,28 +35,28 @@ from ray.data import ActorPoolStrategy
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.mining.report import MineReport, write_report
-from uniembed.mining.sanity import SanityVerdict, calibration_shards, decide
-from uniembed.pipelines import shards
-from uniembed.pipelines.embed import check_model, run_embed
-from uniembed.pipelines.embed_config import EmbedConfig, IndexSection
-from uniembed.pipelines.embed_worker import WorkerOptions
-from uniembed.pipelines.judge_worker import JudgeOptions, JudgeWorker
-from uniembed.pipelines.mine_config import MineConfig
-from uniembed.pipelines.mine_inputs import POOL_SCHEMA, SHARD, read_pool, read_queries
-from uniembed.pipelines.mine_sanity import SANITY_FILE, measure, read_verdict, write_verdict
-from uniembed.pipelines.mine_select import SelectOptions, selector
-from uniembed.pipelines.mine_shards import QUARANTINE_DIR, ShardBuffer, finished_shards
-from uniembed.pipelines.mine_stats import add_judged, add_quarantine
-from uniembed.pipelines.mine_workers import QueryEmbedStage, RetrievalOptions, RetrievalStage
-from uniembed.pipelines.output_guard import (
+from uniembed.data import shards
+from uniembed.data.output_guard import (
     STAGING_PREFIX,
     check_output,
     claim_output,
     new_staging_folder,
 )
-from uniembed.pipelines.read import input_files
-from uniembed.pipelines.runtime import actor_resources, init_ray, resolve_device
+from uniembed.data.read import input_files
+from uniembed.embed.config import EmbedConfig, IndexSection
+from uniembed.embed.pipeline import check_model, run_embed
+from uniembed.embed.worker import WorkerOptions
+from uniembed.mining.config import MineConfig
+from uniembed.mining.inputs import POOL_SCHEMA, SHARD, read_pool, read_queries
+from uniembed.mining.judge_stage import JudgeOptions, JudgeWorker
+from uniembed.mining.report import MineReport, write_report
+from uniembed.mining.report_stage import add_judged, add_quarantine
+from uniembed.mining.retrieval_stage import QueryEmbedStage, RetrievalOptions, RetrievalStage
+from uniembed.mining.sanity import SanityVerdict, calibration_shards, decide
+from uniembed.mining.sanity_stage import SANITY_FILE, measure, read_verdict, write_verdict
+from uniembed.mining.selection_stage import SelectOptions, selector
+from uniembed.mining.shards import QUARANTINE_DIR, ShardBuffer, finished_shards
+from uniembed.runtime import actor_resources, init_ray, resolve_device
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import pyarrow.compute as pc
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.pipelines.judge_worker import judge_fields
-from uniembed.pipelines.mine_inputs import ORDINAL, QUERY_SCHEMA, SHARD, SHARD_ROWS
-from uniembed.pipelines.mine_workers import EMBED_S, retrieval_fields
-from uniembed.pipelines.shards import quarantine_table
+from uniembed.data.shards import quarantine_table
+from uniembed.mining.inputs import ORDINAL, QUERY_SCHEMA, SHARD, SHARD_ROWS
+from uniembed.mining.judge_stage import judge_fields
+from uniembed.mining.retrieval_stage import EMBED_S, retrieval_fields
 
 JUDGED_DIR = "judged"
 QUARANTINE_DIR = "quarantine"

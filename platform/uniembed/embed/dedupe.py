@@ -20,7 +20,7 @@ import pyarrow as pa
 import ray
 
 from uniembed import storage
-from uniembed.pipelines.read import id_rows
+from uniembed.data.read import id_rows
 
 Dedupe = Literal["keep_first", "quarantine", "error"]
 DEDUPE_POLICIES: tuple[str, ...] = ("keep_first", "quarantine", "error")

@@ -29,24 +29,24 @@ from ray.data import ActorPoolStrategy
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.pipelines import shards
-from uniembed.pipelines.embed_config import EmbedConfig
-from uniembed.pipelines.embed_dedupe import find_duplicates
-from uniembed.pipelines.embed_worker import (
+from uniembed.data import shards
+from uniembed.data.output_guard import (
+    STAGING_PREFIX,
+    check_output,
+    claim_output,
+    new_staging_folder,
+)
+from uniembed.data.read import ReadOptions, input_files, input_root, read_items
+from uniembed.embed.config import EmbedConfig
+from uniembed.embed.dedupe import find_duplicates
+from uniembed.embed.worker import (
     PADDED_TOKENS,
     TOKENS,
     TRUNCATED,
     EmbedWorker,
     WorkerOptions,
 )
-from uniembed.pipelines.output_guard import (
-    STAGING_PREFIX,
-    check_output,
-    claim_output,
-    new_staging_folder,
-)
-from uniembed.pipelines.read import ReadOptions, input_files, input_root, read_items
-from uniembed.pipelines.runtime import actor_resources, init_ray, resolve_device
+from uniembed.runtime import actor_resources, init_ray, resolve_device
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection
 
 EMBEDDINGS_DIR = "embeddings"
@@ -275,7 +275,7 @@ def read_embeddings(output: str) -> tuple[list[str], Any]:
 def build_index_file(cfg: EmbedConfig, folder: str) -> str:
     """Build the configured FAISS index over the embeddings in ``folder`` (an embed output
     or its staging folder) and write it there; returns its URI."""
-    from uniembed.mining import build_index, save_index
+    from uniembed.index import build_index, save_index
 
     ids, matrix = read_embeddings(folder)
     index = build_index(matrix, kind=cfg.index.kind, nlist=cfg.index.nlist, nprobe=cfg.index.nprobe)

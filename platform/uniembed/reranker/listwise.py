@@ -13,7 +13,7 @@ The user turn is::
 wrapped in the backbone's chat template like the pairwise prompt of ``judge_prompts`` (same
 item rendering, same image token). The answer is parsed strictly with ``\\((\\d+)\\)``: an
 answer without exactly one candidate number in range is reported as unparseable, never
-guessed. The model is a :class:`~uniembed.models.judge.JudgeScorer` (the same loaded
+guessed. The model is a :class:`~uniembed.reranker.scorer.JudgeScorer` (the same loaded
 reranker folder serves pairwise P(Yes) and listwise generation).
 """
 
@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from uniembed.models.judge import JudgeScorer
-from uniembed.models.judge_prompts import QUERY_LABEL, JudgeInput, item_content
 from uniembed.models.prompts import wrap_chat
+from uniembed.reranker.prompts import QUERY_LABEL, JudgeInput, item_content
+from uniembed.reranker.scorer import JudgeScorer
 
 LISTWISE_INSTRUCTION = (
     "I will provide you with a query and {n} candidates, numbered (1) to ({n}). Please "

@@ -21,10 +21,11 @@ import pyarrow.compute as pc
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.mining import IdMap, build_index, drop_above, drop_easy, topk_candidates
-from uniembed.pipelines.embed import read_embeddings
-from uniembed.pipelines.embed_worker import EmbedWorker, WorkerOptions
-from uniembed.pipelines.mine_inputs import GROUP
+from uniembed.embed.pipeline import read_embeddings
+from uniembed.embed.worker import EmbedWorker, WorkerOptions
+from uniembed.index import IdMap, build_index
+from uniembed.mining import drop_above, drop_easy, topk_candidates
+from uniembed.mining.inputs import GROUP
 
 # Columns added by the stages (internal to the pipeline; the output uses schema's names).
 CAND_IDS = "cand_ids"

@@ -28,8 +28,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from uniembed.models import judge_cache
-from uniembed.models.judge_prompts import (
+from uniembed.models.pooling_config import ResolvedPooling, resolve_pooling
+from uniembed.models.prompts import wrap_chat
+from uniembed.models.registry import (
+    inspect_model,
+    load_tokenizer_and_processor,
+    quiet_transformers,
+    torch_dtype_for,
+)
+from uniembed.reranker import cache as judge_cache
+from uniembed.reranker.prompts import (
     NO,
     SPLIT_ANCHOR,
     YES,
@@ -40,14 +48,6 @@ from uniembed.models.judge_prompts import (
     first_answer_token,
     query_content,
     split_chat,
-)
-from uniembed.models.pooling_config import ResolvedPooling, resolve_pooling
-from uniembed.models.prompts import wrap_chat
-from uniembed.models.registry import (
-    inspect_model,
-    load_tokenizer_and_processor,
-    quiet_transformers,
-    torch_dtype_for,
 )
 
 __all__ = ["JudgeInput", "JudgeScorer"]

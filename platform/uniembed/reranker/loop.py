@@ -15,15 +15,15 @@ from torch import Tensor
 
 from uniembed.data import schema as S
 from uniembed.losses.rerank import RerankLMLoss
-from uniembed.models.judge import JudgeScorer
 from uniembed.models.pooling_config import PoolingConfig
 from uniembed.models.registry import resolve_model
+from uniembed.reranker.config import RerankConfig
+from uniembed.reranker.data import plan_rows
+from uniembed.reranker.model import prepare_reranker, rerank_step
+from uniembed.reranker.scorer import JudgeScorer
+from uniembed.reranker.tokens import ChatEncoder
 from uniembed.training.export import export_model
 from uniembed.training.loop import WorkerTask, autocast_for, run_worker
-from uniembed.training.rerank_config import RerankConfig
-from uniembed.training.rerank_data import plan_rows
-from uniembed.training.rerank_model import prepare_reranker, rerank_step
-from uniembed.training.rerank_tokens import ChatEncoder
 
 
 def load_reranker(cfg: RerankConfig, device: str) -> JudgeScorer:

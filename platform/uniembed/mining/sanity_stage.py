@@ -14,9 +14,9 @@ from dataclasses import asdict
 import pyarrow.compute as pc
 
 from uniembed import storage
+from uniembed.mining.judge_stage import AUC
 from uniembed.mining.sanity import SanityVerdict
-from uniembed.pipelines.judge_worker import AUC
-from uniembed.pipelines.mine_shards import judged_uri
+from uniembed.mining.shards import judged_uri
 
 SANITY_FILE = "sanity.json"
 

@@ -1,6 +1,6 @@
 """FAISS inner-product indexes over L2-normalised embeddings: build, search, (de)serialise.
 
-The index stores row positions only; :class:`~uniembed.mining.ids.IdMap` turns them back into
+The index stores row positions only; :class:`~uniembed.index.ids.IdMap` turns them back into
 string ids. On normalised vectors inner product equals cosine similarity, which is what the
 embedders produce and what every mining threshold is expressed in.
 """

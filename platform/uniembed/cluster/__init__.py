@@ -1,2 +1,0 @@
-"""Running the jobs on Ray clusters: KubeRay manifests, CRD validation, pre-flight checks
-and a self-started local cluster."""

@@ -1,0 +1,95 @@
+"""Starting or joining Ray, device resolution, and the checks a job runs before it starts
+work (pre-flight), so a bad configuration fails in seconds with a message that says what is
+wrong, instead of leaving tasks pending for GPUs that do not exist or retrying an object
+store that does not answer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import ray
+
+from uniembed import storage
+from uniembed.sections import ActorPoolSection, ModelSection, RaySection
+
+
+def init_ray(section: RaySection) -> None:
+    """Join the cluster named by the config, RAY_ADDRESS or `ray job submit`; else start a
+    local one. Idempotent."""
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"configure_logging": False, "log_to_driver": True}
+    address = section.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=section.num_cpus, include_dashboard=False, **kwargs)
+    # The progress bars are the job's live view; keep them, but not the per-op chatter.
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = True
+    ctx.print_on_execution_start = False
+
+
+def cluster_gpus() -> float:
+    """GPUs in the cluster (0 on CPU-only clusters)."""
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
+def resolve_device(model: ModelSection) -> str:
+    """``auto`` becomes cuda when the cluster has GPUs; asking for cuda without any fails
+    fast instead of leaving actors pending forever."""
+    gpus = cluster_gpus()
+    if model.device == "auto":
+        return "cuda" if gpus > 0 else "cpu"
+    if model.device == "cuda" and gpus == 0:
+        raise RuntimeError(
+            "model.device is cuda but the Ray cluster has no GPUs; "
+            "set model.device=cpu or add GPU workers"
+        )
+    return model.device
+
+
+def actor_resources(pool: ActorPoolSection, device: str) -> dict[str, float]:
+    """num_cpus / num_gpus for each model actor."""
+    if device == "cuda":
+        return {"num_gpus": pool.gpus_per_actor, "num_cpus": 1}
+    return {"num_cpus": pool.cpus_per_actor}
+
+
+class PreflightError(RuntimeError):
+    """A job's configuration cannot work on this cluster; the message says which part."""
+
+
+def require_gpus(requested: float, what: str, available: float | None = None) -> None:
+    """Raise unless the Ray cluster has at least ``requested`` GPUs in total.
+
+    ``what`` names the setting that asked (e.g. ``"scaling.use_gpu"``). ``available``
+    defaults to ``ray.cluster_resources()["GPU"]`` (Ray must be initialised). Autoscaling
+    clusters only count GPU nodes that are up, so keep one GPU worker running.
+    """
+    if requested <= 0:
+        return
+    if available is None:
+        available = cluster_gpus()
+    if available <= 0:
+        raise PreflightError(
+            f"{what} asks for {requested:g} GPU(s) but the Ray cluster has no GPUs; "
+            f"run on a cluster with GPU workers or switch the job to CPU"
+        )
+    if requested > available:
+        raise PreflightError(
+            f"{what} asks for {requested:g} GPU(s) but the Ray cluster has {available:g}; "
+            f"lower the worker/actor count or add GPU workers"
+        )
+
+
+def require_storage(uris: Iterable[str], timeout_s: float = 10) -> None:
+    """Raise within about ``timeout_s`` per URI if a storage location cannot be reached;
+    the message names the URI and the S3 endpoint (``storage.check_reachable``)."""
+    for uri in uris:
+        try:
+            storage.check_reachable(uri, timeout_s=timeout_s)
+        except storage.StorageError as exc:
+            raise PreflightError(f"storage not reachable: {exc}") from exc
