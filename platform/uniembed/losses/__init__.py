@@ -1,13 +1,14 @@
 """Training losses. Each takes tensors (embeddings, scores, logits), never a model.
 
 ``LOSSES`` is the one place where a config's loss name becomes a class; nothing else in
-the code base switches on a loss name.
+the code base switches on a loss name. Each stage-2 loss declares how the trainer calls it
+(``on_batch``) and what it needs (``encodes_negatives``, ``needs_scores``,
+``min_negatives``; see :mod:`uniembed.losses.batch`), so a new loss touches this folder only.
 """
 
 from __future__ import annotations
 
-from torch import nn
-
+from uniembed.losses.batch import PairBatch, PairLoss
 from uniembed.losses.contrastive import UniMEHardNegativeLoss
 from uniembed.losses.distill import DistillLoss
 from uniembed.losses.infonce import InfoNCELoss
@@ -15,7 +16,7 @@ from uniembed.losses.rerank import IGNORE_INDEX, RerankLMLoss
 from uniembed.losses.soft_label import SoftLabelLoss
 
 #: Contrastive-stage losses selectable by name in a training config.
-LOSSES: dict[str, type[nn.Module]] = {
+LOSSES: dict[str, type[PairLoss]] = {
     "unime": UniMEHardNegativeLoss,
     "soft_label": SoftLabelLoss,
     "infonce": InfoNCELoss,
@@ -26,6 +27,8 @@ __all__ = [
     "LOSSES",
     "DistillLoss",
     "InfoNCELoss",
+    "PairBatch",
+    "PairLoss",
     "RerankLMLoss",
     "SoftLabelLoss",
     "UniMEHardNegativeLoss",

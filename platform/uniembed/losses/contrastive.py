@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from uniembed.losses._checks import check_dim, check_positive, check_rank
+from uniembed.losses.batch import PairBatch
 
 
 class UniMEHardNegativeLoss(nn.Module):
@@ -42,6 +43,11 @@ class UniMEHardNegativeLoss(nn.Module):
         >>> q, t = torch.randn(16, 32), torch.randn(16, 32)
         >>> loss = loss_fn(q, t, torch.arange(16))
     """
+
+    # The negatives are picked in-batch; the mined ones are not encoded and no scores needed.
+    encodes_negatives: ClassVar[bool] = False
+    needs_scores: ClassVar[bool] = False
+    min_negatives: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -98,6 +104,11 @@ class UniMEHardNegativeLoss(nn.Module):
             return logits.sum() * 0.0
         # logits[:, 0] is finite, so log_softmax never sees an all -inf row.
         return -torch.log_softmax(logits, dim=1)[:, 0].mean()
+
+    def on_batch(self, batch: PairBatch) -> Tensor:
+        """The loss of a gathered stage-2 batch: each query against all the positives."""
+        q = batch.query
+        return self(q, batch.positive, torch.arange(q.shape[0], device=q.device))
 
     def get_config_dict(self) -> dict[str, Any]:
         """Hyperparameters, for logging and for rebuilding the loss."""

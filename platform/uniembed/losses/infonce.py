@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from uniembed.losses._checks import check_dim, check_mask, check_positive, check_rank
+from uniembed.losses.batch import PairBatch
 
 
 class InfoNCELoss(nn.Module):
@@ -40,6 +41,11 @@ class InfoNCELoss(nn.Module):
         >>> loss_fn = InfoNCELoss(temperature=0.02)
         >>> loss = loss_fn(torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 3, 8))
     """
+
+    # Mined negatives are optional (in-batch negatives always count); no scores needed.
+    encodes_negatives: ClassVar[bool] = True
+    needs_scores: ClassVar[bool] = False
+    min_negatives: ClassVar[int] = 0
 
     def __init__(
         self, temperature: float = 0.02, in_batch_negatives: bool = True, normalize: bool = True
@@ -94,6 +100,12 @@ class InfoNCELoss(nn.Module):
         logits = torch.cat(parts, dim=1) / self.temperature
         # The positive's logit is always finite, so no row is all -inf.
         return F.cross_entropy(logits, target)
+
+    def on_batch(self, batch: PairBatch) -> Tensor:
+        """The loss of a gathered stage-2 batch, with its mined negatives when it has any."""
+        if batch.negatives.shape[1] == 0:
+            return self(batch.query, batch.positive)
+        return self(batch.query, batch.positive, batch.negatives, batch.mask)
 
     def get_config_dict(self) -> dict[str, Any]:
         """Hyperparameters, for logging and for rebuilding the loss."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from uniembed.losses._checks import check_dim, check_mask, check_positive, check_rank
 from uniembed.losses._kl import masked_kl, masked_log_softmax
+from uniembed.losses.batch import PairBatch
 
 
 class SoftLabelLoss(nn.Module):
@@ -47,6 +48,11 @@ class SoftLabelLoss(nn.Module):
         >>> q, cand = torch.randn(2, 16), torch.randn(2, 9, 16)
         >>> loss = loss_fn(q, cand, torch.rand(2, 9))
     """
+
+    # The judge's scores of the positive and the mined negatives are the targets.
+    encodes_negatives: ClassVar[bool] = True
+    needs_scores: ClassVar[bool] = True
+    min_negatives: ClassVar[int] = 1
 
     def __init__(self, temperature: float = 0.02) -> None:
         super().__init__()
@@ -92,6 +98,13 @@ class SoftLabelLoss(nn.Module):
         if kl_qp.numel() == 0:
             return query.sum() * 0.0
         return (0.5 * (kl_qp + kl_pq)).mean()
+
+    def on_batch(self, batch: PairBatch) -> Tensor:
+        """The loss of a gathered stage-2 batch: the positive and the real negatives of each
+        query are its candidates, the judge scores their targets."""
+        candidates = torch.cat([batch.positive.unsqueeze(1), batch.negatives], dim=1)
+        valid = torch.cat([torch.ones_like(batch.mask[:, :1]), batch.mask], dim=1)
+        return self(batch.query, candidates, batch.scores, valid)
 
     def get_config_dict(self) -> dict[str, Any]:
         """Hyperparameters, for logging and for rebuilding the loss."""

@@ -44,7 +44,7 @@ from uniembed.training.state import (
     load_checkpoint,
     save_checkpoint,
 )
-from uniembed.training.steps import LOSS_CALLS, distill_step, tune_batch, tune_step
+from uniembed.training.steps import distill_step, tune_batch, tune_step
 from uniembed.training.train_config import DistillConfig, TrainConfig, TuneConfig
 
 EXPORT_DIR = "export"
@@ -282,7 +282,7 @@ def embedder_task(cfg: TrainConfig, device: str) -> WorkerTask:
     chunk = cfg.train.grad_cache_chunk
     if isinstance(cfg, TuneConfig):
         tune_loss = build_loss(cfg)
-        num_neg = cfg.loss.num_negatives if LOSS_CALLS[type(tune_loss)][1] else 0
+        num_neg = cfg.loss.num_negatives if tune_loss.encodes_negatives else 0
 
         def step(rows: list[dict[str, Any]]) -> tuple[Tensor, dict[str, float], list[str]]:
             batch = tune_batch(rows, num_neg)

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from uniembed.data import schema as S
 from uniembed.data.images import load_image
-from uniembed.losses import DistillLoss, InfoNCELoss, SoftLabelLoss, UniMEHardNegativeLoss
+from uniembed.losses import DistillLoss, PairBatch, PairLoss
 from uniembed.models import EmbedInput
 from uniembed.training.gather import gather_with_grad
 from uniembed.training.gradcache import GradCache
@@ -76,33 +76,6 @@ def _gather_mask(mask: Tensor) -> Tensor:
     return gather_with_grad(mask.to(torch.uint8)).bool()
 
 
-def _unime(loss: nn.Module, q: Tensor, p: Tensor, negs: Tensor, m: Tensor, s: Tensor) -> Tensor:
-    return loss(q, p, torch.arange(q.shape[0], device=q.device))
-
-
-def _soft_label(
-    loss: nn.Module, q: Tensor, p: Tensor, negs: Tensor, m: Tensor, s: Tensor
-) -> Tensor:
-    candidates = torch.cat([p.unsqueeze(1), negs], dim=1)
-    valid = torch.cat([torch.ones_like(m[:, :1]), m], dim=1)
-    return loss(q, candidates, s, valid)
-
-
-def _infonce(loss: nn.Module, q: Tensor, p: Tensor, negs: Tensor, m: Tensor, s: Tensor) -> Tensor:
-    if negs.shape[1] == 0:
-        return loss(q, p)
-    return loss(q, p, negs, m)
-
-
-# How each loss class is called on the gathered batch; ``encodes_negatives``: whether the
-# mined negatives are encoded at all (the UniME loss picks its negatives in-batch).
-LOSS_CALLS: dict[type[nn.Module], tuple[Callable[..., Tensor], bool]] = {
-    UniMEHardNegativeLoss: (_unime, False),
-    SoftLabelLoss: (_soft_label, True),
-    InfoNCELoss: (_infonce, True),
-}
-
-
 def run_backward(
     encode: Encode, loss_fn: Callable[[Tensor], Tensor], inputs: list[EmbedInput], chunk: int
 ) -> Tensor:
@@ -117,11 +90,10 @@ def run_backward(
 
 
 def tune_step(
-    encode: Encode, loss: nn.Module, batch: TuneBatch, chunk: int
+    encode: Encode, loss: PairLoss, batch: TuneBatch, chunk: int
 ) -> tuple[Tensor, dict[str, float]]:
     """Forward and backward of one stage-2 step on this rank; returns (loss, similarity
-    statistics of the global batch)."""
-    call, _ = LOSS_CALLS[type(loss)]
+    statistics of the global batch). The loss is called as it declares (``on_batch``)."""
     n, k = batch.n, batch.mask.shape[1]
     stats: dict[str, float] = {}
 
@@ -134,7 +106,7 @@ def tune_step(
         gm = _gather_mask(batch.mask.to(reps.device))
         gs = gather_with_grad(batch.scores.to(reps.device))
         stats.update(similarity_stats(gq, gp, gn, gm))
-        return call(loss, gq, gp, gn, gm, gs)
+        return loss.on_batch(PairBatch(gq, gp, gn, gm, gs))
 
     value = run_backward(encode, loss_fn, batch.inputs, chunk)
     return value, stats

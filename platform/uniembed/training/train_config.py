@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from uniembed.config import require
+from uniembed.losses import LOSSES
 from uniembed.sections import ModelSection, RaySection, StorageSection
 
 TUNE_FORMATS = ("mined", "unime_v2", "mmeb_train")
@@ -127,7 +128,7 @@ class DebugSection:
 class TuneLossSection:
     """Stage-2 loss, chosen by name from ``uniembed.losses.LOSSES``."""
 
-    name: Literal["unime", "soft_label", "infonce"] = "soft_label"
+    name: str = field(default="soft_label", metadata={"help": "a key of uniembed.losses.LOSSES"})
     temperature: float = 0.02
     num_negatives: int = field(
         default=8, metadata={"help": "unime: in-batch top-k; others: mined negatives used"}
@@ -138,8 +139,12 @@ class TuneLossSection:
         require(self.temperature > 0, "loss.temperature must be > 0")
         require(self.num_negatives >= 0, "loss.num_negatives must be >= 0")
         require(
-            self.name == "infonce" or self.num_negatives >= 1,
-            f"loss.num_negatives must be >= 1 for loss {self.name}",
+            self.name in LOSSES, f"loss.name must be one of {sorted(LOSSES)}, got {self.name!r}"
+        )
+        least = LOSSES[self.name].min_negatives
+        require(
+            self.num_negatives >= least,
+            f"loss.num_negatives must be >= {least} for loss {self.name}",
         )
 
 

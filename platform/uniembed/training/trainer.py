@@ -20,6 +20,7 @@ from ray.train.torch import TorchTrainer
 
 from uniembed import storage
 from uniembed.data.training_rows import attach_teacher_embeddings, read_texts, read_tune_rows
+from uniembed.losses import LOSSES
 from uniembed.runtime import init_ray
 from uniembed.training.loop import EXPORT_DIR, AnyTrainConfig, run_uri, train_loop_per_worker
 from uniembed.training.state import check_run_model
@@ -77,7 +78,8 @@ class TrainSummary:
 def training_rows(cfg: TrainConfig) -> pa.Table:
     """The run's rows, checked, shuffled once with ``train.seed``."""
     if isinstance(cfg, TuneConfig):
-        table = read_tune_rows(cfg.input, cfg.format, need_scores=cfg.loss.name == "soft_label")
+        need_scores = LOSSES[cfg.loss.name].needs_scores
+        table = read_tune_rows(cfg.input, cfg.format, need_scores=need_scores)
     else:
         table = read_texts(cfg.input)
         if cfg.teacher.embeddings:
