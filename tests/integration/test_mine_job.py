@@ -17,7 +17,7 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.demo import demo_path
 from uniembed.data.images import load_image
-from uniembed.mining.export import HARD_NEGATIVES, HARD_NEGATIVES_SCORES, QUERY_POS_SCORES
+from uniembed.data.schema import HARD_NEGATIVES, HARD_NEGATIVES_SCORES, QUERY_POS_SCORES
 from uniembed.mining.pipeline import read_mined
 
 pytestmark = pytest.mark.integration

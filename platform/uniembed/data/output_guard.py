@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Sequence
 
 from uniembed import storage
+from uniembed.data.shards import MANIFEST
 
 OWNER_FILE = "_OWNER.json"
-MANIFEST = "_SUCCESS.json"
 STAGING_PREFIX = "_staging-"
 SHOWN = 10  # foreign files named in the error
 

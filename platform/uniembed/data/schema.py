@@ -111,3 +111,29 @@ MINED_SCHEMA = pa.schema(
         pa.field(SCORE_SOURCE, pa.string()),
     ]
 )
+
+# --- the mine pipeline's working columns (internal; its outputs use the names above) --
+ORDINAL = "ordinal"  # position of the query record in the input, from 0
+SHARD = "shard"  # shard name of the query
+SHARD_ROWS = "shard_rows"  # rows in that shard (the writer knows when a shard is whole)
+GROUP = "group"  # pool rows: the group_field value (true false negatives share it)
+CAND_IDS = "cand_ids"
+CAND_TEXTS = "cand_texts"
+CAND_IMAGES = "cand_images"
+CAND_SIMS = "cand_sims"
+CAND_RANKS = "cand_ranks"  # 1-based retrieval rank
+CAND_TRUE_FN = "cand_true_fn"  # candidate shares the positive's group
+N_RETRIEVED = "n_retrieved"
+N_EASY = "n_easy"
+N_ABOVE_MAX = "n_above_max"  # dropped by the upper filter (sim > retrieval.max_sim, δ)
+N_TRUE_FN_RETRIEVED = "n_true_fn_retrieved"  # true false negatives in the top K
+POS_RANK = "pos_rank"  # 1-based rank of the positive in the top K, or null
+POS_SIM = "pos_sim"
+EMBED_S = "embed_s"  # this row's share of its batch's busy seconds, per stage
+RETRIEVE_S = "retrieve_s"
+
+# --- the published UniME-V2 format (the mine job's export, the tune job's unime_v2) ---
+# query_text, query_image, pos_text, pos_image: the same names as the mined rows'.
+QUERY_POS_SCORES = "query_pos_scores"
+HARD_NEGATIVES = "hard_negatives"
+HARD_NEGATIVES_SCORES = "hard_negatives_scores"

@@ -22,6 +22,7 @@ from uniembed import storage
 from uniembed.data import schema as S
 
 MANIFEST = "_SUCCESS.json"
+QUARANTINE_DIR = "quarantine"  # every job's folder of records it could not process
 
 
 def shard_name(run_id: str = "") -> str:

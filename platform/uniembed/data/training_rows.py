@@ -26,6 +26,7 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import resolve_uri
 from uniembed.data.records import strip_image_placeholders
+from uniembed.data.shards import MANIFEST
 
 TUNE_COLUMNS = (
     S.QUERY_ID,
@@ -53,7 +54,6 @@ class TrainingDataError(ValueError):
 
 # Where a finished mine output (``_SUCCESS.json`` at its root) keeps each format's rows.
 MINE_OUTPUT_FOLDERS = {"mined": "mined", "unime_v2": "export"}
-MANIFEST = "_SUCCESS.json"
 
 
 def rows_location(uri: str, fmt: str) -> str:

@@ -37,6 +37,7 @@ from uniembed.data.output_guard import (
     new_staging_folder,
 )
 from uniembed.data.read import ReadOptions, input_files, input_root, read_items
+from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.embed.config import EmbedConfig
 from uniembed.embed.dedupe import find_duplicates
 from uniembed.embed.worker import (
@@ -50,7 +51,6 @@ from uniembed.runtime import actor_resources, init_ray, resolve_device
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection
 
 EMBEDDINGS_DIR = "embeddings"
-QUARANTINE_DIR = "quarantine"
 INDEX_FILE = "index.faiss"
 JOB = "embed"
 # What the job writes (and may replace); anything else in the output folder is foreign.

@@ -19,14 +19,6 @@ from typing import Any
 
 from uniembed.data import schema as S
 
-QUERY_TEXT = "query_text"
-QUERY_IMAGE = "query_image"
-POS_TEXT = "pos_text"
-POS_IMAGE = "pos_image"
-QUERY_POS_SCORES = "query_pos_scores"
-HARD_NEGATIVES = "hard_negatives"
-HARD_NEGATIVES_SCORES = "hard_negatives_scores"
-
 
 def unime_v2_record(row: Mapping[str, Any]) -> dict[str, Any]:
     """One mined row (MINED_SCHEMA names) as a UniME-V2 scored-JSON object."""
@@ -38,13 +30,13 @@ def unime_v2_record(row: Mapping[str, Any]) -> dict[str, Any]:
         )
     text = "\n".join(p for p in (row[S.QUERY_INSTRUCTION], row[S.QUERY_TEXT]) if p) or None
     return {
-        QUERY_TEXT: text,
-        QUERY_IMAGE: row[S.QUERY_IMAGE],
-        POS_TEXT: row[S.POS_TEXT],
-        POS_IMAGE: row[S.POS_IMAGE],
-        QUERY_POS_SCORES: row[S.POS_SCORE],
-        HARD_NEGATIVES: [[t, im] for t, im in zip(negs, images, strict=True)],
-        HARD_NEGATIVES_SCORES: list(row[S.NEG_SCORES] or []),
+        S.QUERY_TEXT: text,
+        S.QUERY_IMAGE: row[S.QUERY_IMAGE],
+        S.POS_TEXT: row[S.POS_TEXT],
+        S.POS_IMAGE: row[S.POS_IMAGE],
+        S.QUERY_POS_SCORES: row[S.POS_SCORE],
+        S.HARD_NEGATIVES: [[t, im] for t, im in zip(negs, images, strict=True)],
+        S.HARD_NEGATIVES_SCORES: list(row[S.NEG_SCORES] or []),
     }
 
 

@@ -28,11 +28,7 @@ from uniembed.data import schema as S
 # Private readers of the read module: the same file:line sources as the embed job.
 from uniembed.data.read import READ_SCHEMA, file_records, input_files
 from uniembed.data.records import RecordError, error_item, items_from_item_record
-
-ORDINAL = "ordinal"  # position of the query record in the input, from 0
-SHARD = "shard"  # shard name of the query
-SHARD_ROWS = "shard_rows"  # rows in that shard (the writer knows when a shard is whole)
-GROUP = "group"  # pool rows: the group_field value (true false negatives share it)
+from uniembed.data.schema import GROUP, ORDINAL, SHARD, SHARD_ROWS
 
 PAIR_QUERY_SUFFIX = "#image"
 PAIR_POS_SUFFIX = "#title"

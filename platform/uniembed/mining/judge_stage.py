@@ -16,8 +16,8 @@ import pyarrow as pa
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image
+from uniembed.data.schema import CAND_IDS, CAND_IMAGES, CAND_TEXTS
 from uniembed.mining.report import positive_auc
-from uniembed.mining.retrieval_stage import CAND_IDS, CAND_IMAGES, CAND_TEXTS
 from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 CAND_SCORES = "cand_scores"

@@ -43,11 +43,13 @@ from uniembed.data.output_guard import (
     new_staging_folder,
 )
 from uniembed.data.read import input_files
+from uniembed.data.schema import SHARD
+from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.embed.config import EmbedConfig, IndexSection
 from uniembed.embed.pipeline import check_model, run_embed
 from uniembed.embed.worker import WorkerOptions
 from uniembed.mining.config import MineConfig
-from uniembed.mining.inputs import POOL_SCHEMA, SHARD, read_pool, read_queries
+from uniembed.mining.inputs import POOL_SCHEMA, read_pool, read_queries
 from uniembed.mining.judge_stage import JudgeOptions, JudgeWorker
 from uniembed.mining.report import MineReport, write_report
 from uniembed.mining.report_stage import add_judged, add_quarantine
@@ -55,7 +57,7 @@ from uniembed.mining.retrieval_stage import QueryEmbedStage, RetrievalOptions, R
 from uniembed.mining.sanity import SanityVerdict, calibration_shards, decide
 from uniembed.mining.sanity_stage import SANITY_FILE, measure, read_verdict, write_verdict
 from uniembed.mining.selection_stage import SelectOptions, selector
-from uniembed.mining.shards import QUARANTINE_DIR, ShardBuffer, finished_shards
+from uniembed.mining.shards import ShardBuffer, finished_shards
 from uniembed.runtime import actor_resources, init_ray, resolve_device
 
 logger = logging.getLogger(__name__)

@@ -11,9 +11,7 @@ import pyarrow.compute as pc
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data import shards
-from uniembed.mining.judge_stage import AUC, CAND_SCORES, JUDGE_S, N_PAIRS
-from uniembed.mining.report import MineReport
-from uniembed.mining.retrieval_stage import (
+from uniembed.data.schema import (
     EMBED_S,
     N_ABOVE_MAX,
     N_EASY,
@@ -22,7 +20,10 @@ from uniembed.mining.retrieval_stage import (
     POS_RANK,
     RETRIEVE_S,
 )
-from uniembed.mining.shards import JUDGED_DIR, QUARANTINE_DIR
+from uniembed.data.shards import QUARANTINE_DIR
+from uniembed.mining.judge_stage import AUC, CAND_SCORES, JUDGE_S, N_PAIRS
+from uniembed.mining.report import MineReport
+from uniembed.mining.shards import JUDGED_DIR
 
 MAX_REASONS = 10
 SELECT_SUFFIX = ".select.parquet"

@@ -21,27 +21,27 @@ import pyarrow.compute as pc
 
 from uniembed import storage
 from uniembed.data import schema as S
+from uniembed.data.schema import (
+    CAND_IDS,
+    CAND_IMAGES,
+    CAND_RANKS,
+    CAND_SIMS,
+    CAND_TEXTS,
+    CAND_TRUE_FN,
+    EMBED_S,
+    GROUP,
+    N_ABOVE_MAX,
+    N_EASY,
+    N_RETRIEVED,
+    N_TRUE_FN_RETRIEVED,
+    POS_RANK,
+    POS_SIM,
+    RETRIEVE_S,
+)
 from uniembed.embed.pipeline import read_embeddings
 from uniembed.embed.worker import EmbedWorker, WorkerOptions
 from uniembed.index import IdMap, build_index
 from uniembed.mining import drop_above, drop_easy, topk_candidates
-from uniembed.mining.inputs import GROUP
-
-# Columns added by the stages (internal to the pipeline; the output uses schema's names).
-CAND_IDS = "cand_ids"
-CAND_TEXTS = "cand_texts"
-CAND_IMAGES = "cand_images"
-CAND_SIMS = "cand_sims"
-CAND_RANKS = "cand_ranks"  # 1-based retrieval rank
-CAND_TRUE_FN = "cand_true_fn"  # candidate shares the positive's group
-N_RETRIEVED = "n_retrieved"
-N_EASY = "n_easy"
-N_ABOVE_MAX = "n_above_max"  # dropped by the upper filter (sim > retrieval.max_sim, δ)
-N_TRUE_FN_RETRIEVED = "n_true_fn_retrieved"  # true false negatives in the top K
-POS_RANK = "pos_rank"  # 1-based rank of the positive in the top K, or null
-POS_SIM = "pos_sim"
-EMBED_S = "embed_s"  # this row's share of its batch's busy seconds, per stage
-RETRIEVE_S = "retrieve_s"
 
 EMBED_STAGE = "embed_query"
 RETRIEVE_STAGE = "retrieve"

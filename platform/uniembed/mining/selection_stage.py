@@ -15,20 +15,21 @@ import pyarrow as pa
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.mining import Selection, select_by_similarity, select_with_judge
-from uniembed.mining.export import unime_v2_json
-from uniembed.mining.inputs import ORDINAL, SHARD
-from uniembed.mining.judge_stage import CAND_SCORES
-from uniembed.mining.retrieval_stage import (
+from uniembed.data.schema import (
     CAND_IDS,
     CAND_IMAGES,
     CAND_RANKS,
     CAND_SIMS,
     CAND_TEXTS,
     CAND_TRUE_FN,
+    ORDINAL,
     POS_SIM,
+    SHARD,
 )
-from uniembed.mining.shards import QUARANTINE_DIR
+from uniembed.data.shards import QUARANTINE_DIR
+from uniembed.mining import Selection, select_by_similarity, select_with_judge
+from uniembed.mining.export import unime_v2_json
+from uniembed.mining.judge_stage import CAND_SCORES
 
 MINED_DIR = "mined"
 EXPORT_DIR = "export"

@@ -17,13 +17,13 @@ import pyarrow.compute as pc
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.data.shards import quarantine_table
-from uniembed.mining.inputs import ORDINAL, QUERY_SCHEMA, SHARD, SHARD_ROWS
+from uniembed.data.schema import EMBED_S, ORDINAL, SHARD, SHARD_ROWS
+from uniembed.data.shards import QUARANTINE_DIR, quarantine_table
+from uniembed.mining.inputs import QUERY_SCHEMA
 from uniembed.mining.judge_stage import judge_fields
-from uniembed.mining.retrieval_stage import EMBED_S, retrieval_fields
+from uniembed.mining.retrieval_stage import retrieval_fields
 
 JUDGED_DIR = "judged"
-QUARANTINE_DIR = "quarantine"
 STATS_SCHEMA = pa.schema(
     [pa.field(SHARD, pa.string()), pa.field("rows", pa.int64()), pa.field("ok", pa.int64())]
 )
