@@ -51,6 +51,16 @@ def resolve_device(model: ModelSection) -> str:
     return model.device
 
 
+def local_device(device: str) -> str:
+    """``auto`` -> cuda when this process (a Serve replica, an evaluation driver) sees a
+    GPU, else cpu; ``cpu`` and ``cuda`` stay as they are."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def actor_resources(pool: ActorPoolSection, device: str) -> dict[str, float]:
     """num_cpus / num_gpus for each model actor."""
     if device == "cuda":

@@ -19,6 +19,7 @@ from ray import serve
 
 from uniembed import storage
 from uniembed.models import EmbedInput
+from uniembed.runtime import local_device
 from uniembed.serving.artifacts import resolve_model_source
 from uniembed.serving.batching import (
     EmbedOutput,
@@ -44,15 +45,6 @@ Pair = tuple[str | None, Any]  # (text, PIL image or None)
 DEMO_CHUNK = 64  # documents per call when the start-up index is embedded
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when this replica sees a GPU, else cpu."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _configure_batching(method: Any, section: DeploymentSection) -> None:
     method.set_max_batch_size(section.max_batch_size)
     method.set_batch_wait_timeout_s(section.batch_wait_timeout_s)
@@ -68,7 +60,7 @@ class EmbedderDeployment:
         storage.configure(cfg.storage)
         section = cfg.embedder
         source = resolve_model_source(section.model, "embedder.model")
-        device = resolve_device(section.device)
+        device = local_device(section.device)
         if device == "cpu":
             import torch
 
@@ -132,7 +124,7 @@ class RerankerDeployment:
         storage.configure(cfg.storage)
         section = cfg.reranker
         source = resolve_model_source(section.model, "reranker.model")
-        self.scorer = JudgeScorer.load(source, device=resolve_device(section.device))
+        self.scorer = JudgeScorer.load(source, device=local_device(section.device))
         self.name = section.name
         self.score_batch_size = section.score_batch_size
         self.max_text_tokens = section.max_text_tokens

@@ -6,10 +6,8 @@ the items file(s) the embed job embedded (``id``, ``text``, ``image_uri`` column
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from uniembed.data import schema as S
 from uniembed.models import EmbedInput
@@ -45,14 +43,3 @@ def load_documents(uri: str, limit: int | None = None) -> list[Document]:
 def embed_inputs(docs: Sequence[Document]) -> list[EmbedInput]:
     """Text-only inputs for documents (the demo corpus is text)."""
     return [EmbedInput(text=d.text) for d in docs]
-
-
-def embed_matrix(
-    docs: Sequence[Document],
-    embed_chunk: Callable[[list[EmbedInput]], np.ndarray],
-    chunk: int = 64,
-) -> np.ndarray:
-    """(len(docs), dim) float32 embeddings of ``docs``, ``chunk`` documents per call."""
-    inputs = embed_inputs(docs)
-    parts = [embed_chunk(inputs[i : i + chunk]) for i in range(0, len(inputs), chunk)]
-    return np.concatenate(parts, axis=0).astype(np.float32, copy=False)

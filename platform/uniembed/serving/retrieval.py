@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from uniembed.index import IdMap, build_index, load_index, search
-from uniembed.models import EmbedInput
 from uniembed.serving.artifacts import ArtifactError, check_index
 from uniembed.serving.config import RetrieverSection
-from uniembed.serving.documents import Document, embed_matrix, load_documents
+from uniembed.serving.documents import Document, load_documents
 
 
 @dataclass(frozen=True)
@@ -88,11 +87,3 @@ def demo_documents(section: RetrieverSection) -> list[Document]:
 def index_over(docs: Sequence[Document], matrix: np.ndarray) -> SearchIndex:
     """An exact (flat) index over ``matrix`` (len(docs), dim), row i being ``docs[i]``."""
     return SearchIndex(build_index(matrix, "flat"), IdMap.from_ids(d.id for d in docs), docs)
-
-
-def build_demo_index(
-    section: RetrieverSection, embed_chunk: Callable[[list[EmbedInput]], np.ndarray]
-) -> SearchIndex:
-    """The start-up index, embedding its documents with ``embed_chunk`` now."""
-    docs = demo_documents(section)
-    return index_over(docs, embed_matrix(docs, embed_chunk))
