@@ -1,0 +1,85 @@
+"""``/v1/embeddings``: OpenAI-compatible embeddings, items may carry images."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter
+
+from uniembed.serving.inputs import RequestError, check_count, check_text
+from uniembed.serving.requests import to_embed_input
+from uniembed.serving.routes.context import ServeContext, check_model
+from uniembed.serving.schemas import EmbeddingData, EmbeddingRequest, EmbeddingResponse, Usage
+from uniembed.serving.vectors import to_base64, truncate
+
+
+def _token_ids(items: list[Any]) -> bool:
+    return any(isinstance(x, (int, list)) for x in items)
+
+
+def router(ctx: ServeContext) -> APIRouter:
+    """The embeddings route over ``ctx``."""
+    api = APIRouter()
+    emb_info, limits = ctx.emb_info, ctx.limits
+
+    @api.post(
+        "/v1/embeddings", response_model=EmbeddingResponse, dependencies=ctx.auth, tags=["embed"]
+    )
+    async def embeddings(req: EmbeddingRequest) -> EmbeddingResponse:
+        """OpenAI-compatible embeddings; items may carry images and an instruction."""
+        check_model(req.model, emb_info["name"])
+        items = [req.input] if isinstance(req.input, str) else req.input
+        if not items:
+            raise RequestError(422, "input: must not be empty", "input")
+        if _token_ids(items):
+            raise RequestError(
+                400,
+                "input: token-id inputs (lists of integers) are not supported by this "
+                "server; send the text",
+                "input",
+            )
+        check_count(len(items), limits.max_inputs, "input")
+        check_text(req.instruction, "instruction", limits)
+        if req.dimensions is not None:
+            if not emb_info["matryoshka"]:
+                raise RequestError(
+                    400,
+                    f"dimensions: model {emb_info['name']} was not trained for truncated "
+                    "(Matryoshka) embeddings; omit dimensions",
+                    "dimensions",
+                )
+            if req.dimensions > emb_info["dim"]:
+                raise RequestError(
+                    422, f"dimensions: must be <= {emb_info['dim']}, got {req.dimensions}",
+                    "dimensions",
+                )  # fmt: skip
+        # Validate and decode every input before any of them reaches a batch.
+        inputs = await asyncio.gather(
+            *(
+                to_embed_input(item, f"input[{i}]", req.instruction, emb_info, limits)
+                for i, item in enumerate(items)
+            )
+        )
+        outputs = await asyncio.gather(
+            *(ctx.embed_one(inp, f"input[{i}]") for i, inp in enumerate(inputs))
+        )
+        matrix = np.stack([o.vector for o in outputs])
+        if req.dimensions is not None:
+            matrix = truncate(matrix, req.dimensions)
+        data = [
+            EmbeddingData(
+                index=i,
+                embedding=to_base64(row) if req.encoding_format == "base64" else row.tolist(),
+            )
+            for i, row in enumerate(matrix)
+        ]
+        tokens = sum(o.tokens for o in outputs)
+        return EmbeddingResponse(
+            data=data,
+            model=emb_info["name"],
+            usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+        )
+
+    return api
