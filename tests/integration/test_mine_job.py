@@ -17,7 +17,6 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.demo import demo_path
 from uniembed.data.images import load_image
-from uniembed.data.schema import HARD_NEGATIVES, HARD_NEGATIVES_SCORES, QUERY_POS_SCORES
 from uniembed.mining.pipeline import read_mined
 
 pytestmark = pytest.mark.integration
@@ -128,9 +127,9 @@ def _check_output(out: str, inputs: str) -> None:
     ]
     assert len(export) == len(mined)
     first, row = export[0], mined.to_pylist()[0]
-    assert first[QUERY_POS_SCORES] == pytest.approx(row[S.POS_SCORE])
-    assert first[HARD_NEGATIVES] == [[t, None] for t in row[S.NEG_TEXTS]]
-    assert first[HARD_NEGATIVES_SCORES] == pytest.approx(row[S.NEG_SCORES])
+    assert first[S.QUERY_POS_SCORES] == pytest.approx(row[S.POS_SCORE])
+    assert first[S.HARD_NEGATIVES] == [[t, None] for t in row[S.NEG_TEXTS]]
+    assert first[S.HARD_NEGATIVES_SCORES] == pytest.approx(row[S.NEG_SCORES])
 
 
 def test_mine_job_local(local_run: tuple[Path, Path]) -> None:

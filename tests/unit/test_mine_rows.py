@@ -12,17 +12,6 @@ import pytest
 from uniembed.config import ConfigError
 from uniembed.data import schema as S
 from uniembed.data.records import items_from_unime_v2
-from uniembed.data.schema import (
-    CAND_IDS,
-    CAND_IMAGES,
-    CAND_RANKS,
-    CAND_SIMS,
-    CAND_TEXTS,
-    CAND_TRUE_FN,
-    ORDINAL,
-    POS_SIM,
-    SHARD,
-)
 from uniembed.mining.config import MineConfig
 from uniembed.mining.export import unime_v2_json, unime_v2_record
 from uniembed.mining.inputs import iter_query_shards, pool_row, query_row
@@ -52,9 +41,9 @@ def test_query_without_pos_id_is_an_error_row(tmp_path) -> None:  # noqa: ANN001
     shards = list(iter_query_shards(str(f), "items", 2, None, frozenset()))
     assert [len(t) for t in shards] == [2, 2, 2]
     table = pa.concat_tables(shards)
-    assert table[ORDINAL].to_pylist() == list(range(6))
+    assert table[S.ORDINAL].to_pylist() == list(range(6))
     assert (
-        table[SHARD].to_pylist()
+        table[S.SHARD].to_pylist()
         == ["shard-000000"] * 2 + ["shard-000001"] * 2 + ["shard-000002"] * 2
     )
     errors = table[S.ERROR].to_pylist()
@@ -64,7 +53,7 @@ def test_query_without_pos_id_is_an_error_row(tmp_path) -> None:  # noqa: ANN001
     rest = pa.concat_tables(
         list(iter_query_shards(str(f), "items", 2, 5, frozenset({"shard-000000"})))
     )
-    assert rest[ORDINAL].to_pylist() == [2, 3, 4]
+    assert rest[S.ORDINAL].to_pylist() == [2, 3, 4]
     assert rest["shard_rows"].to_pylist() == [2, 2, 1]
 
 
@@ -79,15 +68,15 @@ def _judged_row(**kw: object) -> dict:
         S.POS_TEXT: "sloping land",
         S.POS_IMAGE: None,
         S.POS_SCORE: 0.9,
-        ORDINAL: 0,
-        CAND_IDS: ["a", "b", "c", "d"],
-        CAND_TEXTS: ["A", "B", "C", "D"],
-        CAND_IMAGES: [None, None, None, "s3://x/d.png"],
-        CAND_SIMS: [0.8, 0.7, 0.6, 0.5],
-        CAND_RANKS: [1, 3, 4, 5],
+        S.ORDINAL: 0,
+        S.CAND_IDS: ["a", "b", "c", "d"],
+        S.CAND_TEXTS: ["A", "B", "C", "D"],
+        S.CAND_IMAGES: [None, None, None, "s3://x/d.png"],
+        S.CAND_SIMS: [0.8, 0.7, 0.6, 0.5],
+        S.CAND_RANKS: [1, 3, 4, 5],
         CAND_SCORES: [0.95, 0.3, 0.5, 0.1],
-        CAND_TRUE_FN: [True, False, False, True],
-        POS_SIM: 0.75,
+        S.CAND_TRUE_FN: [True, False, False, True],
+        S.POS_SIM: 0.75,
     }
     row.update(kw)
     return row
@@ -205,8 +194,8 @@ def _writer_rows(shard: str, ordinals: list[int], total: int, error: str | None 
             S.SOURCE: f"q.jsonl:{o + 1}",
             S.ERROR: error,
             S.STAGE: "retrieve" if error else None,
-            ORDINAL: o,
-            SHARD: shard,
+            S.ORDINAL: o,
+            S.SHARD: shard,
             "shard_rows": total,
             S.POS_SCORE: 0.5,
         }
@@ -218,8 +207,8 @@ def _writer_rows(shard: str, ordinals: list[int], total: int, error: str | None 
             (S.SOURCE, pa.string()),
             (S.ERROR, pa.string()),
             (S.STAGE, pa.string()),
-            (ORDINAL, pa.int64()),
-            (SHARD, pa.string()),
+            (S.ORDINAL, pa.int64()),
+            (S.SHARD, pa.string()),
             ("shard_rows", pa.int64()),
             (S.POS_SCORE, pa.float32()),
         ]
@@ -241,7 +230,7 @@ def test_shard_buffer_writes_whole_shards_only(tmp_path) -> None:  # noqa: ANN00
     assert out.to_pylist() == [{"shard": "shard-000000", "rows": 3, "ok": 2}]
     assert finished_shards(str(tmp_path)) == frozenset({"shard-000000"})
     judged = storage.read_parquet(str(tmp_path / "judged"))
-    assert judged.schema.equals(judged_schema()) and judged[ORDINAL].to_pylist() == [0, 1]
+    assert judged.schema.equals(judged_schema()) and judged[S.ORDINAL].to_pylist() == [0, 1]
     q = storage.read_parquet(str(tmp_path / "quarantine")).to_pylist()
     assert q == [{S.ID: "q2", S.STAGE: "retrieve", S.REASON: "boom", S.SOURCE: "q.jsonl:3"}]
     assert {f.name for f in judge_fields()} <= set(judged.column_names)

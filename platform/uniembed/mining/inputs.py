@@ -28,7 +28,6 @@ from uniembed.data import schema as S
 # Private readers of the read module: the same file:line sources as the embed job.
 from uniembed.data.read import READ_SCHEMA, file_records, input_files
 from uniembed.data.records import RecordError, error_item, items_from_item_record
-from uniembed.data.schema import GROUP, ORDINAL, SHARD, SHARD_ROWS
 
 PAIR_QUERY_SUFFIX = "#image"
 PAIR_POS_SUFFIX = "#title"
@@ -39,12 +38,12 @@ QUERY_SCHEMA = pa.schema(
     [
         *ITEM_FIELDS,
         pa.field(S.POS_ID, pa.string()),
-        pa.field(ORDINAL, pa.int64()),
-        pa.field(SHARD, pa.string()),
-        pa.field(SHARD_ROWS, pa.int64()),
+        pa.field(S.ORDINAL, pa.int64()),
+        pa.field(S.SHARD, pa.string()),
+        pa.field(S.SHARD_ROWS, pa.int64()),
     ]
 )
-POOL_SCHEMA = pa.schema([*ITEM_FIELDS, pa.field(GROUP, pa.string())])
+POOL_SCHEMA = pa.schema([*ITEM_FIELDS, pa.field(S.GROUP, pa.string())])
 
 
 def shard_name(index: int) -> str:
@@ -100,7 +99,7 @@ def pool_row(
         rec = {S.ID: f"{pid}{PAIR_POS_SUFFIX}", S.TEXT: title}
     item = items_from_item_record(rec, source, base)[0]
     group = rec.get(group_field) if group_field else None
-    item[GROUP] = None if group is None else str(group)
+    item[S.GROUP] = None if group is None else str(group)
     return item
 
 
@@ -126,7 +125,7 @@ def iter_query_shards(
         name = shard_name(index)
         if name not in skip:
             for row in buf:
-                row[SHARD], row[SHARD_ROWS] = name, len(buf)
+                row[S.SHARD], row[S.SHARD_ROWS] = name, len(buf)
             yield pa.Table.from_pylist(buf, schema=QUERY_SCHEMA)
         buf.clear()
 
@@ -136,7 +135,7 @@ def iter_query_shards(
             break
         row = _convert(rec, source, lambda r, s: query_row(r, s, base, fmt))
         row.setdefault(S.POS_ID, None)
-        row[ORDINAL] = ordinal
+        row[S.ORDINAL] = ordinal
         buf.append(row)
         ordinal += 1
         if len(buf) == shard_size:
@@ -167,7 +166,7 @@ def iter_pool_rows(uri: str, fmt: str, group_field: str | None) -> Iterator[pa.T
     base = _folder(uri)
     for rec, source in file_records(uri):
         row = _convert(rec, source, lambda r, s: pool_row(r, s, base, fmt, group_field))
-        row.setdefault(GROUP, None)
+        row.setdefault(S.GROUP, None)
         buf.append(row)
         if len(buf) == 1024:
             yield pa.Table.from_pylist(buf, schema=POOL_SCHEMA)

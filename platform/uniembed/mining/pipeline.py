@@ -43,7 +43,6 @@ from uniembed.data.output_guard import (
     new_staging_folder,
 )
 from uniembed.data.read import input_files
-from uniembed.data.schema import SHARD
 from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.embed.config import EmbedConfig, IndexSection
 from uniembed.embed.pipeline import check_model, run_embed
@@ -304,7 +303,7 @@ def _run(cfg: MineConfig) -> tuple[MineReport, int]:
     names = sorted(finished_shards(cfg.output))
     options = _select_options(cfg, verdict)
     stats = (
-        ray.data.from_items([{SHARD: n} for n in names], override_num_blocks=max(1, len(names)))
+        ray.data.from_items([{S.SHARD: n} for n in names], override_num_blocks=max(1, len(names)))
         .map_batches(
             selector(cfg.output, cfg.output, options, storage.get_options()),
             batch_size=1,
@@ -356,7 +355,7 @@ def _calibrate(cfg: MineConfig, device: str, skip: frozenset[str]) -> SanityVerd
 def _add_selected(report: MineReport, stats: list[dict[str, Any]]) -> None:
     for row in stats:
         for key, value in row.items():
-            if key != SHARD:
+            if key != S.SHARD:
                 setattr(report, key, getattr(report, key) + int(value))
 
 

@@ -11,15 +11,6 @@ import pyarrow.compute as pc
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data import shards
-from uniembed.data.schema import (
-    EMBED_S,
-    N_ABOVE_MAX,
-    N_EASY,
-    N_RETRIEVED,
-    N_TRUE_FN_RETRIEVED,
-    POS_RANK,
-    RETRIEVE_S,
-)
 from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.mining.judge_stage import AUC, CAND_SCORES, JUDGE_S, N_PAIRS
 from uniembed.mining.report import MineReport
@@ -64,13 +55,13 @@ def add_judged(report: MineReport, output: str) -> None:
         if len(t) == 0:
             continue
         report.queries += len(t)
-        report.candidates_retrieved += int(_sum(t, N_RETRIEVED))
-        report.dropped_easy += int(_sum(t, N_EASY))
-        report.dropped_above_max += int(_sum(t, N_ABOVE_MAX))
-        report.true_fn_retrieved += int(_sum(t, N_TRUE_FN_RETRIEVED))
-        report.positives_in_top_k += len(t) - t[POS_RANK].null_count
-        embed_s += _sum(t, EMBED_S)
-        retrieve_s += _sum(t, RETRIEVE_S)
+        report.candidates_retrieved += int(_sum(t, S.N_RETRIEVED))
+        report.dropped_easy += int(_sum(t, S.N_EASY))
+        report.dropped_above_max += int(_sum(t, S.N_ABOVE_MAX))
+        report.true_fn_retrieved += int(_sum(t, S.N_TRUE_FN_RETRIEVED))
+        report.positives_in_top_k += len(t) - t[S.POS_RANK].null_count
+        embed_s += _sum(t, S.EMBED_S)
+        retrieve_s += _sum(t, S.RETRIEVE_S)
         if t[S.POS_SCORE].null_count == len(t):
             continue  # similarity mode: nothing judged
         report.judged_pairs += int(_sum(t, N_PAIRS))

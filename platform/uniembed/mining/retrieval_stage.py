@@ -21,23 +21,6 @@ import pyarrow.compute as pc
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.data.schema import (
-    CAND_IDS,
-    CAND_IMAGES,
-    CAND_RANKS,
-    CAND_SIMS,
-    CAND_TEXTS,
-    CAND_TRUE_FN,
-    EMBED_S,
-    GROUP,
-    N_ABOVE_MAX,
-    N_EASY,
-    N_RETRIEVED,
-    N_TRUE_FN_RETRIEVED,
-    POS_RANK,
-    POS_SIM,
-    RETRIEVE_S,
-)
 from uniembed.embed.pipeline import read_embeddings
 from uniembed.embed.worker import EmbedWorker, WorkerOptions
 from uniembed.index import IdMap, build_index
@@ -62,7 +45,7 @@ class QueryEmbedStage:
         batch = batch.append_column(S.STAGE, stage)
         batch = batch.append_column(S.EMBEDDING, out[S.EMBEDDING])
         share = seconds / max(1, len(batch))
-        return batch.append_column(EMBED_S, pa.array([share] * len(batch), pa.float64()))
+        return batch.append_column(S.EMBED_S, pa.array([share] * len(batch), pa.float64()))
 
 
 @dataclass(frozen=True)
@@ -87,19 +70,19 @@ def retrieval_fields() -> list[pa.Field]:
     return [
         pa.field(S.POS_TEXT, pa.string()),
         pa.field(S.POS_IMAGE, pa.string()),
-        pa.field(POS_RANK, pa.int32()),
-        pa.field(POS_SIM, pa.float32()),
-        pa.field(CAND_IDS, pa.list_(pa.string())),
-        pa.field(CAND_TEXTS, pa.list_(pa.string())),
-        pa.field(CAND_IMAGES, pa.list_(pa.string())),
-        pa.field(CAND_SIMS, pa.list_(pa.float32())),
-        pa.field(CAND_RANKS, pa.list_(pa.int32())),
-        pa.field(CAND_TRUE_FN, pa.list_(pa.bool_())),
-        pa.field(N_RETRIEVED, pa.int32()),
-        pa.field(N_EASY, pa.int32()),
-        pa.field(N_ABOVE_MAX, pa.int32()),
-        pa.field(N_TRUE_FN_RETRIEVED, pa.int32()),
-        pa.field(RETRIEVE_S, pa.float64()),
+        pa.field(S.POS_RANK, pa.int32()),
+        pa.field(S.POS_SIM, pa.float32()),
+        pa.field(S.CAND_IDS, pa.list_(pa.string())),
+        pa.field(S.CAND_TEXTS, pa.list_(pa.string())),
+        pa.field(S.CAND_IMAGES, pa.list_(pa.string())),
+        pa.field(S.CAND_SIMS, pa.list_(pa.float32())),
+        pa.field(S.CAND_RANKS, pa.list_(pa.int32())),
+        pa.field(S.CAND_TRUE_FN, pa.list_(pa.bool_())),
+        pa.field(S.N_RETRIEVED, pa.int32()),
+        pa.field(S.N_EASY, pa.int32()),
+        pa.field(S.N_ABOVE_MAX, pa.int32()),
+        pa.field(S.N_TRUE_FN_RETRIEVED, pa.int32()),
+        pa.field(S.RETRIEVE_S, pa.float64()),
     ]
 
 
@@ -121,8 +104,10 @@ class RetrievalStage:
             nlist=nlist,
             nprobe=options.nprobe,  # type: ignore[arg-type]
         )
-        pool = storage.read_parquet(options.pool_items, columns=[S.ID, S.TEXT, S.IMAGE_URI, GROUP])
-        self.lookup = {r[S.ID]: (r[S.TEXT], r[S.IMAGE_URI], r[GROUP]) for r in pool.to_pylist()}
+        pool = storage.read_parquet(
+            options.pool_items, columns=[S.ID, S.TEXT, S.IMAGE_URI, S.GROUP]
+        )
+        self.lookup = {r[S.ID]: (r[S.TEXT], r[S.IMAGE_URI], r[S.GROUP]) for r in pool.to_pylist()}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         start = time.perf_counter()
@@ -157,7 +142,7 @@ class RetrievalStage:
             self._fill(rows[i], c)
         share = (time.perf_counter() - start) / max(1, len(rows))
         for row in rows:
-            row[RETRIEVE_S] = share
+            row[S.RETRIEVE_S] = share
         schema = pa.schema([f for f in batch.schema if f.name != S.EMBEDDING] + retrieval_fields())
         return pa.Table.from_pylist(rows, schema=schema)
 
@@ -170,15 +155,15 @@ class RetrievalStage:
         def true_fn(cid: str) -> bool:
             return pos_group is not None and self.lookup[cid][2] == pos_group
 
-        row[POS_RANK] = None if retrieved.positive_rank is None else retrieved.positive_rank + 1
-        row[POS_SIM] = retrieved.positive_sim
-        row[CAND_IDS] = list(kept.ids)
-        row[CAND_TEXTS] = [self.lookup[c][0] for c in kept.ids]
-        row[CAND_IMAGES] = [self.lookup[c][1] for c in kept.ids]
-        row[CAND_SIMS] = list(kept.scores)
-        row[CAND_RANKS] = [r + 1 for r in kept.ranks]
-        row[CAND_TRUE_FN] = [true_fn(c) for c in kept.ids]
-        row[N_RETRIEVED] = len(retrieved)
-        row[N_ABOVE_MAX] = len(retrieved) - len(below)
-        row[N_EASY] = len(below) - len(kept)
-        row[N_TRUE_FN_RETRIEVED] = sum(true_fn(c) for c in retrieved.ids)
+        row[S.POS_RANK] = None if retrieved.positive_rank is None else retrieved.positive_rank + 1
+        row[S.POS_SIM] = retrieved.positive_sim
+        row[S.CAND_IDS] = list(kept.ids)
+        row[S.CAND_TEXTS] = [self.lookup[c][0] for c in kept.ids]
+        row[S.CAND_IMAGES] = [self.lookup[c][1] for c in kept.ids]
+        row[S.CAND_SIMS] = list(kept.scores)
+        row[S.CAND_RANKS] = [r + 1 for r in kept.ranks]
+        row[S.CAND_TRUE_FN] = [true_fn(c) for c in kept.ids]
+        row[S.N_RETRIEVED] = len(retrieved)
+        row[S.N_ABOVE_MAX] = len(retrieved) - len(below)
+        row[S.N_EASY] = len(below) - len(kept)
+        row[S.N_TRUE_FN_RETRIEVED] = sum(true_fn(c) for c in retrieved.ids)

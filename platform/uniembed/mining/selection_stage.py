@@ -15,17 +15,6 @@ import pyarrow as pa
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.data.schema import (
-    CAND_IDS,
-    CAND_IMAGES,
-    CAND_RANKS,
-    CAND_SIMS,
-    CAND_TEXTS,
-    CAND_TRUE_FN,
-    ORDINAL,
-    POS_SIM,
-    SHARD,
-)
 from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.mining import Selection, select_by_similarity, select_with_judge
 from uniembed.mining.export import unime_v2_json
@@ -65,36 +54,36 @@ def select_row(row: dict[str, Any], o: SelectOptions) -> Selection:
     if o.mode == "judge":
         by_judge = o.score_source == S.SCORE_JUDGE
         return select_with_judge(
-            row[CAND_IDS],
-            row[CAND_SCORES] if by_judge else row[CAND_SIMS],
-            row[S.POS_SCORE] if by_judge else row[POS_SIM],
+            row[S.CAND_IDS],
+            row[CAND_SCORES] if by_judge else row[S.CAND_SIMS],
+            row[S.POS_SCORE] if by_judge else row[S.POS_SIM],
             k=o.num_negatives,
             beta=o.beta,
             positive_id=row[S.POS_ID],
             step=o.step,
-            ranks=row[CAND_RANKS],
+            ranks=row[S.CAND_RANKS],
         )
     return select_by_similarity(
-        row[CAND_IDS],
-        row[CAND_SIMS],
-        row[POS_SIM],
+        row[S.CAND_IDS],
+        row[S.CAND_SIMS],
+        row[S.POS_SIM],
         num_negatives=o.num_negatives,
         absolute_margin=o.absolute_margin,
         relative_margin=o.relative_margin,
         range_min=o.range_min,
         range_max=o.range_max,
         sampling_strategy=o.sampling_strategy,  # type: ignore[arg-type]
-        seed=o.seed + row[ORDINAL],  # each query its own draw, stable across reruns
+        seed=o.seed + row[S.ORDINAL],  # each query its own draw, stable across reruns
         positive_id=row[S.POS_ID],
-        ranks=row[CAND_RANKS],
+        ranks=row[S.CAND_RANKS],
         known_positive_ids=_group_mates(row),
     )
 
 
 def _group_mates(row: dict[str, Any]) -> list[str]:
     """Candidates that share the positive's group (``group_field``): known positives."""
-    flags = row[CAND_TRUE_FN] or [False] * len(row[CAND_IDS])
-    return [cid for cid, f in zip(row[CAND_IDS], flags, strict=True) if f]
+    flags = row[S.CAND_TRUE_FN] or [False] * len(row[S.CAND_IDS])
+    return [cid for cid, f in zip(row[S.CAND_IDS], flags, strict=True) if f]
 
 
 def mined_row(row: dict[str, Any], sel: Selection, o: SelectOptions) -> dict[str, Any]:
@@ -109,10 +98,10 @@ def mined_row(row: dict[str, Any], sel: Selection, o: SelectOptions) -> dict[str
         S.POS_ID: row[S.POS_ID],
         S.POS_TEXT: row[S.POS_TEXT],
         S.POS_IMAGE: row[S.POS_IMAGE],
-        S.POS_SCORE: row[S.POS_SCORE] if judged else row[POS_SIM],
+        S.POS_SCORE: row[S.POS_SCORE] if judged else row[S.POS_SIM],
         S.NEG_IDS: list(sel.negative_ids),
-        S.NEG_TEXTS: [row[CAND_TEXTS][p] for p in sel.positions],
-        S.NEG_IMAGES: [row[CAND_IMAGES][p] for p in sel.positions],
+        S.NEG_TEXTS: [row[S.CAND_TEXTS][p] for p in sel.positions],
+        S.NEG_IMAGES: [row[S.CAND_IMAGES][p] for p in sel.positions],
         S.NEG_SCORES: list(sel.scores),
         S.NEG_RANKS: list(sel.ranks),
         S.FILLED: sel.filled,
@@ -133,10 +122,10 @@ def select_table(judged: pa.Table, o: SelectOptions) -> tuple[pa.Table, pa.Table
         sel = select_row(row, o)
         fn = set(sel.false_negative_ids)
         stats["false_negatives_filtered"] += len(fn)
-        flags = row[CAND_TRUE_FN] or []
+        flags = row[S.CAND_TRUE_FN] or []
         stats["true_fn_judged"] += sum(flags)
         stats["true_fn_caught"] += sum(
-            1 for cid, f in zip(row[CAND_IDS], flags, strict=True) if f and cid in fn
+            1 for cid, f in zip(row[S.CAND_IDS], flags, strict=True) if f and cid in fn
         )
         if sel.is_empty:
             bad.append(
@@ -144,7 +133,7 @@ def select_table(judged: pa.Table, o: SelectOptions) -> tuple[pa.Table, pa.Table
                     S.ID: row[S.ID],
                     S.STAGE: SELECT_STAGE,
                     S.REASON: f"record {row[S.ID]}: no hard negative left of "
-                    f"{len(row[CAND_IDS])} candidates after false-negative filtering",
+                    f"{len(row[S.CAND_IDS])} candidates after false-negative filtering",
                     S.SOURCE: row[S.SOURCE],
                 }
             )
@@ -168,7 +157,7 @@ def selector(out: str, work: str, o: SelectOptions, s3: storage.S3Options):  # n
     def run(batch: dict[str, Any]) -> dict[str, list[Any]]:
         storage.configure(s3)
         rows: list[dict[str, Any]] = []
-        for shard in batch[SHARD]:
+        for shard in batch[S.SHARD]:
             shard = str(shard)
             mined, bad, stats = select_table(storage.read_parquet(judged_uri(work, shard)), o)
             q_uri = storage.join(out, QUARANTINE_DIR, f"{shard}.select.parquet")
@@ -180,7 +169,7 @@ def selector(out: str, work: str, o: SelectOptions, s3: storage.S3Options):  # n
                 storage.join(out, EXPORT_DIR, f"{shard}.json"), unime_v2_json(mined.to_pylist())
             )
             storage.write_parquet(storage.join(out, MINED_DIR, f"{shard}.parquet"), mined)
-            rows.append({SHARD: shard, **stats})
-        return {k: [r[k] for r in rows] for k in (SHARD, *SELECT_STATS, *FN_STATS)}
+            rows.append({S.SHARD: shard, **stats})
+        return {k: [r[k] for r in rows] for k in (S.SHARD, *SELECT_STATS, *FN_STATS)}
 
     return run

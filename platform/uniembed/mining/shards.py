@@ -17,7 +17,6 @@ import pyarrow.compute as pc
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.data.schema import EMBED_S, ORDINAL, SHARD, SHARD_ROWS
 from uniembed.data.shards import QUARANTINE_DIR, quarantine_table
 from uniembed.mining.inputs import QUERY_SCHEMA
 from uniembed.mining.judge_stage import judge_fields
@@ -25,7 +24,7 @@ from uniembed.mining.retrieval_stage import retrieval_fields
 
 JUDGED_DIR = "judged"
 STATS_SCHEMA = pa.schema(
-    [pa.field(SHARD, pa.string()), pa.field("rows", pa.int64()), pa.field("ok", pa.int64())]
+    [pa.field(S.SHARD, pa.string()), pa.field("rows", pa.int64()), pa.field("ok", pa.int64())]
 )
 
 
@@ -33,7 +32,7 @@ def judged_schema() -> pa.Schema:
     """Columns of a judged shard: the query row, retrieval and judge results."""
     query = [f for f in QUERY_SCHEMA if f.name not in (S.IMAGE, S.ERROR)]
     return pa.schema(
-        [*query, pa.field(EMBED_S, pa.float64()), *retrieval_fields(), *judge_fields()]
+        [*query, pa.field(S.EMBED_S, pa.float64()), *retrieval_fields(), *judge_fields()]
     )
 
 
@@ -69,11 +68,11 @@ class ShardBuffer:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         stats = []
-        for shard in pc.unique(batch[SHARD]).to_pylist():
-            part = batch.filter(pc.equal(batch[SHARD], shard))
+        for shard in pc.unique(batch[S.SHARD]).to_pylist():
+            part = batch.filter(pc.equal(batch[S.SHARD], shard))
             self.pending.setdefault(shard, []).append(part)
             have = sum(len(t) for t in self.pending[shard])
-            if have == part[SHARD_ROWS][0].as_py():
+            if have == part[S.SHARD_ROWS][0].as_py():
                 parts = self.pending.pop(shard)
                 stats.append(
                     self._write(shard, pa.concat_tables(parts, promote_options="permissive"))
@@ -83,7 +82,7 @@ class ShardBuffer:
     def _write(self, shard: str, rows: pa.Table) -> dict[str, object]:
         if self.fail_after is not None and self.written >= self.fail_after:
             raise RuntimeError(f"fail_after_shards={self.fail_after}: stopping before {shard}")
-        rows = rows.sort_by(ORDINAL)
+        rows = rows.sort_by(S.ORDINAL)
         if S.STAGE not in rows.column_names:
             rows = rows.append_column(S.STAGE, pa.nulls(len(rows), pa.string()))
         bad = quarantine_table(rows)
@@ -95,4 +94,4 @@ class ShardBuffer:
             storage.delete(q_uri)  # a stale file of an earlier, different run
         storage.write_parquet(judged_uri(self.work, shard), conform(good, judged_schema()))
         self.written += 1
-        return {SHARD: shard, "rows": len(rows), "ok": len(good)}
+        return {S.SHARD: shard, "rows": len(rows), "ok": len(good)}
