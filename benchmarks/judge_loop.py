@@ -101,23 +101,26 @@ def main(argv: list[str] | None = None) -> int:
     """Run the loop; print the table; returns 0."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(REPO / "outputs" / "judge_loop"))
-    p.add_argument("--queries", type=int, default=160, help="training-split queries mined")
+    p.add_argument("--queries", type=int, default=96, help="training-split queries mined")
     p.add_argument("--rerank-steps", type=int, default=40)
     p.add_argument("--tune-steps", type=int, default=30)
+    p.add_argument("--no-shipped", dest="shipped", action="store_false", help="skip the (c') rows")
     args = p.parse_args(argv)
     out = Path(args.out)
     a = _mine(out / "a_zero_shot", "smollm2-135m", args.queries)
     judge_b = _rerank(out / "a_zero_shot", out / "rerank", args.rerank_steps)
     c = _mine(out / "c_trained", str(judge_b), args.queries)
-    c2 = _mine(out / "c_shipped", "smollm2-135m-judge", args.queries)
     base = _evaluate("minilm", out / "eval" / "base")
+    steps = args.tune_steps
     students = {
-        "a": _tune_and_eval(out / "a_zero_shot", "soft_label", "a-soft", out, args.tune_steps),
-        "c": _tune_and_eval(out / "c_trained", "soft_label", "c-soft", out, args.tune_steps),
-        "ci": _tune_and_eval(out / "c_trained", "infonce", "c-infonce", out, args.tune_steps),
-        "c2": _tune_and_eval(out / "c_shipped", "soft_label", "c2-soft", out, args.tune_steps),
-        "c2i": _tune_and_eval(out / "c_shipped", "infonce", "c2-infonce", out, args.tune_steps),
+        "a": _tune_and_eval(out / "a_zero_shot", "soft_label", "a-soft", out, steps),
+        "c": _tune_and_eval(out / "c_trained", "soft_label", "c-soft", out, steps),
+        "ci": _tune_and_eval(out / "c_trained", "infonce", "c-infonce", out, steps),
     }
+    c2 = _mine(out / "c_shipped", "smollm2-135m-judge", args.queries) if args.shipped else None
+    if c2 is not None:
+        students["c2"] = _tune_and_eval(out / "c_shipped", "soft_label", "c2-soft", out, steps)
+        students["c2i"] = _tune_and_eval(out / "c_shipped", "infonce", "c2-infonce", out, steps)
     cmd = " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))
     print(f"\n$ python benchmarks/judge_loop.py {cmd}")
     print(
@@ -132,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         ("(a) zero-shot smollm2-135m", a, "soft_label", students["a"]),
         ("(c) reranker trained on (a)", c, "soft_label", students["c"]),
         ("(c) reranker trained on (a)", c, "infonce", students["ci"]),
-        ("(c') shipped smollm2-135m-judge", c2, "soft_label", students["c2"]),
-        ("(c') shipped smollm2-135m-judge", c2, "infonce", students["c2i"]),
     ]
+    if c2 is not None:
+        rows += [
+            ("(c') shipped smollm2-135m-judge", c2, "soft_label", students["c2"]),
+            ("(c') shipped smollm2-135m-judge", c2, "infonce", students["c2i"]),
+        ]
     for label, rep, loss, m in rows:
         auc = rep["sanity"]["auc"] if rep.get("sanity") else None
         auc_s = "n/a" if auc is None else f"{auc:.3f}"

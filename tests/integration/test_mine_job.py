@@ -28,7 +28,9 @@ BAD_QUERIES = {
     "q-badpool": "is not in the pool",  # positive's image unreadable: pool item quarantined
     "q-badimg": "cannot decode image",  # query image truncated
     "q-empty": "neither text nor image",  # empty text, no image
+    "q-escape": "outside the input folder",  # an image path that climbs out of the inputs
 }
+POOL_IMAGE_TEXT = "a picture with its title"  # a pool item with an image: embedded, not refused
 
 
 def _write_inputs(folder: Path) -> None:
@@ -46,8 +48,11 @@ def _write_inputs(folder: Path) -> None:
     queries.insert(6, {"id": "q-badimg", "image_uri": "truncated.png", "pos_id": "t1"})
     queries.append({"id": "q-empty", "text": "", "pos_id": "t2"})
     queries.append({"id": "q-badpool", "text": "a picture", "pos_id": "t-bad"})
+    shutil.copy(src / PAIRS[4]["image"], folder.parent / "escape.png")  # exists, not allowed
+    queries.append({"id": "q-escape", "image_uri": "../escape.png", "pos_id": "t4"})
     pool = [{"id": f"t{i}", "text": p["title"]} for i, p in enumerate(PAIRS)]
     pool.append({"id": "t-bad", "text": "broken", "image_uri": "truncated.png"})
+    pool.append({"id": "t-img", "text": POOL_IMAGE_TEXT, "image_uri": PAIRS[0]["image"]})
     for name, rows in (("queries.jsonl", queries), ("pool.jsonl", pool)):
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -87,10 +92,11 @@ def local_run(
 
 def _check_output(out: str, inputs: str) -> None:
     report = json.loads(storage.read_text(storage.join(out, "report.json")))
-    assert report["queries"] == 14
-    # 4 queries and 1 pool item: the job's total counts every row it set aside.
-    assert sum(report["quarantined"].values()) == 5
+    assert report["queries"] == 15
+    # 5 queries and 1 pool item: the job's total counts every row it set aside.
+    assert sum(report["quarantined"].values()) == 6
     assert report["pool_quarantined"] == report["quarantined"]["pool"] == 1
+    assert report["pool_items"] == len(PAIRS) + 1  # the titles and the pool item with an image
     assert report["judged_pairs"] == 10 * (K + 1)  # every candidate and every positive
     assert 0.0 <= report["auc"] <= 1.0
     assert report["rows_written"] + report["rows_without_negatives"] == 10
@@ -106,7 +112,7 @@ def _check_output(out: str, inputs: str) -> None:
 
     mined = read_mined(out)
     assert mined.schema.equals(S.MINED_SCHEMA)
-    titles = {f"t{i}": p["title"] for i, p in enumerate(PAIRS)}
+    titles = {f"t{i}": p["title"] for i, p in enumerate(PAIRS)} | {"t-img": POOL_IMAGE_TEXT}
     for row in mined.to_pylist():
         assert row[S.EMBEDDER] == row[S.JUDGE] == "tiny-qwen2-vl"
         assert (row[S.TOP_K], row[S.BETA]) == (K, 0.0)
@@ -128,7 +134,7 @@ def _check_output(out: str, inputs: str) -> None:
     assert len(export) == len(mined)
     first, row = export[0], mined.to_pylist()[0]
     assert first[S.QUERY_POS_SCORES] == pytest.approx(row[S.POS_SCORE])
-    assert first[S.HARD_NEGATIVES] == [[t, None] for t in row[S.NEG_TEXTS]]
+    assert first[S.HARD_NEGATIVES] == [list(x) for x in zip(row[S.NEG_TEXTS], row[S.NEG_IMAGES])]
     assert first[S.HARD_NEGATIVES_SCORES] == pytest.approx(row[S.NEG_SCORES])
 
 

@@ -18,10 +18,15 @@ from uniembed.reranker.data import (
     plan_rows,
     spread_picks,
 )
-from uniembed.reranker.model import prepare_reranker, rerank_step, reranker_targets
+from uniembed.reranker.model import (
+    plan_forwards,
+    prepare_reranker,
+    rerank_step,
+    reranker_targets,
+)
 from uniembed.reranker.prompts import YES
 from uniembed.reranker.scorer import JudgeScorer
-from uniembed.reranker.tokens import ChatEncoder
+from uniembed.reranker.tokens import ChatEncoder, SharedPrefixBatch
 from uniembed.training.train_config import LoraSection
 
 
@@ -133,6 +138,27 @@ def test_prompts_hold_query_and_candidate_text_and_image(
     assert first == [scorer.yes_token_id, scorer.no_token_id]
     answer = scorer.tokenizer.decode(labels[2][labels[2] != IGNORE_INDEX])
     assert answer.strip().startswith(chats[2].answer)
+
+
+def test_shared_prefix_step_equals_full_prompts() -> None:
+    """A query's pairwise chats trained on one prefix encoding give the loss and gradients
+    of their full prompts, each in its own row."""
+    scorer = JudgeScorer.load("tiny-text-lm")
+    rows = [_row(6, "a"), _row(3, "b", **{S.QUERY_TEXT: "a longer query about zebras"})]
+    chats, _ = plan_rows(rows, list_size=2, pairwise_negatives=3)
+    enc = ChatEncoder(scorer)
+    plan = plan_forwards(enc, chats, 0, share_prefix=True)
+    assert sum(isinstance(b, SharedPrefixBatch) for b in plan) == 2  # one per row
+    assert sum(b.n_answer_tokens for b in plan) == enc.encode(chats).n_answer_tokens
+    model = prepare_reranker(scorer.model, LoraSection(dropout=0.0))
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    shared, _ = rerank_step(model, enc, chats, RerankLMLoss(), 0, share_prefix=True)
+    grads = {n: p.grad.clone() for n, p in trainable.items()}
+    model.zero_grad()
+    plain, _ = rerank_step(model, enc, chats, RerankLMLoss(), 0, share_prefix=False)
+    assert float(shared) == pytest.approx(float(plain), rel=1e-5)
+    for n, g in grads.items():
+        torch.testing.assert_close(trainable[n].grad, g, rtol=1e-4, atol=1e-6)
 
 
 def test_spread_picks() -> None:

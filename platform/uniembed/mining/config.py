@@ -128,6 +128,10 @@ class MineConfig:
         default=None,
         metadata={"help": "pool field naming true false negatives (demo: definition_group)"},
     )
+    image_prefixes: list[str] = field(
+        default_factory=list,
+        metadata={"help": "folders or s3:// prefixes images may come from besides the inputs'"},
+    )
     embedder: ModelSection = field(default_factory=ModelSection)
     embed_compute: ActorPoolSection = field(default_factory=ActorPoolSection)
     retrieval: RetrievalSection = field(default_factory=RetrievalSection)

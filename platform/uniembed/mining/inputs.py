@@ -24,9 +24,10 @@ import ray
 from uniembed import storage
 from uniembed.data import demo
 from uniembed.data import schema as S
+from uniembed.data.images import path_allowed
 
 # Private readers of the read module: the same file:line sources as the embed job.
-from uniembed.data.read import READ_SCHEMA, file_records, input_files
+from uniembed.data.read import READ_SCHEMA, file_records, input_files, input_root
 from uniembed.data.records import RecordError, error_item, items_from_item_record
 
 PAIR_QUERY_SUFFIX = "#image"
@@ -62,7 +63,29 @@ def records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str, str]]:
             yield rec, source, _folder(f)
 
 
-def query_row(rec: Mapping[str, Any], source: str, base: str, fmt: str) -> dict[str, Any]:
+# Where a record's image paths may point: (the input's folder, further allowed prefixes).
+Allowed = tuple[str | None, tuple[str, ...]]
+ANYWHERE: Allowed = (None, ())
+
+
+def check_image_path(item: dict[str, Any], source: str, allowed: Allowed) -> dict[str, Any]:
+    """``item``, or RecordError when its image path leaves the input folder and the allowed
+    prefixes (``../x.png``, ``/etc/hostname``)."""
+    uri = item.get(S.IMAGE_URI)
+    root, prefixes = allowed
+    if uri and not path_allowed(uri, root, prefixes):
+        raise RecordError(
+            source,
+            S.IMAGE_URI,
+            f"{uri} is outside the input folder {root} and the allowed image prefixes "
+            f"({', '.join(prefixes) or 'none'}); set image_prefixes to allow it",
+        )
+    return item
+
+
+def query_row(
+    rec: Mapping[str, Any], source: str, base: str, fmt: str, allowed: Allowed = ANYWHERE
+) -> dict[str, Any]:
     """One query record as an item row with ``pos_id``; RecordError when malformed."""
     if fmt == "pairs":
         pid = rec.get(S.ID)
@@ -76,8 +99,8 @@ def query_row(rec: Mapping[str, Any], source: str, base: str, fmt: str) -> dict[
         )[0]
         item[S.INSTRUCTION] = PAIRS_INSTRUCTION
         item[S.POS_ID] = f"{pid}{PAIR_POS_SUFFIX}"
-        return item
-    item = items_from_item_record(rec, source, base)[0]
+        return check_image_path(item, source, allowed)
+    item = check_image_path(items_from_item_record(rec, source, base)[0], source, allowed)
     pos = rec.get(S.POS_ID)
     if not isinstance(pos, str) or not pos:
         raise RecordError(source, S.POS_ID, "missing the positive's id")
@@ -86,7 +109,12 @@ def query_row(rec: Mapping[str, Any], source: str, base: str, fmt: str) -> dict[
 
 
 def pool_row(
-    rec: Mapping[str, Any], source: str, base: str, fmt: str, group_field: str | None
+    rec: Mapping[str, Any],
+    source: str,
+    base: str,
+    fmt: str,
+    group_field: str | None,
+    allowed: Allowed = ANYWHERE,
 ) -> dict[str, Any]:
     """One pool record as an item row with its group; RecordError when malformed."""
     if fmt == "pairs":
@@ -97,7 +125,7 @@ def pool_row(
         if not isinstance(title, str) or not title.strip():
             raise RecordError(source, demo.TITLE, "empty title")
         rec = {S.ID: f"{pid}{PAIR_POS_SUFFIX}", S.TEXT: title}
-    item = items_from_item_record(rec, source, base)[0]
+    item = check_image_path(items_from_item_record(rec, source, base)[0], source, allowed)
     group = rec.get(group_field) if group_field else None
     item[S.GROUP] = None if group is None else str(group)
     return item
@@ -116,7 +144,12 @@ def _convert(rec: dict[str, Any] | Exception, source: str, convert: Any) -> dict
 
 
 def iter_query_shards(
-    uri: str, fmt: str, shard_size: int, max_queries: int | None, skip: frozenset[str]
+    uri: str,
+    fmt: str,
+    shard_size: int,
+    max_queries: int | None,
+    skip: frozenset[str],
+    allowed: Allowed = ANYWHERE,
 ) -> Iterator[pa.Table]:
     """Query shards (QUERY_SCHEMA tables) in input order, leaving out the shards in ``skip``."""
     buf: list[dict[str, Any]] = []
@@ -133,7 +166,7 @@ def iter_query_shards(
     for rec, source, base in records(uri):
         if max_queries is not None and ordinal >= max_queries:
             break
-        row = _convert(rec, source, lambda r, s: query_row(r, s, base, fmt))
+        row = _convert(rec, source, lambda r, s: query_row(r, s, base, fmt, allowed))
         row.setdefault(S.POS_ID, None)
         row[S.ORDINAL] = ordinal
         buf.append(row)
@@ -145,27 +178,36 @@ def iter_query_shards(
 
 
 def read_queries(
-    uri: str, fmt: str, shard_size: int, max_queries: int | None, skip: frozenset[str]
+    uri: str,
+    fmt: str,
+    shard_size: int,
+    max_queries: int | None,
+    skip: frozenset[str],
+    image_prefixes: tuple[str, ...] = (),
 ) -> ray.data.Dataset:
-    """A Ray Dataset of query rows (QUERY_SCHEMA), one block per shard, streamed by one task."""
+    """A Ray Dataset of query rows (QUERY_SCHEMA), one block per shard, streamed by one task.
+    Image paths must stay inside the input's folder or under ``image_prefixes``."""
     s3 = storage.get_options()
     input_files(uri)  # fail fast, in the driver, on a missing input
+    allowed = (input_root(uri), image_prefixes)
 
     def read(batch: dict[str, Any]) -> Iterator[pa.Table]:
         storage.configure(s3)
-        yield from iter_query_shards(uri, fmt, shard_size, max_queries, skip)
+        yield from iter_query_shards(uri, fmt, shard_size, max_queries, skip, allowed)
 
     return ray.data.from_items([{"path": uri}]).map_batches(
         read, batch_size=1, batch_format="numpy", num_cpus=0.25
     )
 
 
-def iter_pool_rows(uri: str, fmt: str, group_field: str | None) -> Iterator[pa.Table]:
+def iter_pool_rows(
+    uri: str, fmt: str, group_field: str | None, allowed: Allowed = ANYWHERE
+) -> Iterator[pa.Table]:
     """Pool rows (POOL_SCHEMA) of one pool file, in batches of 1024."""
     buf: list[dict[str, Any]] = []
     base = _folder(uri)
     for rec, source in file_records(uri):
-        row = _convert(rec, source, lambda r, s: pool_row(r, s, base, fmt, group_field))
+        row = _convert(rec, source, lambda r, s: pool_row(r, s, base, fmt, group_field, allowed))
         row.setdefault(S.GROUP, None)
         buf.append(row)
         if len(buf) == 1024:
@@ -175,15 +217,19 @@ def iter_pool_rows(uri: str, fmt: str, group_field: str | None) -> Iterator[pa.T
         yield pa.Table.from_pylist(buf, schema=POOL_SCHEMA)
 
 
-def read_pool(uri: str, fmt: str, group_field: str | None) -> ray.data.Dataset:
-    """A Ray Dataset of pool rows (POOL_SCHEMA), one read task per file."""
+def read_pool(
+    uri: str, fmt: str, group_field: str | None, image_prefixes: tuple[str, ...] = ()
+) -> ray.data.Dataset:
+    """A Ray Dataset of pool rows (POOL_SCHEMA), one read task per file. Image paths must
+    stay inside the input's folder or under ``image_prefixes``."""
     s3 = storage.get_options()
     files = input_files(uri)
+    allowed = (input_root(uri), image_prefixes)
 
     def read(batch: dict[str, Any]) -> Iterator[pa.Table]:
         storage.configure(s3)
         for f in batch["path"]:
-            yield from iter_pool_rows(str(f), fmt, group_field)
+            yield from iter_pool_rows(str(f), fmt, group_field, allowed)
 
     return ray.data.from_items(
         [{"path": f} for f in files], override_num_blocks=len(files)

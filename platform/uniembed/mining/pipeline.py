@@ -42,7 +42,7 @@ from uniembed.data.output_guard import (
     claim_output,
     new_staging_folder,
 )
-from uniembed.data.read import input_files
+from uniembed.data.read import input_files, input_root
 from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.embed.config import EmbedConfig, IndexSection
 from uniembed.embed.pipeline import check_model, run_embed
@@ -52,6 +52,7 @@ from uniembed.mining.inputs import POOL_SCHEMA, read_pool, read_queries
 from uniembed.mining.judge_stage import JudgeOptions, JudgeWorker
 from uniembed.mining.report import MineReport, write_report
 from uniembed.mining.report_stage import add_judged, add_quarantine
+from uniembed.mining.resume import RUN_FILE, check_resume
 from uniembed.mining.retrieval_stage import QueryEmbedStage, RetrievalOptions, RetrievalStage
 from uniembed.mining.sanity import SanityVerdict, calibration_shards, decide
 from uniembed.mining.sanity_stage import SANITY_FILE, measure, read_verdict, write_verdict
@@ -84,7 +85,7 @@ def _stage_pool(cfg: MineConfig) -> float:
         storage.get_options(),
     )
     stats = (
-        read_pool(uri, fmt, cfg.group_field)
+        read_pool(uri, fmt, cfg.group_field, tuple(cfg.image_prefixes))
         .map_batches(writer, batch_size=None, batch_format="pyarrow", num_cpus=0.25)
         .take_all()
     )
@@ -107,6 +108,8 @@ def _stage_embed_pool(cfg: MineConfig) -> float:
     done = shards.read_manifest(out)
     if cfg.resume and done is not None and done.get("model") == cfg.embedder.name:
         return float(done["seconds"])
+    # The staged items name their images by the URIs stage 1 resolved and checked against
+    # the pool's folder and image_prefixes: the same places are allowed here.
     summary = run_embed(
         EmbedConfig(
             input=storage.join(cfg.output, POOL_ITEMS, "items"),
@@ -115,6 +118,7 @@ def _stage_embed_pool(cfg: MineConfig) -> float:
             compute=cfg.embed_compute,
             index=IndexSection(kind="none"),
             ray=cfg.ray,
+            image_prefixes=[input_root(cfg.pool or cfg.queries), *cfg.image_prefixes],
         )
     )
     logger.info(summary.line())
@@ -128,7 +132,14 @@ def _judge_dataset(  # noqa: ANN202
     shards in ``skip``, judged when ``use_judge``, ending in the shard writer's stats."""
     s3 = storage.get_options()
     ec, jc = cfg.embed_compute, cfg.judge.compute
-    ds = read_queries(cfg.queries, cfg.queries_format, cfg.shard_size, max_queries, skip)
+    ds = read_queries(
+        cfg.queries,
+        cfg.queries_format,
+        cfg.shard_size,
+        max_queries,
+        skip,
+        tuple(cfg.image_prefixes),
+    )
     ds = ds.map_batches(
         QueryEmbedStage,
         fn_constructor_args=(
@@ -222,8 +233,8 @@ def _select_options(cfg: MineConfig, verdict: SanityVerdict | None) -> SelectOpt
 REPORT_FILES = ("report.md", "report.json", "judge_scores.png")
 RUN_DIRS = ("pool", "judged", "mined", "export", QUARANTINE_DIR)
 # What a run publishes, the manifest last.
-PUBLISHED = (*RUN_DIRS, SANITY_FILE, *REPORT_FILES, shards.MANIFEST)
-MINE_LAYOUT = (*(f"{d}/*" for d in RUN_DIRS), SANITY_FILE, *REPORT_FILES, "*.png")
+PUBLISHED = (*RUN_DIRS, SANITY_FILE, RUN_FILE, *REPORT_FILES, shards.MANIFEST)
+MINE_LAYOUT = (*(f"{d}/*" for d in RUN_DIRS), SANITY_FILE, RUN_FILE, *REPORT_FILES, "*.png")
 
 
 def prepare_output(cfg: MineConfig) -> str:
@@ -242,6 +253,7 @@ def prepare_output(cfg: MineConfig) -> str:
     check_output(cfg.output, "mine", MINE_LAYOUT, cfg.overwrite)
     claim_output(cfg.output, "mine")
     if cfg.resume:
+        check_resume(cfg.output, cfg)
         storage.delete(storage.join(cfg.output, shards.MANIFEST))
         return cfg.output
     for f in storage.list_files(cfg.output):  # stale staging folders of crashed runs
@@ -271,6 +283,8 @@ def run_mine(cfg: MineConfig) -> tuple[MineReport, int]:
     if cfg.selection.mode == "judge":
         check_model(cfg.judge.model.name)
     work = prepare_output(cfg)
+    if work != cfg.output:
+        check_resume(work, cfg)
     report, code = _run(dataclasses.replace(cfg, output=work))
     if work != cfg.output:
         publish(work, cfg.output)

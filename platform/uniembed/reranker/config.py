@@ -29,6 +29,10 @@ class RerankDataSection:
         default=1,
         metadata={"help": "pairwise 'No' chats per row (1: the hardest; n: spread over hardness)"},
     )
+    share_prefix: bool = field(
+        default=True,
+        metadata={"help": "a query's pairwise chats run on one encoding of its prompt prefix"},
+    )
     chats_per_forward: int = field(
         default=0, metadata={"help": "chats per forward pass (gradients accumulate); 0: all"}
     )

@@ -43,7 +43,13 @@ def reranker_task(cfg: RerankConfig, device: str) -> WorkerTask:
     def step(rows: list[dict[str, Any]]) -> tuple[Tensor, dict[str, float], list[str]]:
         chats, _ = plan_rows(rows, cfg.data.list_size, cfg.data.seed, cfg.data.pairwise_negatives)
         loss, stats = rerank_step(
-            scorer.model, encoder, chats, loss_fn, cfg.data.chats_per_forward, autocast
+            scorer.model,
+            encoder,
+            chats,
+            loss_fn,
+            cfg.data.chats_per_forward,
+            autocast,
+            cfg.data.share_prefix,
         )
         return loss, {**stats, "chats": float(len(chats))}, [str(r[S.QUERY_ID]) for r in rows]
 

@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from uniembed.losses.rerank import IGNORE_INDEX, RerankLMLoss
+from uniembed.reranker.cache import expand_cache
 from uniembed.reranker.data import RerankChat
-from uniembed.reranker.tokens import ChatEncoder
+from uniembed.reranker.tokens import ChatEncoder, RerankBatch, SharedPrefixBatch
 from uniembed.training.lora import body_of, prepare_trainable, target_modules
 from uniembed.training.train_config import LoraSection
 
@@ -63,6 +64,68 @@ def answer_aligned(inputs: dict[str, Tensor], labels: Tensor) -> tuple[dict[str,
     return out, labels[:, max(first - 1, 0) :]
 
 
+def _groups(chats: Sequence[RerankChat]) -> list[list[RerankChat]]:
+    """Runs of consecutive chats with the same query (a row's pairwise chats)."""
+    out: list[list[RerankChat]] = []
+    for chat in chats:
+        if out and out[-1][0].query == chat.query and chat.kind != "listwise":
+            out[-1].append(chat)
+        else:
+            out.append([chat])
+    return out
+
+
+def plan_forwards(
+    encoder: ChatEncoder,
+    chats: Sequence[RerankChat],
+    chats_per_forward: int = 0,
+    share_prefix: bool = True,
+) -> list[RerankBatch | SharedPrefixBatch]:
+    """The encoded forward passes of a step: each run of a query's pairwise chats on one
+    shared prefix (when ``share_prefix`` and :meth:`ChatEncoder.can_share`), the other
+    chats ``chats_per_forward`` at a time (0: all in one)."""
+    shared: list[RerankBatch | SharedPrefixBatch] = []
+    rest: list[RerankChat] = []
+    for group in _groups(chats) if share_prefix else [list(chats)]:
+        if share_prefix and encoder.can_share(group):
+            shared.append(encoder.encode_shared(group))
+        else:
+            rest.extend(group)
+    step = chats_per_forward if chats_per_forward > 0 else max(len(rest), 1)
+    return shared + [encoder.encode(rest[i : i + step]) for i in range(0, len(rest), step)]
+
+
+def answer_logits(
+    model: nn.Module, batch: RerankBatch | SharedPrefixBatch
+) -> tuple[Tensor, Tensor]:
+    """(logits, labels) over the answer window of ``batch`` (:func:`answer_aligned`).
+
+    A :class:`SharedPrefixBatch` runs its prefix once with the KV cache kept, then every
+    suffix on a copy of that cache, positions continuing after the prefix: the same
+    computation as the chats' full prompts, with the prefix's share done once (gradients
+    flow into the prefix through the cache).
+    """
+    if isinstance(batch, RerankBatch):
+        inputs, window = answer_aligned(batch.inputs, batch.labels)
+        return model(**inputs, logits_to_keep=window.shape[1]).logits, window
+    prefix = model(**batch.prefix, use_cache=True, logits_to_keep=1).past_key_values
+    p = batch.prefix["input_ids"].shape[1]
+    inputs, window = answer_aligned(batch.suffix, batch.labels)
+    mask = inputs["attention_mask"]
+    c, t = mask.shape
+    shift = t - mask.sum(dim=1, keepdim=True)
+    positions = (p + torch.arange(t, device=mask.device).unsqueeze(0) - shift).clamp(min=0)
+    ones = torch.ones(c, p, dtype=mask.dtype, device=mask.device)
+    out = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=torch.cat([ones, mask], dim=1),
+        position_ids=positions,
+        past_key_values=expand_cache(prefix, c, model.config),
+        logits_to_keep=window.shape[1],
+    )
+    return out.logits, window
+
+
 def rerank_step(
     model: nn.Module,
     encoder: ChatEncoder,
@@ -70,23 +133,22 @@ def rerank_step(
     loss_fn: RerankLMLoss,
     chats_per_forward: int = 0,
     autocast: AbstractContextManager[Any] | None = None,
+    share_prefix: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
     """Forward and backward of one step over ``chats``; returns (loss, stats).
 
     The loss is the mean cross-entropy over *all* answer tokens of ``chats``, also when
-    they run ``chats_per_forward`` at a time (0: all in one forward): each chunk's mean is
+    they run in several forward passes (:func:`plan_forwards`): each pass's mean is
     weighted by its share of the answer tokens, so the gradient equals the one-forward one.
     Logits are computed at the answer positions only (:func:`answer_aligned`).
     """
-    step = chats_per_forward if chats_per_forward > 0 else len(chats)
-    batches = [encoder.encode(chats[i : i + step]) for i in range(0, len(chats), step)]
+    batches = plan_forwards(encoder, chats, chats_per_forward, share_prefix)
     total = sum(b.n_answer_tokens for b in batches)
     value = torch.zeros(())
     correct = counted = 0
     for batch in batches:
-        inputs, window = answer_aligned(batch.inputs, batch.labels)
         with autocast if autocast is not None else nullcontext():
-            logits = model(**inputs, logits_to_keep=window.shape[1]).logits
+            logits, window = answer_logits(model, batch)
         loss = loss_fn(logits, window) * (batch.n_answer_tokens / max(total, 1))
         loss.backward()
         value += loss.detach().cpu()

@@ -54,6 +54,39 @@ class RerankBatch:
         return int((self.labels != IGNORE_INDEX).sum())
 
 
+@dataclass
+class SharedPrefixBatch:
+    """One query's pairwise chats as its prompt prefix, encoded once, and the chats' own
+    suffixes (candidate, generation prompt and answer), right-padded, with answer labels.
+
+    ``prefix`` holds ``input_ids`` / ``attention_mask`` (1, p); ``suffix`` the same keys
+    (c, s); ``labels`` (c, s) are the answer tokens' ids and -100 elsewhere.
+    """
+
+    prefix: dict[str, Tensor]
+    suffix: dict[str, Tensor]
+    labels: Tensor
+
+    @property
+    def n_answer_tokens(self) -> int:
+        """Tokens that take part in the loss."""
+        return int((self.labels != IGNORE_INDEX).sum())
+
+
+def _answer_labels(
+    ids: Tensor, mask: Tensor, tails: list[list[int]], chats: Sequence[RerankChat]
+) -> Tensor:
+    """Labels of a right-padded batch whose rows end with the answers' tokens ``tails``."""
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    for row, tail in enumerate(tails):
+        last, n = int(mask[row].sum()), len(tail)
+        expected = torch.tensor(tail, device=ids.device)
+        if not bool((ids[row, last - n : last] == expected).all()):
+            raise ValueError(f"{chats[row].source}: the answer tokens differ in context")
+        labels[row, last - n : last] = ids[row, last - n : last]
+    return labels
+
+
 class ChatEncoder:
     """Turns :class:`RerankChat` lists into :class:`RerankBatch` for one loaded scorer."""
 
@@ -119,26 +152,54 @@ class ChatEncoder:
         """Tokenise ``chats`` in one right-padded batch with answer-only labels."""
         if not chats:
             raise ValueError("no chats to encode")
-        prompts, fulls, images, n_answer = [], [], [], []
+        prompts, fulls, images, tails = [], [], [], []
         for chat in chats:
             prompt = self.prompt(chat, images)
             full = prompt + self.lead + chat.answer + self.end
-            n = len(self._count_ids(full)) - len(self._count_ids(prompt))
+            ids = self._count_ids(full)
+            n = len(ids) - len(self._count_ids(prompt))
             if n < 1:
                 raise ValueError(f"{chat.source}: answer {chat.answer!r} adds no token")
             prompts.append(prompt)
             fulls.append(full)
-            n_answer.append(n)
+            tails.append(ids[-n:])
         batch = self._tensors(fulls, images)
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        labels = torch.full_like(ids, IGNORE_INDEX)
-        for row, (full, n) in enumerate(zip(fulls, n_answer)):
-            last = int(mask[row].sum())  # right padding: real tokens are [0, last)
-            expected = torch.tensor(self._count_ids(full)[-n:], device=ids.device)
-            if not bool((ids[row, last - n : last] == expected).all()):
-                raise ValueError(f"{chats[row].source}: the answer tokens differ in context")
-            labels[row, last - n : last] = ids[row, last - n : last]
+        labels = _answer_labels(batch["input_ids"], batch["attention_mask"], tails, chats)
         return RerankBatch(batch, labels, prompts, [c.answer for c in chats])
+
+    def can_share(self, chats: Sequence[RerankChat]) -> bool:
+        """True when ``chats`` can train on one shared prefix: pairwise chats of one text
+        query without images, on a text model with 1-D positions whose prompt splits
+        cleanly at the candidate (the scorer's own check)."""
+        s = self.scorer
+        return (
+            len(chats) > 1
+            and s.shares_prefix
+            and s.processor is None
+            and all(c.kind != "listwise" and c.query == chats[0].query for c in chats)
+            and all(x.image is None for c in chats for x in (c.query, *c.candidates))
+        )
+
+    def encode_shared(self, chats: Sequence[RerankChat]) -> SharedPrefixBatch:
+        """Encode chats that :meth:`can_share` as one prefix and their suffixes: the same
+        tokens as :meth:`encode` gives each chat, the prefix's only once."""
+        s = self.scorer
+        query = self._input(chats[0].query, chats[0].source)
+        splits = [s._split(query, self._input(c.candidates[0], c.source)) for c in chats]
+        prefix = splits[0][0]
+        if any(p != prefix for p, _ in splits):
+            raise ValueError(f"{chats[0].source}: the chat template makes the query prefix differ")
+        tails = []
+        for (_, suffix), chat in zip(splits, chats):
+            full = self._count_ids(prefix + suffix + self.lead + chat.answer + self.end)
+            n = len(full) - len(self._count_ids(prefix + suffix))
+            if n < 1:
+                raise ValueError(f"{chat.source}: answer {chat.answer!r} adds no token")
+            tails.append(full[-n:])
+        suffixes = [suf + self.lead + c.answer + self.end for (_, suf), c in zip(splits, chats)]
+        batch = s._encode_suffixes(suffixes, [])
+        labels = _answer_labels(batch["input_ids"], batch["attention_mask"], tails, chats)
+        return SharedPrefixBatch(s._encode([prefix], []), batch, labels)
 
     def _tensors(self, texts: list[str], images: list[Image.Image]) -> dict[str, Tensor]:
         s = self.scorer
