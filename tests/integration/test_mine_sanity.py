@@ -89,8 +89,10 @@ def fallback_run(
 
 
 def _reuse_pool(src: Path, out: Path) -> None:
-    """Start a run from another run's staged and embedded pool (what a resume reuses)."""
+    """Start a run from another run's staged and embedded pool (what a resume reuses): the
+    copy is a mine output (its owner marker comes along), holding stages 1 and 2 only."""
     shutil.copytree(src / "pool", out / "pool")
+    shutil.copy(src / "_OWNER.json", out / "_OWNER.json")
 
 
 def test_fallback_lets_the_embedder_decide(

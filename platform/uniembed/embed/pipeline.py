@@ -20,6 +20,7 @@ rows read.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -291,12 +292,15 @@ def embed_table(
     model: ModelSection,
     compute: ActorPoolSection | None = None,
     ray_section: RaySection | None = None,
+    image_prefixes: Sequence[str] = (),
 ) -> tuple[list[str], Any, pa.Table]:
     """Embed an in-memory table of items through the embed pipeline (so it runs on the
     cluster) and read the result back: ``(ids, (n, dim) float32, quarantine table)``.
 
     ``items`` needs the item columns (``schema.ITEM_SCHEMA``); ``work_uri`` is a folder for
-    the staged input and the output. For the evaluate and mine jobs' small-to-medium sets.
+    the staged input and the output. ``image_prefixes``: where the items' resolved image
+    URIs may point (the folders their reader allowed: the staged copy lives elsewhere).
+    For the evaluate and mine jobs' small-to-medium sets.
     """
     for col in (S.ID, S.TEXT, S.IMAGE, S.IMAGE_URI, S.INSTRUCTION):
         if col not in items.column_names:
@@ -310,6 +314,7 @@ def embed_table(
         model=model,
         compute=compute or ActorPoolSection(),
         ray=ray_section or RaySection(),
+        image_prefixes=list(image_prefixes),
     )
     run_embed(cfg)
     ids, matrix = read_embeddings(out)

@@ -45,8 +45,15 @@ def embed_plan(plan: EmbedPlan, model: ModelSection, cfg: EvalConfig, work_uri: 
     from uniembed.embed.pipeline import embed_table
 
     start = time.perf_counter()
+    from uniembed.data.read import input_root
+
     ids, matrix, quarantine = embed_table(
-        plan.table, work_uri, model=model, compute=cfg.compute, ray_section=cfg.ray
+        plan.table,
+        work_uri,
+        model=model,
+        compute=cfg.compute,
+        ray_section=cfg.ray,
+        image_prefixes=[input_root(uri) for uri in cfg.data],
     )
     failed = dict(zip(quarantine[S.ID].to_pylist(), quarantine[S.REASON].to_pylist()))
     return ModelRun(model.name, Embeddings(ids, matrix), failed, time.perf_counter() - start)
