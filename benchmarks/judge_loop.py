@@ -60,7 +60,7 @@ def _rerank(rows: Path, out: Path, steps: int) -> Path:
             [
                 "--config", str(REPO / "jobs/configs/train_reranker_judge.yaml"),
                 "--input", str(rows),
-                "--storage_path", str(out),
+                "--storage-path", str(out),
                 "--name", "judge-loop",
                 f"train.max_steps={steps}",
             ]
@@ -76,7 +76,7 @@ def _tune_and_eval(rows: Path, loss: str, name: str, out: Path, steps: int) -> d
                 "--input", str(rows),
                 "--model", "minilm",
                 "--loss", loss,
-                "--storage_path", str(out / "train"),
+                "--storage-path", str(out / "train"),
                 "--name", name,
                 f"train.max_steps={steps}",
                 "train.batch_size=16",

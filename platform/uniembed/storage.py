@@ -411,6 +411,15 @@ def delete(uri: str) -> None:
         raise StorageError(f"cannot delete {_where(uri)}: {exc}") from exc
 
 
+def absolute(uri: str) -> str:
+    """``uri`` with a relative local path made absolute against this process's working
+    folder; ``s3://`` and absolute paths unchanged. Call it where a path is given (the
+    driver) before other processes, whose working folders differ, receive it."""
+    if is_remote(uri) or "://" in uri:
+        return uri
+    return os.path.abspath(os.path.expanduser(uri))
+
+
 def move(src: str, dst: str) -> None:
     """Move the file or tree at ``src`` to ``dst`` (same filesystem); ``dst`` must not exist.
 

@@ -30,7 +30,12 @@ def load_job(name: str) -> ModuleType:
     return module
 
 
-def test_distill_job_trains_and_exports(ray_start_2_cpus, tmp_path: Path) -> None:
+def test_distill_job_trains_and_exports(
+    ray_start_2_cpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A relative --storage-path, as the README's commands give it: the export and the
+    # metrics land under the caller's folder, not in the workers' (Ray's session folder).
+    monkeypatch.chdir(tmp_path)
     texts = tmp_path / "texts.jsonl"
     lines = [
         {"id": f"t{i}", "text": f"sentence {i} about the colour {i * 13 % 7}"} for i in range(24)
@@ -45,7 +50,7 @@ def test_distill_job_trains_and_exports(ray_start_2_cpus, tmp_path: Path) -> Non
         "--teacher",
         "minilm",
         "--storage-path",
-        str(tmp_path / "runs"),
+        "runs",
         "--name",
         "d1",
         "train.max_steps=3",

@@ -7,6 +7,7 @@ talks to the same endpoint with the same credentials as the rest of the job.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -132,7 +133,15 @@ def fit(
     rows: pa.Table,
     loop: Callable[[dict[str, Any]], None] = train_loop_per_worker,
 ) -> TrainSummary:
-    """Start Ray, check the GPUs asked for exist, train ``rows`` to ``train.max_steps``."""
+    """Start Ray, check the GPUs asked for exist, train ``rows`` to ``train.max_steps``.
+
+    A relative ``checkpoint.storage_path`` is taken from the driver's working folder: the
+    workers run elsewhere (Ray's session folder), and their export and metrics must land
+    where the user looks."""
+    path = storage.absolute(cfg.checkpoint.storage_path)
+    cfg = dataclasses.replace(
+        cfg, checkpoint=dataclasses.replace(cfg.checkpoint, storage_path=path)
+    )
     init_ray(cfg.ray)
     if cfg.scaling.use_gpu:
         # Without this a GPU run on a CPU cluster waits for resources forever.
