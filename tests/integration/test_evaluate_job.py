@@ -163,7 +163,9 @@ def test_evaluate_job_reranks_on_the_judge_pool(
     data = _write_set(tmp_path / "set")
     out = tmp_path / "out"
     argv = ["--model", "tiny-qwen2-vl", "--data", str(data), "--output", str(out)]
+    # Two queries per actor call, two candidates per forward (the second on the prefix cache).
     argv += ["--rerank", "tiny-qwen2-vl", "rerank_compute.rows_per_call=2"]
+    argv += ["rerank_compute.micro_batch_size=2"]
     assert main(argv) == 0
 
     summary = json.loads((out / "metrics.json").read_text())

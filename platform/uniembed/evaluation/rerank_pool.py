@@ -151,9 +151,14 @@ def score_on_pool(
     import ray.data
     from ray.data import ActorPoolStrategy
 
+    if not requests:  # no candidate-list task: no actor to start
+        return PoolRun([], 0, 0.0, 0.0)
     start = time.perf_counter()
     total_pairs = sum(len(r.candidates) for r in requests)
-    ds = ray.data.from_arrow(request_table(requests)).map_batches(
+    table, step = request_table(requests), compute.rows_per_call
+    # One block per actor call, so results (and progress lines) stream back call by call.
+    blocks = [table.slice(i, step) for i in range(0, table.num_rows, step)]
+    ds = ray.data.from_arrow(blocks).map_batches(
         RerankWorker,
         fn_constructor_args=(options,),
         compute=ActorPoolStrategy(size=compute.num_actors),
