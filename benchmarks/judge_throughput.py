@@ -1,12 +1,25 @@
-"""Judge throughput: shared-prefix KV cache against one pair at a time, same model and pairs.
+"""Judge throughput: the packed shared-prefix path against the padded cache-copy path and
+a bare forward of the same tokens, same model and pairs, measured in one run.
 
-    python benchmarks/judge_throughput.py [--model smollm2-135m] [--queries 4] [--k 50]
+    python benchmarks/judge_throughput.py [--model smollm2-135m] [--queries 4] [--k 21]
+        [--batch-size 16] [--threads 1,2] [--single]
 
 Each query is a WordNet usage sentence behind its task instruction (the long part); its K
 candidates are short dictionary definitions from ``data/demo/wordnet`` (the gold one and
-K-1 others, fixed seed). Per query both methods run back to back, in alternating order,
-so load changes on a shared machine hit both alike. Prints pairs/s of each, their ratio,
-the mean prefix/suffix token counts, the largest score difference, and the load average.
+K-1 others, fixed seed); K=21 and batch size 16 are the mine job's defaults (20 candidates
+and the positive, ``judge.compute.micro_batch_size``). Methods, per query back to back in
+rotating order so load changes on a shared machine hit all alike:
+
+* ``packed``: ``JudgeScorer.score`` as shipped (candidates packed behind the prefix);
+* ``expanded``: the same with ``packs_candidates = False``: padded candidate batches on
+  copies of the prefix KV cache (the path before packing);
+* ``bare forward``: only the model forward of the packed tokens (inputs captured from a
+  ``score`` call with all K candidates in one forward), the ceiling: the gap to it is
+  everything that is not model compute (prompts, tokenisation, masks, Python);
+* ``one at a time`` (``--single``): each full prompt alone, no sharing.
+
+Prints pairs/s per method and thread count, ratios to ``expanded`` and to the ceiling,
+the mean prefix/suffix token counts, the largest score difference and the load average.
 ``--model tiny-qwen2-vl`` gives a quick run.
 """
 
@@ -17,7 +30,9 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,10 +63,59 @@ def demo_pairs(n_queries: int, k: int, seed: int = 0) -> list[tuple[JudgeInput, 
     return out
 
 
-def _timed(fn, *args, **kwargs) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
+def captured_forward(judge: JudgeScorer, query: JudgeInput, cands: list[JudgeInput]) -> dict:
+    """The keyword arguments of the model forward that scores all ``cands`` in one pass."""
+    seen: list[dict[str, Any]] = []
+
+    def hook(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        seen.append(dict(kwargs))
+
+    handle = judge.model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        judge.score(query, cands, batch_size=len(cands))
+    finally:
+        handle.remove()
+    if len(seen) != 1:
+        raise SystemExit(f"expected one forward for a packed query, saw {len(seen)}")
+    return seen[0]
+
+
+def _bare(judge: JudgeScorer, kwargs: dict) -> None:
+    with torch.inference_mode():
+        judge.model(**kwargs)
+
+
+def _methods(judge: JudgeScorer, batch_size: int, single: bool) -> dict[str, Callable]:
+    def packed(q: JudgeInput, cands: list[JudgeInput], _kw: dict) -> np.ndarray:
+        judge.packs_candidates = True
+        return judge.score(q, cands, batch_size=batch_size)
+
+    def expanded(q: JudgeInput, cands: list[JudgeInput], _kw: dict) -> np.ndarray:
+        judge.packs_candidates = False
+        try:
+            return judge.score(q, cands, batch_size=batch_size)
+        finally:
+            judge.packs_candidates = True
+
+    methods = {
+        "expanded": expanded,
+        "packed": packed,
+        "bare forward": lambda q, cands, kw: _bare(judge, kw),
+    }
+    if single:
+        methods["one at a time"] = lambda q, cands, kw: judge.score_pairs([(q, c) for c in cands])
+    return methods
+
+
+def _token_counts(judge: JudgeScorer, work: list) -> tuple[float, float]:
+    prefix_tokens, suffix_tokens = [], []
+    for query, candidates in work:
+        p, _ = judge._split(query, candidates[0])
+        prefix_tokens.append(len(judge._token_ids(p)))
+        for c in candidates:
+            full = judge._token_ids(p + judge._split(query, c)[1])
+            suffix_tokens.append(len(full) - prefix_tokens[-1])
+    return float(np.mean(prefix_tokens)), float(np.mean(suffix_tokens))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,57 +123,62 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--queries", type=int, default=4)
-    parser.add_argument("--k", type=int, default=50, help="candidates per query")
-    parser.add_argument("--batch-size", type=int, default=16, help="suffixes per forward")
+    parser.add_argument("--k", type=int, default=21, help="candidates per query")
+    parser.add_argument("--batch-size", type=int, default=16, help="candidates per forward")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", default=None, help="torch CPU thread counts to compare, e.g. 1,2"
+    )
+    parser.add_argument("--single", action="store_true", help="also time one pair at a time")
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else [None]
 
     start = time.perf_counter()
     judge = JudgeScorer.load(args.model, device=args.device)
     print(f"model {args.model} on {args.device}: loaded in {time.perf_counter() - start:.1f} s")
     work = demo_pairs(args.queries, args.k)
-    prefix, suffix = judge._split(*[(q, c[0]) for q, c in work][0])
+    prefix, suffix = judge._split(work[0][0], work[0][1][0])
     print(f"prompt of one pair ({len(prefix)} + {len(suffix)} chars):\n{prefix + suffix}")
+    captured = [captured_forward(judge, q, c) for q, c in work]
+    methods = _methods(judge, args.batch_size, args.single)
     # Warm-up: first calls allocate and pick kernels.
-    judge.score(work[0][0], work[0][1][:4], batch_size=args.batch_size)
-    judge.score_pairs([(work[0][0], c) for c in work[0][1][:2]])
+    for fn in methods.values():
+        fn(work[0][0], work[0][1], captured[0])
 
-    shared_s = single_s = 0.0
-    max_diff = 0.0
-    prefix_tokens, suffix_tokens = [], []
+    seconds = {(t, m): 0.0 for t in thread_counts for m in methods}
+    scores: dict[str, list[np.ndarray]] = {m: [] for m in methods if m != "bare forward"}
+    runs = [(t, m) for t in thread_counts for m in methods]
     for i, (query, candidates) in enumerate(work):
-        pairs = [(query, c) for c in candidates]
-        runs = ["shared", "single"] if i % 2 == 0 else ["single", "shared"]
-        for run in runs:
-            if run == "shared":
-                shared, t = _timed(judge.score, query, candidates, batch_size=args.batch_size)
-                shared_s += t
-            else:
-                single, t = _timed(judge.score_pairs, pairs)
-                single_s += t
-        max_diff = max(max_diff, float(np.abs(shared - single).max()))
-        p, _ = judge._split(query, candidates[0])
-        prefix_tokens.append(len(judge._token_ids(p)))
-        for c in candidates:
-            suffix_tokens.append(
-                len(judge._token_ids(p + judge._split(query, c)[1])) - prefix_tokens[-1]
-            )
-        print(f"query {i + 1}/{len(work)}: shared {shared_s:.1f} s, single {single_s:.1f} s so far")
+        shift = i % len(runs)
+        for t, m in runs[shift:] + runs[:shift]:
+            if t is not None:
+                torch.set_num_threads(t)
+            begin = time.perf_counter()
+            result = methods[m](query, candidates, captured[i])
+            seconds[t, m] += time.perf_counter() - begin
+            if m in scores and (t == thread_counts[0]):
+                scores[m].append(result)
+        print(f"query {i + 1}/{len(work)} done", flush=True)
 
     n = sum(len(c) for _, c in work)
     load = os.getloadavg()
+    prefix_tokens, suffix_tokens = _token_counts(judge, work)
     print(f"pairs: {n} ({len(work)} queries x {args.k} candidates), batch size {args.batch_size}")
-    print(
-        f"tokens: prefix {np.mean(prefix_tokens):.0f}, suffix {np.mean(suffix_tokens):.1f} (mean)"
-    )
-    print(f"shared prefix : {n / shared_s:8.2f} pairs/s")
-    print(f"one at a time : {n / single_s:8.2f} pairs/s")
-    print(f"ratio         : {single_s / shared_s:8.2f}x")
-    print(f"max |score difference|: {max_diff:.2e}")
-    print(f"torch threads {torch.get_num_threads()}, load average {load[0]:.1f} {load[1]:.1f}")
+    print(f"tokens: prefix {prefix_tokens:.0f}, suffix {suffix_tokens:.1f} (mean)")
+    print(f"{'threads':>7}  {'method':<14} {'pairs/s':>8} {'x expanded':>10} {'of ceiling':>10}")
+    for t in thread_counts:
+        label = str(t if t is not None else torch.get_num_threads())
+        for m in methods:
+            s = seconds[t, m]
+            ratio = seconds[t, "expanded"] / s
+            ceiling = seconds[t, "bare forward"] / s
+            print(f"{label:>7}  {m:<14} {n / s:8.2f} {ratio:9.2f}x {100 * ceiling:9.0f}%")
+    reference = np.concatenate(scores["expanded"])
+    for m, got in scores.items():
+        if m != "expanded":
+            diff = np.abs(np.concatenate(got) - reference).max()
+            print(f"max |{m} - expanded| score: {diff:.2e}")
+    print(f"load average {load[0]:.1f} {load[1]:.1f} on {os.cpu_count()} cores")
     return 0
 
 

@@ -9,6 +9,20 @@ from uniembed.sections import ActorPoolSection, ModelSection, RaySection, Storag
 
 
 @dataclass
+class RerankPoolSection(ActorPoolSection):
+    """The reranker's actor pool (as the mine job's ``judge.compute``).
+
+    ``micro_batch_size`` is candidates per forward, ``rows_per_call`` queries per actor
+    call (and per progress line). Embedding is over when the rerank runs, so an actor may
+    take a whole CPU (Ray then gives it one torch thread).
+    """
+
+    cpus_per_actor: float = 1.0
+    micro_batch_size: int = field(default=16, metadata={"help": "candidates per forward pass"})
+    rows_per_call: int = field(default=16, metadata={"help": "queries per actor call"})
+
+
+@dataclass
 class EvalConfig:
     """python jobs/evaluate.py --model NAME --data URI [--data URI ...] --output URI"""
 
@@ -27,6 +41,7 @@ class EvalConfig:
         metadata={"help": "reranker (folder, URI or name) re-scoring each query's top-k"},
     )
     rerank_top_k: int = field(default=10, metadata={"help": "candidates the reranker scores"})
+    rerank_compute: RerankPoolSection = field(default_factory=RerankPoolSection)
     groups: str | None = field(
         default=None, metadata={"help": "YAML {group: [task, ...]}; default MMEB's CLS/VQA/RET/VG"}
     )

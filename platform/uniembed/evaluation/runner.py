@@ -110,24 +110,36 @@ def _rerank(
     failed: Mapping[str, str],
     ours: EvalResults,
 ) -> None:
-    """Re-score the top-k of every candidate-list task with ``cfg.rerank`` (in place); the
-    embedder-alone numbers stay in the report's extras."""
-    import torch
-
-    from uniembed.evaluation.rerank import rerank_tasks
-    from uniembed.reranker.scorer import JudgeScorer
+    """Re-score the top-k of every candidate-list task with ``cfg.rerank`` on the judge
+    actor pool (in place); the embedder-alone numbers stay in the report's extras."""
+    from uniembed.evaluation.rerank import finish_rerank, plan_rerank
+    from uniembed.evaluation.rerank_pool import score_on_pool
+    from uniembed.mining.judge_stage import JudgeOptions
+    from uniembed.runtime import actor_resources, resolve_device
     from uniembed.training.export import download_model
 
     assert cfg.rerank is not None
     start = time.perf_counter()
-    device = cfg.model.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    pool = cfg.rerank_compute
+    device = resolve_device(cfg.model)
     source = download_model(cfg.rerank) if storage.is_remote(cfg.rerank) else cfg.rerank
-    scorer = JudgeScorer.load(source, device=device)
-    reranked = rerank_tasks(tasks, plan, run.embeddings, failed, scorer, cfg.rerank_top_k, cfg.ks)
+    rerank = plan_rerank(tasks, plan, run.embeddings, failed, cfg.rerank_top_k)
+    options = JudgeOptions(
+        model=source,
+        device=device,
+        batch_size=pool.micro_batch_size,
+        s3=storage.get_options(),
+        cpu_threads=pool.cpu_threads,
+    )
+    scored = score_on_pool(rerank.requests, options, pool, actor_resources(pool, device))
+    reranked = finish_rerank(rerank, scored.scores, cfg.ks)
     ours.extra["Reranker"] = f"{cfg.rerank} (pairwise P(Yes) over the top {cfg.rerank_top_k})"
     ours.extra["Embedder alone"] = {n: round(ours.tasks[n].score, 4) for n in reranked}
+    ours.extra["Reranked queries"] = len(rerank.requests)
+    ours.extra["Reranked pairs"] = scored.n_pairs
+    ours.extra["Rerank throughput (pairs/s, stage wall time)"] = round(scored.pairs_per_s, 2)
+    judge_rate = scored.n_pairs / scored.judge_seconds if scored.judge_seconds else 0.0
+    ours.extra["Rerank throughput (pairs/s, in the judge)"] = round(judge_rate, 2)
     ours.tasks.update(reranked)
     ours.timings["rerank"] = time.perf_counter() - start
 

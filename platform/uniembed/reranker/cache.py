@@ -76,15 +76,20 @@ def can_share(cache: Any) -> bool:
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
 
-def expand_cache(prefix: Any, batch: int, config: Any) -> DynamicCache:
+def expand_cache(prefix: Any, batch: int, config: Any, length: int | None = None) -> DynamicCache:
     """A fresh ``DynamicCache`` holding ``prefix``'s keys/values (1, heads, p, dim) repeated
-    to ``batch`` rows; ``prefix`` itself is left untouched for the next batch.
+    to ``batch`` rows; ``prefix`` itself is left untouched for the next batch. ``length``
+    keeps only the first tokens of ``prefix`` (default: all).
 
     The expanded tensors are views; ``DynamicLayer.update`` concatenates the suffix keys
     onto them, which materialises a new tensor per layer, so no batch writes into another.
+    With ``batch`` 1 that concatenation is the only copy.
     """
     data = [
-        (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
+        (
+            layer.keys[:, :, :length].expand(batch, -1, -1, -1),
+            layer.values[:, :, :length].expand(batch, -1, -1, -1),
+        )
         for layer in prefix.layers
     ]
     return DynamicCache(ddp_cache_data=data, config=config)

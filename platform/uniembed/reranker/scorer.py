@@ -8,11 +8,14 @@ Two ways to score, one forward function:
 
 * :meth:`JudgeScorer.score_pairs` runs each full prompt alone (no padding, no cache, the
   model computes its own positions): the reference and the baseline.
-* :meth:`JudgeScorer.score` runs the query prefix once with ``use_cache=True`` and the
-  candidate suffixes in right-padded batches on a copy of that cache, with explicit
-  positions (``judge_cache``), an attention mask over prefix + suffix, and logits taken
-  at each suffix's last real token. Candidate images travel with their suffix
-  (``pixel_values``/``image_grid_thw`` of the batch).
+* :meth:`JudgeScorer.score` computes the query prefix once. By default
+  (``packs_candidates``) the candidate suffixes are packed end to end in one row behind
+  the prefix, with a block attention mask and positions restarting after the prefix
+  (``judge_pack``): no padding and no cache copies. Otherwise (attention kernels that
+  take no custom mask, such as flash-attention) the prefix runs with ``use_cache=True``
+  and the suffixes in right-padded batches on copies of that cache (``judge_cache``).
+  Either way positions are explicit, logits are taken at each suffix's last real token,
+  and candidate images travel with their suffix (``pixel_values``/``image_grid_thw``).
 
 Yes/No token ids: the first token of the answer as the model would emit it right after the
 generation prompt, tokenised in context: ``Yes`` after a newline or special token
@@ -37,6 +40,7 @@ from uniembed.models.registry import (
     torch_dtype_for,
 )
 from uniembed.reranker import cache as judge_cache
+from uniembed.reranker import pack as judge_pack
 from uniembed.reranker.prompts import (
     NO,
     SPLIT_ANCHOR,
@@ -65,6 +69,10 @@ class JudgeScorer:
         yes_token_id, no_token_id: the answer tokens whose logits are compared.
         shares_prefix: False when the load-time probe found that this tokenizer or cache
             cannot split at the query/candidate boundary; ``score`` then runs pair by pair.
+        packs_candidates: True when ``score`` packs a query's candidates in one row behind
+            its prefix (the attention reads a custom mask and every layer sees the whole
+            sequence); False: batches of padded suffixes on copies of the prefix cache.
+            Settable, to compare the two.
     """
 
     def __init__(
@@ -90,6 +98,10 @@ class JudgeScorer:
         self._anchor_ids = self._encode([SPLIT_ANCHOR], [])["input_ids"][0].tolist()
         self.yes_token_id, self.no_token_id = self._answer_token_ids()
         self.shares_prefix = self._split_is_clean()
+        self._attention = judge_pack.attention_implementation(model)
+        self.packs_candidates = (
+            self._attention in judge_pack.MASKABLE_ATTENTION and self._attends_to_everything()
+        )
 
     # --- loading -----------------------------------------------------------------------
     @classmethod
@@ -215,7 +227,33 @@ class JudgeScorer:
                 return False
         return True
 
-    # --- forward (the one code path) ---------------------------------------------------
+    def _attends_to_everything(self) -> bool:
+        """True when a forward's KV cache is full attention in every layer (no sliding
+        window or recurrent state), probed on one token."""
+        ids = torch.tensor([self._anchor_ids], device=next(self.model.parameters()).device)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        return judge_cache.can_share(out.past_key_values)
+
+    # --- forward -----------------------------------------------------------------------
+    def _positions(
+        self, batch: dict[str, torch.Tensor], mask: torch.Tensor, offset: int
+    ) -> torch.Tensor:
+        """Explicit positions of a right-padded segment starting at ``offset``."""
+        return judge_cache.positions(
+            self._rope_index,
+            batch["input_ids"],
+            mask,
+            self.image_token_id,
+            batch.get("image_grid_thw"),
+            offset=offset,
+        )
+
+    def _p_yes(self, logits: torch.Tensor) -> torch.Tensor:
+        """P(Yes) (n,) float32 from answer-position logits (n, vocab)."""
+        pair = logits[:, [self.yes_token_id, self.no_token_id]].float()
+        return torch.softmax(pair, dim=-1)[:, 0]
+
     def _yes_probability(
         self,
         batch: dict[str, torch.Tensor],
@@ -235,8 +273,7 @@ class JudgeScorer:
             use_cache=past is not None,
             logits_to_keep=judge_cache.last_token_positions(suffix_mask),
         )
-        pair = out.logits[:, 0, [self.yes_token_id, self.no_token_id]].float()
-        return torch.softmax(pair, dim=-1)[:, 0]
+        return self._p_yes(out.logits[:, 0])
 
     # --- scoring -----------------------------------------------------------------------
     def score_pairs(self, pairs: Sequence[tuple[JudgeInput, JudgeInput]]) -> np.ndarray:
@@ -258,8 +295,10 @@ class JudgeScorer:
     ) -> np.ndarray:
         """P(Yes) of each candidate for ``query``: (c,) float32, in candidate order.
 
-        The query prefix is encoded once; candidates run ``batch_size`` at a time on copies
-        of its KV cache (sorted by length to limit padding).
+        The query prefix is encoded and computed once; candidates run ``batch_size`` per
+        forward: packed in one row behind the prefix (``packs_candidates``, the first
+        chunk in the prefix's own forward, later ones on its KV cache), or as padded rows
+        on copies of the prefix cache, sorted by length.
         """
         if batch_size < 1:
             raise ValueError(f"{self.name}: batch_size must be >= 1, got {batch_size}")
@@ -274,33 +313,86 @@ class JudgeScorer:
         prefix = splits[0][0]
         if any(p != prefix for p, _ in splits):
             raise ValueError(f"{self.name}: the chat template makes the query prefix differ")
+        suffixes = [suffix for _, suffix in splits]
         with torch.inference_mode():
             prefix_batch = self._encode([prefix], [query.image] if query.image else [])
-            prefix_pos = judge_cache.positions(
-                self._rope_index,
-                prefix_batch["input_ids"],
-                prefix_batch["attention_mask"],
-                self.image_token_id,
-                prefix_batch.get("image_grid_thw"),
-                offset=0,
-            )
+            if self.packs_candidates:
+                return self._score_packed(prefix_batch, suffixes, candidates, batch_size)
+            return self._score_expanded(query, prefix_batch, suffixes, candidates, batch_size)
+
+    def _score_packed(
+        self,
+        prefix_batch: dict[str, torch.Tensor],
+        suffixes: list[str],
+        candidates: Sequence[JudgeInput],
+        batch_size: int,
+    ) -> np.ndarray:
+        prefix_pos = self._positions(prefix_batch, prefix_batch["attention_mask"], 0)
+        prefix_len, start = prefix_pos.shape[-1], judge_cache.next_position(prefix_pos)
+        del prefix_batch["attention_mask"]  # replaced by the block mask
+        device = prefix_pos.device
+        scores = np.zeros(len(candidates), dtype=np.float32)
+        cache = None
+        for lo in range(0, len(candidates), batch_size):
+            rows = list(range(lo, min(lo + batch_size, len(candidates))))
+            images = [candidates[i].image for i in rows if candidates[i].image is not None]
+            chunk = self._encode_suffixes([suffixes[i] for i in rows], images)
+            suffix_mask = chunk.pop("attention_mask")
+            lengths = judge_pack.candidate_lengths(suffix_mask)
+            positions = judge_pack.packed_rows(self._positions(chunk, suffix_mask, start), lengths)
+            inputs = {
+                k: judge_pack.packed_rows(v, lengths) if k in _SEQUENCE_KEYS else v
+                for k, v in chunk.items()
+            }
+            first, more = lo == 0, lo + batch_size < len(candidates)
+            if first:  # the prefix runs in the same forward, ahead of the candidates
+                inputs = _joined(prefix_batch, inputs)
+                positions = torch.cat([prefix_pos, positions], dim=-1)
+            allowed = judge_pack.allowed_attention(prefix_len, lengths, with_prefix=first)
+            param = next(self.model.parameters())
             out = self.model(
-                **prefix_batch, position_ids=prefix_pos, use_cache=True, logits_to_keep=1
+                **inputs,
+                attention_mask=judge_pack.attention_mask_4d(
+                    allowed, self._attention, param.dtype
+                ).to(device),
+                position_ids=positions,
+                past_key_values=None
+                if first
+                else judge_cache.expand_cache(cache, 1, self.model.config, prefix_len),
+                use_cache=more or not first,
+                logits_to_keep=judge_pack.last_tokens(prefix_len if first else 0, lengths).to(
+                    device
+                ),
             )
-            cache = out.past_key_values
-            if not judge_cache.can_share(cache):
-                return self.score_pairs([(query, c) for c in candidates])
-            start = judge_cache.next_position(prefix_pos)
-            order = sorted(
-                range(len(candidates)),
-                key=lambda i: (candidates[i].image is not None, len(splits[i][1])),
-            )
-            scores = np.zeros(len(candidates), dtype=np.float32)
-            for lo in range(0, len(order), batch_size):
-                rows = order[lo : lo + batch_size]
-                scores[rows] = self._score_suffixes(
-                    cache, start, [splits[i][1] for i in rows], [candidates[i] for i in rows]
-                ).numpy()
+            if first and more:
+                cache = out.past_key_values
+            scores[rows] = self._p_yes(out.logits[0]).cpu().numpy()
+        return scores
+
+    def _score_expanded(
+        self,
+        query: JudgeInput,
+        prefix_batch: dict[str, torch.Tensor],
+        suffixes: list[str],
+        candidates: Sequence[JudgeInput],
+        batch_size: int,
+    ) -> np.ndarray:
+        prefix_pos = self._positions(prefix_batch, prefix_batch["attention_mask"], 0)
+        out = self.model(**prefix_batch, position_ids=prefix_pos, use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        if not judge_cache.can_share(cache):
+            return self.score_pairs([(query, c) for c in candidates])
+        start = judge_cache.next_position(prefix_pos)
+        order = sorted(
+            range(len(candidates)),
+            key=lambda i: (candidates[i].image is not None, len(suffixes[i])),
+        )
+        scores = np.zeros(len(candidates), dtype=np.float32)
+        for lo in range(0, len(order), batch_size):
+            rows = order[lo : lo + batch_size]
+            scores[rows] = self._score_suffixes(
+                cache, start, [suffixes[i] for i in rows], [candidates[i] for i in rows]
+            ).numpy()
         return scores
 
     def _score_suffixes(
@@ -310,15 +402,22 @@ class JudgeScorer:
         batch = self._encode_suffixes(suffixes, images)
         suffix_mask = batch["attention_mask"]
         n, prefix_len = suffix_mask.shape[0], cache.get_seq_length()
-        position_ids = judge_cache.positions(
-            self._rope_index,
-            batch["input_ids"],
-            suffix_mask,
-            self.image_token_id,
-            batch.get("image_grid_thw"),
-            offset=start,
-        )
+        position_ids = self._positions(batch, suffix_mask, start)
         ones = torch.ones(n, prefix_len, dtype=suffix_mask.dtype, device=suffix_mask.device)
         batch["attention_mask"] = torch.cat([ones, suffix_mask], dim=1)
         past = judge_cache.expand_cache(cache, n, self.model.config)
         return self._yes_probability(batch, suffix_mask, past, position_ids).cpu()
+
+
+def _joined(
+    head: dict[str, torch.Tensor], tail: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Model inputs of ``head`` followed by ``tail``: token-aligned values joined along
+    the sequence, others (``pixel_values``, ``image_grid_thw``) in image order."""
+    out = dict(head)
+    for key, value in tail.items():
+        if key not in out:
+            out[key] = value
+        else:
+            out[key] = torch.cat([out[key], value], dim=-1 if key in _SEQUENCE_KEYS else 0)
+    return out
