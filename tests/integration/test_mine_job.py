@@ -237,14 +237,15 @@ def test_mine_job_s3(local_run: tuple[Path, Path], s3_bucket: str) -> None:
 def test_mine_default_config_runs(
     ray_start_2_cpus: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``python jobs/mine.py`` with no arguments: WordNet, minilm + smollm2-135m (only the
-    output folder is redirected)."""
+    """``python jobs/mine.py`` with no arguments: WordNet, minilm + the shipped trained judge
+    (only the output folder is redirected); the judge passes its sanity check and decides."""
     from jobs.mine import main
 
     monkeypatch.chdir(Path(__file__).parents[2])
     out = tmp_path / "out"
     assert main([f"output={out}"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["embedder"] == "minilm" and report["judge"] == "smollm2-135m"
-    assert report["rows_written"] > 0 and report["auc"] is not None
+    assert report["embedder"] == "minilm" and report["judge"] == "smollm2-135m-judge"
+    assert report["sanity"]["action"] == "judge" and report["score_source"] == "judge"
+    assert report["rows_written"] > 0 and report["auc"] >= report["auc_floor"]
     assert report["true_fn_retrieved"] > 0  # the demo's identical definitions are found

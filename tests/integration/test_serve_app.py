@@ -83,6 +83,8 @@ def served(ray_start_2_cpus, tmp_path_factory):  # noqa: ANN001, ANN201
             model=ModelSection(name="tiny-qwen2-vl", device="cpu"),
             compute=ActorPoolSection(cpus_per_actor=0.25, micro_batch_size=8, rows_per_call=32),
             index=IndexSection(kind="flat"),
+            # the corpus names the demo's clip-art images where they lie, outside its folder
+            image_prefixes=[str(Path(demo_path(OPENCLIPART_PAIRS)).parent)],
         )
     )
     assert summary.rows_out == 30 and summary.index == f"{out}/index.faiss"
