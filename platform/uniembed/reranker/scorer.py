@@ -327,6 +327,8 @@ class JudgeScorer:
         candidates: Sequence[JudgeInput],
         batch_size: int,
     ) -> np.ndarray:
+        """Candidates ``batch_size`` at a time packed in one row (``judge_pack``): the first
+        chunk behind the prefix in one forward, later chunks on the prefix's KV cache."""
         prefix_pos = self._positions(prefix_batch, prefix_batch["attention_mask"], 0)
         prefix_len, start = prefix_pos.shape[-1], judge_cache.next_position(prefix_pos)
         del prefix_batch["attention_mask"]  # replaced by the block mask
@@ -335,15 +337,9 @@ class JudgeScorer:
         cache = None
         for lo in range(0, len(candidates), batch_size):
             rows = list(range(lo, min(lo + batch_size, len(candidates))))
-            images = [candidates[i].image for i in rows if candidates[i].image is not None]
-            chunk = self._encode_suffixes([suffixes[i] for i in rows], images)
-            suffix_mask = chunk.pop("attention_mask")
-            lengths = judge_pack.candidate_lengths(suffix_mask)
-            positions = judge_pack.packed_rows(self._positions(chunk, suffix_mask, start), lengths)
-            inputs = {
-                k: judge_pack.packed_rows(v, lengths) if k in _SEQUENCE_KEYS else v
-                for k, v in chunk.items()
-            }
+            inputs, positions, lengths = self._packed_chunk(
+                [suffixes[i] for i in rows], [candidates[i] for i in rows], start
+            )
             first, more = lo == 0, lo + batch_size < len(candidates)
             if first:  # the prefix runs in the same forward, ahead of the candidates
                 inputs = _joined(prefix_batch, inputs)
@@ -368,6 +364,22 @@ class JudgeScorer:
                 cache = out.past_key_values
             scores[rows] = self._p_yes(out.logits[0]).cpu().numpy()
         return scores
+
+    def _packed_chunk(
+        self, suffixes: list[str], candidates: list[JudgeInput], start: int
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[int]]:
+        """Model inputs of ``suffixes`` laid end to end in one row, their positions (each
+        starting at ``start``) and their token counts."""
+        images = [c.image for c in candidates if c.image is not None]
+        chunk = self._encode_suffixes(suffixes, images)
+        suffix_mask = chunk.pop("attention_mask")
+        lengths = judge_pack.candidate_lengths(suffix_mask)
+        positions = judge_pack.packed_rows(self._positions(chunk, suffix_mask, start), lengths)
+        inputs = {
+            k: judge_pack.packed_rows(v, lengths) if k in _SEQUENCE_KEYS else v
+            for k, v in chunk.items()
+        }
+        return inputs, positions, lengths
 
     def _score_expanded(
         self,
