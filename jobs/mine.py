@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         scores = "no judge: the embedder's similarities chose the negatives"
     print(
         f"mined {report.rows_written}/{report.queries} queries into {cfg.output} "
-        f"(quarantined {sum(report.quarantined.values())}); {scores}; "
+        f"(quarantined {sum(report.quarantined.values()) + report.rows_without_negatives}); "
+        f"{scores}; "
         f"report {cfg.output.rstrip('/')}/report.md"
     )
     return code

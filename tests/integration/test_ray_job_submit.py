@@ -103,7 +103,7 @@ def test_embed_job_writes_embeddings_to_s3(
     argv += ["--output", out, "model.device=auto", "index.kind=flat"]
     res = _submit(cluster, argv, _runtime_env(s3_server), timeout_s=600)
     assert res.succeeded, res.output[-4000:]
-    assert "embedded 30/30 rows (0 quarantined)" in res.output, res.output[-2000:]
+    assert "embedded 30/30 rows (0 quarantined; 0 truncated)" in res.output, res.output[-2000:]
     manifest = json.loads(storage.read_text(storage.join(out, "_SUCCESS.json")))
     assert (manifest["rows_in"], manifest["rows_out"], manifest["dim"]) == (30, 30, 64)
     assert storage.exists(storage.join(out, "index.faiss"))
