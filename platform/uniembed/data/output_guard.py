@@ -81,7 +81,23 @@ def claim_output(output: str, job: str) -> None:
     storage.write_text(storage.join(output, OWNER_FILE), json.dumps({"job": job}) + "\n")
 
 
-def new_staging_folder(output: str) -> str:
-    """A fresh ``_staging-<time>-<random>`` folder URI inside ``output`` for one run."""
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+def new_run_id() -> str:
+    """``<time>-<random>``: names one run's staging folder and shard files."""
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def staging_folder(output: str, run_id: str) -> str:
+    """The run's ``_staging-<run_id>`` folder URI inside ``output``."""
     return storage.join(output, STAGING_PREFIX + run_id)
+
+
+def publish(staged: str, output: str, names: Sequence[str], manifest: str) -> None:
+    """Replace ``output``'s entries ``names`` (files or folders) with those of the finished
+    run in ``staged``. ``manifest`` goes first, so a half-replaced folder never looks
+    finished; the caller writes the new one (or lists it last in ``names``)."""
+    storage.delete(storage.join(output, manifest))
+    for name in names:
+        source, target = storage.join(staged, name), storage.join(output, name)
+        storage.delete(target)
+        if storage.exists(source) or storage.list_files(source):
+            storage.move(source, target)

@@ -32,10 +32,11 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data import shards
 from uniembed.data.output_guard import (
-    STAGING_PREFIX,
     check_output,
     claim_output,
-    new_staging_folder,
+    new_run_id,
+    publish,
+    staging_folder,
 )
 from uniembed.data.read import ReadOptions, input_files, input_root, read_items
 from uniembed.data.shards import QUARANTINE_DIR
@@ -118,17 +119,6 @@ def prepare_output(cfg: EmbedConfig) -> list[str]:
     return files
 
 
-def publish(staged: str, output: str) -> None:
-    """Replace the previous output's entries with the staged ones (the old manifest goes
-    first, so a half-replaced folder never looks finished)."""
-    storage.delete(storage.join(output, shards.MANIFEST))
-    for name in PUBLISHED:
-        target = storage.join(output, name)
-        storage.delete(target)
-        if storage.exists(storage.join(staged, name)):
-            storage.move(storage.join(staged, name), target)
-
-
 def _projector(model_name: str):  # noqa: ANN202 - a Ray UDF factory
     def project(good: pa.Table) -> pa.Table:
         emb = good[S.EMBEDDING].combine_chunks()
@@ -196,12 +186,12 @@ def run_embed(cfg: EmbedConfig) -> EmbedSummary:
         duplicates=find_duplicates(files, cfg.format, cfg.dedupe),
         dedupe=cfg.dedupe,
     )
-    staged = new_staging_folder(cfg.output)
-    run_id = staged.rstrip("/").rsplit("/", 1)[-1].removeprefix(STAGING_PREFIX)
+    run_id = new_run_id()
+    staged = staging_folder(cfg.output, run_id)
     claim_output(cfg.output, JOB)
     try:
         summary = _run_staged(cfg, device, read, run_id, staged)
-        publish(staged, cfg.output)
+        publish(staged, cfg.output, PUBLISHED, shards.MANIFEST)
         shards.write_manifest(cfg.output, summary.__dict__)
     finally:
         storage.delete(staged)

@@ -40,7 +40,9 @@ from uniembed.data.output_guard import (
     STAGING_PREFIX,
     check_output,
     claim_output,
-    new_staging_folder,
+    new_run_id,
+    publish,
+    staging_folder,
 )
 from uniembed.data.read import input_files, input_root
 from uniembed.data.shards import QUARANTINE_DIR
@@ -242,7 +244,7 @@ def prepare_output(cfg: MineConfig) -> str:
 
     With ``resume`` that is the output itself (finished shards are kept and skipped).
     Without it, a previous run's output stays untouched: the run works in a fresh staging
-    folder inside the output, and :func:`publish` replaces the previous entries only once
+    folder inside the output, and ``output_guard.publish`` replaces the previous entries once
     it has finished. A missing input or a folder holding files the mine job did not write
     fails before anything is written.
     """
@@ -260,19 +262,7 @@ def prepare_output(cfg: MineConfig) -> str:
         name = f[len(cfg.output.rstrip("/")) + 1 :].split("/", 1)[0]
         if name.startswith(STAGING_PREFIX):
             storage.delete(storage.join(cfg.output, name))
-    return new_staging_folder(cfg.output)
-
-
-def publish(work: str, output: str) -> None:
-    """Replace the previous run's entries of ``output`` with those of the finished run in
-    ``work`` (the old manifest goes first, the new one last), then drop ``work``."""
-    storage.delete(storage.join(output, shards.MANIFEST))
-    for name in PUBLISHED:
-        target = storage.join(output, name)
-        storage.delete(target)
-        if storage.exists(storage.join(work, name)) or storage.list_files(storage.join(work, name)):
-            storage.move(storage.join(work, name), target)
-    storage.delete(work)
+    return staging_folder(cfg.output, new_run_id())
 
 
 def run_mine(cfg: MineConfig) -> tuple[MineReport, int]:
@@ -287,7 +277,8 @@ def run_mine(cfg: MineConfig) -> tuple[MineReport, int]:
         check_resume(work, cfg)
     report, code = _run(dataclasses.replace(cfg, output=work))
     if work != cfg.output:
-        publish(work, cfg.output)
+        publish(work, cfg.output, PUBLISHED, shards.MANIFEST)
+        storage.delete(work)
     return report, code
 
 
