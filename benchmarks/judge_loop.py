@@ -2,6 +2,7 @@
 
     python benchmarks/judge_loop.py                      # sizes for a 2-core machine
     python benchmarks/judge_loop.py --queries 800 --rerank-steps 200 --tune-steps 100
+    python benchmarks/judge_loop.py --table                  # print the rows finished so far
 
 (a) mine the training split's queries with the zero-shot judge (``smollm2-135m``, its own
 scores kept: ``sanity.on_fail=continue``); (b) train the reranker on (a)'s rows; (c) mine
@@ -97,51 +98,65 @@ def _evaluate(model: str, out: Path) -> dict:
     return {"p@1": task["metrics"]["precision@1"], "mrr": task["metrics"]["mrr"]}
 
 
+def _done(path: Path, marker: str) -> bool:
+    return (path / marker).exists()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the loop; print the table; returns 0."""
+    """Run the loop (or, with ``--table``, only print what finished); print the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(REPO / "outputs" / "judge_loop"))
     p.add_argument("--queries", type=int, default=96, help="training-split queries mined")
     p.add_argument("--rerank-steps", type=int, default=40)
     p.add_argument("--tune-steps", type=int, default=30)
     p.add_argument("--no-shipped", dest="shipped", action="store_false", help="skip the (c') rows")
+    p.add_argument("--table", action="store_true", help="run nothing; print the finished rows")
     args = p.parse_args(argv)
     out = Path(args.out)
-    a = _mine(out / "a_zero_shot", "smollm2-135m", args.queries)
-    judge_b = _rerank(out / "a_zero_shot", out / "rerank", args.rerank_steps)
-    c = _mine(out / "c_trained", str(judge_b), args.queries)
-    base = _evaluate("minilm", out / "eval" / "base")
     steps = args.tune_steps
-    students = {
-        "a": _tune_and_eval(out / "a_zero_shot", "soft_label", "a-soft", out, steps),
-        "c": _tune_and_eval(out / "c_trained", "soft_label", "c-soft", out, steps),
-        "ci": _tune_and_eval(out / "c_trained", "infonce", "c-infonce", out, steps),
+    # The cheap, decisive rows first: the shipped judge's rows against the zero-shot ones; the
+    # reranker trained inside the loop (the slowest stage on a CPU) last.
+    plan = [("a", "smollm2-135m", "a_zero_shot", ["soft_label"])]
+    if args.shipped:
+        plan.append(("c'", "smollm2-135m-judge", "c_shipped", ["soft_label", "infonce"]))
+    plan.append(("c", None, "c_trained", ["soft_label", "infonce"]))
+    labels = {
+        "a": "(a) zero-shot smollm2-135m",
+        "c'": "(c') shipped smollm2-135m-judge",
+        "c": "(c) reranker trained on (a)",
     }
-    c2 = _mine(out / "c_shipped", "smollm2-135m-judge", args.queries) if args.shipped else None
-    if c2 is not None:
-        students["c2"] = _tune_and_eval(out / "c_shipped", "soft_label", "c2-soft", out, steps)
-        students["c2i"] = _tune_and_eval(out / "c_shipped", "infonce", "c2-infonce", out, steps)
+    table: list[tuple[str, dict, str, dict]] = []
+    base: dict | None = None
+    for key, judge, folder, losses in plan:
+        mined = out / folder
+        if args.table and not _done(mined, "report.json"):
+            continue
+        if not args.table:
+            if judge is None:
+                judge = str(_rerank(out / "a_zero_shot", out / "rerank", args.rerank_steps))
+            _mine(mined, judge, args.queries)
+            if base is None:
+                base = _evaluate("minilm", out / "eval" / "base")
+        report = json.loads((mined / "report.json").read_text())
+        for loss in losses:
+            name = f"{folder}-{loss}"
+            if args.table and not _done(out / "eval" / name, "metrics.json"):
+                continue
+            table.append((labels[key], report, loss, _tune_and_eval(mined, loss, name, out, steps)))
+    if _done(out / "eval" / "base", "metrics.json"):
+        base = _evaluate("minilm", out / "eval" / "base")
     cmd = " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))
     print(f"\n$ python benchmarks/judge_loop.py {cmd}")
     print(
         f"\n{args.queries} training-split queries mined (K=20); reranker {args.rerank_steps} "
-        f"steps; each student {args.tune_steps} steps x 16 rows; held-out eval.jsonl (200 q)\n"
+        f"steps; each student {steps} steps x 16 rows; held-out eval.jsonl (200 q)\n"
     )
     print("| rows from | judge AUC (calibration) | false negatives filtered | rows filled "
           "| student loss | p@1 | MRR |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
-    print(f"| - (base minilm, untuned) | - | - | - | - | {base['p@1']:.3f} | {base['mrr']:.3f} |")
-    rows = [
-        ("(a) zero-shot smollm2-135m", a, "soft_label", students["a"]),
-        ("(c) reranker trained on (a)", c, "soft_label", students["c"]),
-        ("(c) reranker trained on (a)", c, "infonce", students["ci"]),
-    ]
-    if c2 is not None:
-        rows += [
-            ("(c') shipped smollm2-135m-judge", c2, "soft_label", students["c2"]),
-            ("(c') shipped smollm2-135m-judge", c2, "infonce", students["c2i"]),
-        ]
-    for label, rep, loss, m in rows:
+    if base is not None:
+        print(f"| base minilm, untuned | - | - | - | - | {base['p@1']:.3f} | {base['mrr']:.3f} |")
+    for label, rep, loss, m in table:
         auc = rep["sanity"]["auc"] if rep.get("sanity") else None
         auc_s = "n/a" if auc is None else f"{auc:.3f}"
         print(
