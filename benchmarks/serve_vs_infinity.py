@@ -92,17 +92,19 @@ class Server:
             time.sleep(0.25)
 
     def stop(self) -> None:
-        """SIGINT (``serve run`` shuts Serve and its local Ray down), then SIGKILL."""
-        if self.proc is not None and self.proc.poll() is None:
-            pgid = os.getpgid(self.proc.pid)
-            os.killpg(pgid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
+        """SIGINT (``serve run`` shuts Serve and its local Ray down), then SIGKILL to what
+        is left of its process group (its own session: nobody else's processes)."""
+        if self.proc is not None:
+            pgid = self.proc.pid  # start_new_session: the group is the child's own pid
+            if self.proc.poll() is None:
+                os.killpg(pgid, signal.SIGINT)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    pass
             try:
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait()
         if self.log is not None:
@@ -154,11 +156,28 @@ def _row(name: str, rnd: int, cell: str, r: dict[str, Any]) -> str:
     )
 
 
-def measure(server: Server, rnd: int, args: argparse.Namespace, log_dir: Path) -> dict:
-    """Start ``server``, run every cell on it, stop it; its figures."""
+def start(make: Any, args: argparse.Namespace, log_dir: Path, tries: int = 3) -> tuple:
+    """A started server from ``make()``, its start-up seconds and its failed starts (on an
+    overloaded machine Ray's node start-up can time out: that start is counted, and
+    retried)."""
+    failures = 0
+    while True:
+        server = make()
+        try:
+            return server, server.start(args.startup_timeout, log_dir), failures
+        except (RuntimeError, TimeoutError) as e:
+            server.stop()
+            failures += 1
+            print(f"{server.name:<9} start failed ({e})", flush=True)
+            if failures >= tries:
+                raise
+
+
+def measure(make: Any, rnd: int, args: argparse.Namespace, log_dir: Path) -> dict:
+    """Start a server, run every cell on it, stop it; its figures."""
     out: dict[str, Any] = {}
+    server, out["startup_s"], out["failed_starts"] = start(make, args, log_dir)
     try:
-        out["startup_s"] = server.start(args.startup_timeout, log_dir)
         print(f"{server.name:<9} r{rnd} start-up {out['startup_s']:.1f} s", flush=True)
         for cell, clients, items in CELLS:
             load = os.getloadavg()[0]
@@ -188,6 +207,9 @@ def summary(results: dict[str, list[dict]]) -> list[str]:
         for name, runs in (("uniembed", a), ("infinity", b)):
             errors = sum(run[cell]["errors"] for run in runs)
             start = ", ".join(f"{run['startup_s']:.1f}" for run in runs)
+            failed = sum(run["failed_starts"] for run in runs)
+            if failed:
+                start += f" ({failed} failed)"
             lines.append(
                 f"| {cell} | {name} | {_median(runs, cell, 'rps'):.1f} | "
                 f"{_median(runs, cell, 'items_s'):.1f} | {_median(runs, cell, 'p50_ms'):.1f} | "
@@ -231,12 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(1, args.rounds + 1):
             order = names if rnd % 2 else names[::-1]
             for name in order:
-                server = (
-                    ours(Path(args.config), tmp)
-                    if name == "uniembed"
-                    else infinity(Path(args.infinity_venv), model_dir)
-                )
-                results[name].append(measure(server, rnd, args, log_dir))
+                if name == "uniembed":
+                    make = lambda: ours(Path(args.config), tmp)  # noqa: E731
+                else:
+                    make = lambda: infinity(Path(args.infinity_venv), model_dir)  # noqa: E731
+                results[name].append(measure(make, rnd, args, log_dir))
     if len(names) == 2:
         print()
         print("\n".join(summary(results)))
