@@ -176,7 +176,7 @@ def start(make: Any, args: argparse.Namespace, log_dir: Path, tries: int = 3) ->
 def measure(make: Any, rnd: int, args: argparse.Namespace, log_dir: Path) -> dict:
     """Start a server, run every cell on it, stop it; its figures."""
     out: dict[str, Any] = {}
-    server, out["startup_s"], out["failed_starts"] = start(make, args, log_dir)
+    server, out["startup_s"], out["failed_starts"] = start(make, args, log_dir, args.start_tries)
     try:
         print(f"{server.name:<9} r{rnd} start-up {out['startup_s']:.1f} s", flush=True)
         for cell, clients, items in CELLS:
@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=15.0, help="load per cell")
     p.add_argument("--warmup", type=float, default=2.0, help="load before each cell's window")
     p.add_argument("--startup-timeout", type=float, default=300.0)
+    p.add_argument("--start-tries", type=int, default=3, help="starts per server and round")
     p.add_argument("--only", choices=["uniembed", "infinity"], default=None)
     args = p.parse_args(argv)
 
