@@ -43,15 +43,19 @@ def _sentences(n: int = 512) -> list[str]:
 # --- the load generator (runs in its own process) -----------------------------------------
 async def _client(
     session: Any, url: str, texts: list[str], offset: int, t_start: float, t_end: float,
-    out: dict,
+    out: dict, items: int = 1,
 ) -> None:  # fmt: skip
     i = offset
     while True:
         start = time.perf_counter()
         if start >= t_end:
             return
+        if items == 1:
+            body: dict[str, Any] = {"input": texts[i % len(texts)]}
+        else:
+            body = {"input": [texts[(i + j) % len(texts)] for j in range(items)]}
         try:
-            async with session.post(url, json={"input": texts[i % len(texts)]}) as r:
+            async with session.post(url, json=body) as r:
                 await r.read()
                 ok = r.status == 200
         except Exception:  # noqa: BLE001 - counted as an error, the load goes on
@@ -62,7 +66,10 @@ async def _client(
         i += 7
 
 
-async def _load(url: str, clients: int, seconds: float, warmup: float) -> dict[str, Any]:
+async def _load(
+    url: str, clients: int, seconds: float, warmup: float, path: str = "/v1/embeddings",
+    items: int = 1,
+) -> dict[str, Any]:  # fmt: skip
     # aiohttp (a dependency of Ray Serve) costs the shared CPUs less per request than
     # httpx, so that the load generator takes less from the server it measures.
     import aiohttp
@@ -74,10 +81,11 @@ async def _load(url: str, clients: int, seconds: float, warmup: float) -> dict[s
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         now = time.perf_counter()
         t_start, t_end = now + warmup, now + warmup + seconds
-        target = f"{url}/v1/embeddings"
+        target = f"{url}{path}"
         await asyncio.gather(
-            *(_client(session, target, texts, k, t_start, t_end, out) for k in range(clients))
-        )
+            *(_client(session, target, texts, k, t_start, t_end, out, items)
+              for k in range(clients))
+        )  # fmt: skip
     lat = sorted(out["latencies"])
     return {
         "clients": clients,
@@ -89,10 +97,17 @@ async def _load(url: str, clients: int, seconds: float, warmup: float) -> dict[s
     }
 
 
-def run_load(url: str, clients: int, seconds: float, warmup: float) -> dict[str, Any]:
-    """Run the load generator in a separate Python process; its JSON result."""
+def run_load(
+    url: str, clients: int, seconds: float, warmup: float, path: str = "/v1/embeddings",
+    items: int = 1,
+) -> dict[str, Any]:  # fmt: skip
+    """Run the load generator in a separate Python process; its JSON result.
+
+    Each of ``clients`` posts ``items`` sentences per request to ``url + path``.
+    """
     cmd = [sys.executable, __file__, "--load-url", url, "--clients", str(clients),
-           "--seconds", str(seconds), "--warmup", str(warmup)]  # fmt: skip
+           "--seconds", str(seconds), "--warmup", str(warmup), "--load-path", path,
+           "--load-items", str(items)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -240,9 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=modes, default="both", help="ingress mode(s) to measure")
     p.add_argument("--setting-batch", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--load-url", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--load-path", default="/v1/embeddings", help=argparse.SUPPRESS)
+    p.add_argument("--load-items", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.load_url:  # the load-generator process
-        result = asyncio.run(_load(args.load_url, args.clients, args.seconds, args.warmup))
+        result = asyncio.run(
+            _load(args.load_url, args.clients, args.seconds, args.warmup, args.load_path,
+                  args.load_items)
+        )  # fmt: skip
         print(json.dumps(result))
         return 0
     if args.setting_batch is not None:  # one setting, in its own process

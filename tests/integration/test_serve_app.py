@@ -15,6 +15,7 @@ import base64
 import io
 import json
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -62,6 +63,23 @@ def _corpus(folder: Path) -> Path:
     path = folder / "corpus.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in items))
     return path
+
+
+def _wait_healthy(url: str, timeout_s: float = 300.0) -> None:
+    """Poll /healthz until every route is ready: embeddings answer at once, the index is
+    loaded (or the demo one built) in the background, and /healthz says 503 until then."""
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    while True:
+        r = httpx.get(url + "/healthz", timeout=30)
+        seen.append(r.status_code)
+        if r.status_code == 200:
+            assert r.json()["status"] == "ok" and all(r.json()["routes"].values())
+            return
+        assert r.status_code == 503 and r.json()["status"] == "starting", r.text
+        assert r.json()["routes"]["/v1/embeddings"] is True
+        assert time.monotonic() < deadline, f"{url} not ready: {r.text}"
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +131,10 @@ def served(ray_start_2_cpus, tmp_path_factory):  # noqa: ANN001, ANN201
     try:
         serve.run(build_app(secure), name="secure", route_prefix="/")
         serve.run(build_app(open_), name="open", route_prefix="/open")
-        yield {"url": f"http://127.0.0.1:{port}", "corpus": corpus}
+        url = f"http://127.0.0.1:{port}"
+        for prefix in ("", "/open"):
+            _wait_healthy(url + prefix)
+        yield {"url": url, "corpus": corpus}
     finally:
         serve.shutdown()
 
@@ -231,7 +252,7 @@ def test_same_embedding_alone_and_in_a_full_batch(served, client) -> None:  # no
 
     inputs = _mixed_inputs()
     alone = np.concatenate([_embed(client, [x]) for x in inputs])
-    handle = serve.get_deployment_handle("Embedder", app_name="secure")
+    handle = serve.get_deployment_handle("Ingress", app_name="secure")
     before = handle.stats.remote().result()
     responses = asyncio.run(_concurrent(served["url"], [{"input": [x]} for x in inputs]))
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
@@ -282,6 +303,17 @@ def test_rerank(client) -> None:  # noqa: ANN001
     judge = JudgeScorer.load("tiny-text-lm")
     expected = judge.score(JudgeInput(text="cat"), [JudgeInput(text=d) for d in docs])
     np.testing.assert_allclose(scores, np.sort(expected)[::-1][:3], atol=1e-4)
+    # Infinity's /rerank: the same request (its raw_scores flag too), the same scores.
+    r = client.post(
+        "/rerank",
+        json={"query": "cat", "documents": docs, "top_n": 3, "return_documents": True,
+              "raw_scores": False},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    infinity = r.json()["results"]
+    assert [x["index"] for x in infinity] == [x["index"] for x in results]
+    assert [x["document"] for x in infinity] == [docs[x["index"]] for x in infinity]
+    np.testing.assert_allclose([x["relevance_score"] for x in infinity], scores, atol=1e-6)
     image_doc = {"query": "cat", "documents": ["x", {"image": _png_uri((8, 8), (1, 2, 3))}]}
     r = client.post("/v1/rerank", json=image_doc)
     assert r.status_code == 400 and r.json()["error"]["param"] == "documents[1].image"

@@ -102,3 +102,49 @@ def test_rerank_and_search(app, judge) -> None:  # noqa: ANN001
     assert DOCS[2].id in [h["id"] for h in body["results"]]
     r = _call(app, "POST", "/v1/search", {"query": DOCS[1].text, "top_k": 1})
     assert r.json()["results"][0]["id"] == "d1" and r.json()["results"][0]["score"] > 0.999
+
+
+def test_rerank_in_infinity_and_cohere_shapes(app, judge) -> None:  # noqa: ANN001
+    from uniembed.reranker.scorer import JudgeInput
+
+    docs = ["a cat", "a stone", "cats purr"]
+    want = judge.score(JudgeInput(text="cat"), [JudgeInput(text=d) for d in docs])
+    best = list(np.argsort(-want, kind="stable")[:2])
+    body = {"query": "cat", "documents": docs, "top_n": 2, "return_documents": True}
+    infinity = _call(app, "POST", "/rerank", {**body, "raw_scores": False})
+    assert infinity.status_code == 200, infinity.text
+    assert infinity.json()["object"] == "rerank"
+    results = infinity.json()["results"]
+    assert [x["index"] for x in results] == best
+    assert [x["document"] for x in results] == [docs[i] for i in best]  # the string, as sent
+    np.testing.assert_allclose([x["relevance_score"] for x in results], want[best], atol=1e-5)
+    cohere = _call(app, "POST", "/v1/rerank", body).json()["results"]
+    assert [(x["index"], x["document"]) for x in cohere] == [(i, {"text": docs[i]}) for i in best]
+    assert _call(app, "POST", "/rerank", body, key=None).status_code == 401
+    r = _call(app, "POST", "/rerank", {**body, "raw_scores": True})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "raw_scores"
+
+
+def test_float_and_base64_encodings_agree(app, tiny_qwen2_vl) -> None:  # noqa: ANN001
+    from uniembed.serving.vectors import from_base64
+
+    texts = ["a cat", "the stock market fell today"]
+    floats = _call(app, "POST", "/v1/embeddings", {"input": texts}).json()
+    b64 = _call(app, "POST", "/v1/embeddings", {"input": texts, "encoding_format": "base64"})
+    assert b64.status_code == 200, b64.text
+    want = tiny_qwen2_vl.embed([EmbedInput(text=t) for t in texts])
+    got_f = np.array([d["embedding"] for d in floats["data"]], np.float32)
+    got_b = np.stack([from_base64(d["embedding"]) for d in b64.json()["data"]])
+    # JSON floats carry each float32 exactly (shortest round-tripping form); base64 is bytes.
+    np.testing.assert_array_equal(got_f, got_b)
+    np.testing.assert_allclose(got_f, want, atol=1e-5)
+    assert [d["index"] for d in floats["data"]] == [0, 1] and floats["object"] == "list"
+    assert floats["usage"]["total_tokens"] == floats["usage"]["prompt_tokens"] > 0
+
+
+def test_health_names_each_route(app) -> None:  # noqa: ANN001
+    r = _call(app, "GET", "/healthz", key=None)
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "ok", body
+    assert body["routes"] == {"/v1/embeddings": True, "/v1/rerank": True, "/v1/search": True}
+    assert body["retriever"]["ready"] and body["retriever"]["count"] == len(DOCS)

@@ -1,9 +1,12 @@
-"""The Serve application: a FastAPI ingress composed with the model deployments by handles.
+"""The Serve application: a FastAPI ingress that holds the embedder, composed with the
+reranker and retriever deployments by handles.
 
-    HTTP -> Ingress (FastAPI: auth, limits, validation, image decoding)
-              -> Embedder (batched)   -> Reranker (batched)   -> Retriever (batched)
+    HTTP -> Ingress (FastAPI: auth, limits, validation, image decoding; the embedder,
+                     batched in-process)
+              -> Reranker (batched)   -> Retriever (batched; index loaded in the background)
 
-``serve run jobs/configs/serve.yaml`` calls :func:`build_app` with the file's ``args``.
+An embeddings request never leaves the replica that parsed it. ``serve run
+jobs/configs/serve.yaml`` calls :func:`build_app` with the file's ``args``.
 """
 
 from __future__ import annotations
@@ -14,34 +17,31 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
+from uniembed import storage
 from uniembed.serving.auth import load_api_key
-from uniembed.serving.backend import HandleBackend
+from uniembed.serving.backend import ServeBackend
 from uniembed.serving.config import ServeConfig, load_serve_config
-from uniembed.serving.deployments import (
-    EmbedderDeployment,
-    RerankerDeployment,
-    RetrieverDeployment,
-)
+from uniembed.serving.deployments import RerankerDeployment, RetrieverDeployment
+from uniembed.serving.embedder_host import EmbedderHost, load_served_embedder
 from uniembed.serving.http_app import create_http_app
 
 
 @serve.deployment(name="Ingress")
 @serve.ingress()
 class Ingress:
-    """The HTTP entry point; builds its FastAPI app once the handles are known."""
+    """The HTTP entry point and the embedder; builds its FastAPI app once loaded."""
 
-    def __init__(
-        self, cfg: ServeConfig, embedder: Any, reranker: Any | None, retriever: Any | None
-    ) -> None:
+    def __init__(self, cfg: ServeConfig, reranker: Any | None, retriever: Any | None) -> None:
         # Read the key now, so that a missing secret file fails the deployment at start-up.
         self.api_key = load_api_key(cfg.auth)
         self.cfg = cfg
-        batching = cfg.embedder.deployment
-        self.backend = HandleBackend(
-            embedder, reranker, retriever,
-            max_batch_size=batching.max_batch_size,
-            batch_wait_timeout_s=batching.batch_wait_timeout_s,
-        )  # fmt: skip
+        storage.configure(cfg.storage)
+        self.embedder = EmbedderHost(load_served_embedder(cfg.embedder), cfg.embedder)
+        self.backend = ServeBackend(self.embedder, reranker, retriever)
+
+    def stats(self) -> dict[int, int]:
+        """How many forward batches of each size (in inputs) this replica has run."""
+        return self.embedder.stats()
 
     async def __serve_build_asgi_app__(self) -> FastAPI:
         return await create_http_app(self.backend, self.cfg, self.api_key)
@@ -54,17 +54,17 @@ def build_app(args: dict[str, Any] | ServeConfig | None = None) -> Application:
         args: the ``args`` mapping of a Serve config file (see ``jobs/configs/serve.yaml``)
             or a :class:`ServeConfig`; validated here, so a typo fails before any replica
             starts.
+
+    The ingress replica holds the embedder, so it takes ``embedder.deployment``'s
+    resources, batching and autoscaling, plus ``ingress.num_cpus`` for the HTTP work.
     """
     cfg = load_serve_config(args)
     # Fail in the driver, before replicas start, when a secret file is configured but absent.
     load_api_key(cfg.auth)
-    embedder = EmbedderDeployment.options(**cfg.embedder.deployment.options()).bind(cfg)
     reranker = None
     if cfg.reranker.enabled:
         reranker = RerankerDeployment.options(**cfg.reranker.deployment.options()).bind(cfg)
     retriever = None
     if cfg.retriever.enabled:
-        retriever = RetrieverDeployment.options(**cfg.retriever.deployment.options()).bind(
-            cfg, embedder
-        )
-    return Ingress.options(**cfg.ingress.options()).bind(cfg, embedder, reranker, retriever)
+        retriever = RetrieverDeployment.options(**cfg.retriever.deployment.options()).bind(cfg)
+    return Ingress.options(**cfg.ingress_options()).bind(cfg, reranker, retriever)

@@ -82,11 +82,16 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+PROTECTED = ("/v1/", "/rerank")  # the API; /healthz and the docs stay open
+
+
 class ApiKeyMiddleware:
     """Check the API key of every request under ``protected`` before anything reads the
     body: an unauthenticated client learns nothing from the parser's errors."""
 
-    def __init__(self, app: ASGIApp, api_key: bytes | None, protected: str = "/v1/") -> None:
+    def __init__(
+        self, app: ASGIApp, api_key: bytes | None, protected: tuple[str, ...] = PROTECTED
+    ) -> None:
         self.app = app
         self.api_key = api_key
         self.protected = protected

@@ -1,8 +1,9 @@
-"""What the HTTP app calls: the three deployments behind handles, or local objects.
+"""What the HTTP app calls: the embedder, the reranker and the index.
 
 The HTTP app (:mod:`.http_app`) only knows the :class:`Backend` protocol. In Serve it is a
-:class:`HandleBackend` over deployment handles; :class:`LocalBackend` runs the same app
-in one process over already loaded objects (no batching), e.g. behind plain uvicorn.
+:class:`ServeBackend` (the embedder in the ingress replica, the reranker and the retriever
+behind handles); :class:`LocalBackend` runs the same app in one process over already loaded
+objects (no batching), e.g. behind plain uvicorn.
 """
 
 from __future__ import annotations
@@ -11,30 +12,38 @@ import asyncio
 from typing import Any, Protocol
 
 import numpy as np
-from ray import serve
 
 from uniembed.models import EmbedInput
 from uniembed.models.embedder import Embedder
-from uniembed.serving.batching import EmbedOutput, ItemFailure, embed_isolated, raise_failure
+from uniembed.serving.batching import EmbedOutput, embed_isolated, raise_failure
+from uniembed.serving.embedder_host import EmbedderHost
 from uniembed.serving.rerank_budget import fit_pair
-from uniembed.serving.retrieval import Hit, SearchIndex
+from uniembed.serving.retrieval import Hit, SearchIndex, index_info
 
 Pair = tuple[str | None, Any]  # (text, decoded PIL image or None)
 
 
 class Backend(Protocol):
-    """The models behind the HTTP API. ``*_info`` return None when the part is disabled."""
+    """The models behind the HTTP API.
+
+    ``has_reranker`` / ``has_retriever`` say whether a part is served at all; ``*_info``
+    return None when it is not, and may wait while it is still starting.
+    """
+
+    has_reranker: bool
+    has_retriever: bool
 
     async def embedder_info(self) -> dict[str, Any]:
         """``{"name", "dim", "supports_images", "matryoshka"}``."""
         ...
 
     async def reranker_info(self) -> dict[str, Any] | None:
-        """``{"name"}`` or None."""
+        """``{"name", "supports_images"}`` or None."""
         ...
 
     async def retriever_info(self) -> dict[str, Any] | None:
-        """``{"count", "dim", "source"}`` or None."""
+        """``{"ready", "count", "dim", "source", "error"}`` or None; ``ready`` is false
+        while the index is still being loaded or built."""
         ...
 
     async def embed(self, inp: EmbedInput) -> EmbedOutput:
@@ -46,36 +55,25 @@ class Backend(Protocol):
         ...
 
     async def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        """Top-``k`` hits of a (dim,) query vector."""
+        """Top-``k`` hits of a (dim,) query vector; IndexNotReadyError while the index
+        is being built."""
         ...
 
 
-class HandleBackend:
-    """A :class:`Backend` over the Embedder, Reranker and Retriever deployment handles.
+class ServeBackend:
+    """A :class:`Backend` in the ingress replica: the embedder in-process (an
+    :class:`~uniembed.serving.embedder_host.EmbedderHost`, no handle hop on the
+    embeddings path), the Reranker and Retriever deployments behind handles."""
 
-    Concurrent :meth:`embed` calls (the inputs of all HTTP requests in flight on this
-    ingress replica) are coalesced into one ``embed_batch`` call per batch: one handle
-    round trip per batch instead of one per input, which on a busy replica costs more CPU
-    than a small model's forward pass. ``max_batch_size=1`` sends each input alone.
-    """
-
-    def __init__(
-        self,
-        embedder: Any,
-        reranker: Any | None,
-        retriever: Any | None,
-        *,
-        max_batch_size: int = 32,
-        batch_wait_timeout_s: float = 0.005,
-    ) -> None:
+    def __init__(self, embedder: EmbedderHost, reranker: Any | None, retriever: Any | None) -> None:
         self.embedder = embedder
         self.reranker = reranker
         self.retriever = retriever
-        self._embed_coalesced.set_max_batch_size(max_batch_size)
-        self._embed_coalesced.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.has_reranker = reranker is not None
+        self.has_retriever = retriever is not None
 
     async def embedder_info(self) -> dict[str, Any]:
-        return await self.embedder.info.remote()
+        return self.embedder.info()
 
     async def reranker_info(self) -> dict[str, Any] | None:
         return None if self.reranker is None else await self.reranker.info.remote()
@@ -83,15 +81,8 @@ class HandleBackend:
     async def retriever_info(self) -> dict[str, Any] | None:
         return None if self.retriever is None else await self.retriever.info.remote()
 
-    # Several batches in flight: the next ones are collected and sent while the Embedder
-    # still computes, so its queue never runs dry between round trips (it merges what
-    # queued), and max_batch_size=1 still lets concurrent inputs reach it side by side.
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, max_concurrent_batches=8)
-    async def _embed_coalesced(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
-        return await self.embedder.embed_batch.remote(inputs)
-
     async def embed(self, inp: EmbedInput) -> EmbedOutput:
-        return raise_failure(await self._embed_coalesced(inp))
+        return await self.embedder.embed(inp)
 
     async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
         assert self.reranker is not None
@@ -123,6 +114,8 @@ class LocalBackend:
         self.scorer = scorer
         self.reranker_name = reranker_name
         self.index = index
+        self.has_reranker = scorer is not None
+        self.has_retriever = index is not None
 
     async def embedder_info(self) -> dict[str, Any]:
         return {
@@ -141,7 +134,7 @@ class LocalBackend:
     async def retriever_info(self) -> dict[str, Any] | None:
         if self.index is None:
             return None
-        return {"count": len(self.index), "dim": self.index.dim, "source": "local"}
+        return index_info(self.index, "local")
 
     async def embed(self, inp: EmbedInput) -> EmbedOutput:
         (result,) = await asyncio.to_thread(embed_isolated, self.embedder, [inp])

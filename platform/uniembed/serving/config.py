@@ -217,10 +217,27 @@ class ServeConfig:
     limits: LimitsSection = field(default_factory=LimitsSection)
     auth: AuthSection = field(default_factory=AuthSection)
     ingress: DeploymentSection = field(
-        default_factory=lambda: DeploymentSection(num_cpus=0.25, max_ongoing_requests=256)
+        default_factory=lambda: DeploymentSection(num_cpus=0.25, max_ongoing_requests=256),
+        metadata={
+            "help": "the HTTP work of the ingress replica, which also holds the embedder: "
+            "num_cpus is added to embedder.deployment's, max_ongoing_requests caps the "
+            "replica (the larger of the two); replicas follow embedder.deployment"
+        },
     )
     storage: S3Options = field(default_factory=S3Options)
     title: str = "uniembed"
+
+    def ingress_options(self) -> dict[str, Any]:
+        """``Deployment.options`` of the ingress replica, which holds the embedder: the
+        embedder's resources, batching and autoscaling plus the HTTP share of a CPU."""
+        opts = self.embedder.deployment.options()
+        actor = opts["ray_actor_options"]
+        actor["num_cpus"] = actor["num_cpus"] + self.ingress.num_cpus
+        actor["num_gpus"] = actor["num_gpus"] + self.ingress.num_gpus
+        opts["max_ongoing_requests"] = max(
+            self.embedder.deployment.max_ongoing_requests, self.ingress.max_ongoing_requests
+        )
+        return opts
 
 
 def load_serve_config(args: Mapping[str, Any] | ServeConfig | None) -> ServeConfig:

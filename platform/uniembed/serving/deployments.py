@@ -1,117 +1,46 @@
-"""The model-holding Serve deployments: Embedder, Reranker and Retriever.
+"""The Serve deployments behind the ingress: Reranker and Retriever.
 
-Each batches with ``@serve.batch``; batch size and wait come from the config (set on the
-replica at start-up) and ``max_ongoing_requests`` is raised by the app builder so that
-batches can fill. The Embedder takes *lists* of inputs (the ingress coalesces concurrent
-requests into one call, see :mod:`.backend`) and merges the lists that arrive together,
-counting the batch size in inputs. Failures are isolated per item (see :mod:`.batching`).
-Model calls run in a worker thread so that the replica keeps collecting the next batch.
+(The embedder lives in the ingress replica itself, see :mod:`.embedder_host`.) Each
+batches with ``@serve.batch``; batch size and wait come from the config (set on the replica
+at start-up) and ``max_ongoing_requests`` is raised by the app builder so that batches can
+fill. Failures are isolated per item (see :mod:`.batching`). Model calls run in a worker
+thread so that the replica keeps collecting the next batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import logging
 from typing import Any
 
 import numpy as np
 from ray import serve
 
 from uniembed import storage
-from uniembed.models import EmbedInput
 from uniembed.runtime import local_device
-from uniembed.serving.artifacts import resolve_model_source
+from uniembed.serving.artifacts import ArtifactError, resolve_model_source
 from uniembed.serving.batching import (
-    EmbedOutput,
-    ItemFailure,
-    count_inputs,
-    embed_isolated,
     raise_failure,
     run_isolated,
-    split_like,
 )
 from uniembed.serving.config import DeploymentSection, ServeConfig
-from uniembed.serving.documents import embed_inputs
+from uniembed.serving.demo_index import build_demo_index
 from uniembed.serving.rerank_budget import batch_cost, fit_pair, request_cost
 from uniembed.serving.retrieval import (
     Hit,
+    IndexNotReadyError,
     SearchIndex,
-    demo_documents,
-    index_over,
+    index_info,
     load_search_index,
 )
 
 Pair = tuple[str | None, Any]  # (text, PIL image or None)
-DEMO_CHUNK = 64  # documents per call when the start-up index is embedded
+logger = logging.getLogger(__name__)
 
 
 def _configure_batching(method: Any, section: DeploymentSection) -> None:
     method.set_max_batch_size(section.max_batch_size)
     method.set_batch_wait_timeout_s(section.batch_wait_timeout_s)
-
-
-@serve.deployment(name="Embedder")
-class EmbedderDeployment:
-    """Holds one embedder; merges the input lists that queue into one forward pass."""
-
-    def __init__(self, cfg: ServeConfig) -> None:
-        from uniembed.models import load_embedder
-
-        storage.configure(cfg.storage)
-        section = cfg.embedder
-        source = resolve_model_source(section.model, "embedder.model")
-        device = local_device(section.device)
-        if device == "cpu":
-            import torch
-
-            torch.set_num_threads(section.threads)
-        self.model = load_embedder(
-            source, device=device, dtype=section.dtype,
-            pooling=section.pooling, max_length=section.max_length,
-        )  # fmt: skip
-        self.name = section.name
-        self.matryoshka = section.matryoshka
-        self.micro_batch_size = section.micro_batch_size
-        self.batch_sizes: Counter[int] = Counter()
-        self._embed_lists.set_max_batch_size(section.deployment.max_batch_size)
-
-    def info(self) -> dict[str, Any]:
-        """Name, width and modalities of the served model."""
-        return {
-            "name": self.name,
-            "dim": self.model.dim,
-            "supports_images": self.model.supports_images,
-            "matryoshka": self.matryoshka,
-        }
-
-    def stats(self) -> dict[int, int]:
-        """How many forward batches of each size (in inputs) this replica has run."""
-        return dict(self.batch_sizes)
-
-    # The ingress already waited batch_wait_timeout_s to fill each list; here the lists
-    # queued while the last forward pass ran are merged at once, without waiting more.
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0, batch_size_fn=count_inputs)
-    async def _embed_lists(
-        self, lists: list[list[EmbedInput]]
-    ) -> list[list[EmbedOutput | ItemFailure]]:
-        flat = [inp for part in lists for inp in part]
-        self.batch_sizes[len(flat)] += 1
-        outputs = await asyncio.to_thread(embed_isolated, self.model, flat, self.micro_batch_size)
-        return split_like(outputs, lists)
-
-    async def embed_batch(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
-        """Per input, its embedding or the reason it failed (one bad input fails alone).
-
-        Lists that arrive together share forward passes; the ingress sends one list per
-        batch of concurrent HTTP requests.
-        """
-        if not inputs:
-            return []
-        return await self._embed_lists(list(inputs))
-
-    async def embed_many(self, inputs: list[EmbedInput]) -> np.ndarray:
-        """(n, dim) embeddings of a whole list at once: for bulk work such as an index."""
-        return await asyncio.to_thread(self.model.embed, inputs)
 
 
 @serve.deployment(name="Reranker")
@@ -166,38 +95,60 @@ class RerankerDeployment:
 
 @serve.deployment(name="Retriever")
 class RetrieverDeployment:
-    """Holds the FAISS index and documents; batches query vectors into one search."""
+    """Holds the FAISS index and documents; batches query vectors into one search.
 
-    async def __init__(self, cfg: ServeConfig, embedder: Any) -> None:
+    The replica is up at once; the index is loaded (``retriever.index``) or built from the
+    demo corpus (cached after the first build, see :mod:`.demo_index`) in the background,
+    and :meth:`info` says when it is ready, so that the other routes never wait for it.
+    """
+
+    async def __init__(self, cfg: ServeConfig) -> None:
         storage.configure(cfg.storage)
-        section = cfg.retriever
-        info = await embedder.info.remote()
-        if section.index:
-            self.index: SearchIndex = await asyncio.to_thread(
-                load_search_index, section, info["dim"]
-            )
-        else:
-            # No index configured: embed the demo corpus through the Embedder deployment,
-            # so that the cluster holds one copy of the model.
-            docs = await asyncio.to_thread(demo_documents, section)
-            inputs = embed_inputs(docs)
-            parts = [
-                await embedder.embed_many.remote(inputs[i : i + DEMO_CHUNK])
-                for i in range(0, len(inputs), DEMO_CHUNK)
-            ]
-            self.index = await asyncio.to_thread(index_over, docs, np.concatenate(parts))
-        self.source = section.index or "demo"
-        _configure_batching(self._search_batch, section.deployment)
+        self.section = cfg.retriever
+        self.source = self.section.index or "demo"
+        self.index: SearchIndex | None = None
+        self.error: str | None = None
+        self.cached: bool | None = None
+        _configure_batching(self._search_batch, self.section.deployment)
+        self._task = asyncio.get_running_loop().create_task(self._load(cfg))
+
+    async def _load(self, cfg: ServeConfig) -> None:
+        try:
+            if self.section.index:
+                self.index = await asyncio.to_thread(load_search_index, self.section, None)
+            else:
+                self.index, self.cached = await asyncio.to_thread(
+                    build_demo_index, cfg.embedder, self.section
+                )
+        except Exception as e:  # noqa: BLE001 - reported by info() and every search
+            self.error = str(e)
+            logger.exception("retriever: the index could not be loaded")
 
     def info(self) -> dict[str, Any]:
-        """Size, width and origin of the index."""
-        return {"count": len(self.index), "dim": self.index.dim, "source": self.source}
+        """Readiness, size, width and origin of the index."""
+        if self.index is None:
+            return {"ready": False, "count": None, "dim": None, "source": self.source,
+                    "error": self.error}  # fmt: skip
+        return {**index_info(self.index, self.source), "cached": self.cached}
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def _search_batch(self, requests: list[tuple[np.ndarray, int]]) -> list[list[Hit]]:
+        assert self.index is not None
         queries = np.stack([q for q, _ in requests]).astype(np.float32)
         return self.index.search_many(queries, [k for _, k in requests])
 
     async def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        """Top-``k`` hits for one query vector (dim,)."""
+        """Top-``k`` hits for one query vector (dim,); IndexNotReadyError until the index
+        is loaded, ArtifactError if it could not be, ValueError for a vector of another
+        width than the index's."""
+        if self.index is None:
+            if self.error is not None:
+                raise ArtifactError(f"retriever.index: {self.error}")
+            raise IndexNotReadyError("the index is still being built; try again shortly")
+        if vector.shape[-1] != self.index.dim:
+            raise ArtifactError(
+                f"retriever.index: {self.source} holds {self.index.dim}-d vectors but the "
+                f"embedder makes {vector.shape[-1]}-d ones (was the index built with another "
+                "model?)"
+            )
         return await self._search_batch((vector, k))

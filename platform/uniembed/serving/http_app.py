@@ -29,6 +29,7 @@ _ERROR_TYPES = {
     404: "not_found_error",
     413: "request_too_large",
     422: "invalid_request_error",
+    503: "service_unavailable",
 }
 
 
@@ -110,14 +111,10 @@ async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 async def create_http_app(backend: Backend, cfg: ServeConfig, api_key: bytes | None) -> FastAPI:
     """The HTTP app over ``backend``: middleware, error shapes and one router per route
-    group (:mod:`uniembed.serving.routes`); asks the backend once for its models' info."""
+    group (:mod:`uniembed.serving.routes`). Only the embedder's info is asked for here: the
+    app answers embeddings while the reranker and the index are still starting."""
     ctx = ServeContext(
-        backend=backend,
-        cfg=cfg,
-        api_key=api_key,
-        emb_info=await backend.embedder_info(),
-        rr_info=await backend.reranker_info(),
-        ret_info=await backend.retriever_info(),
+        backend=backend, cfg=cfg, api_key=api_key, emb_info=await backend.embedder_info()
     )
     app = FastAPI(
         title=cfg.title,

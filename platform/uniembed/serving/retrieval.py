@@ -55,15 +55,25 @@ class SearchIndex:
         return out
 
 
-def load_search_index(section: RetrieverSection, dim: int) -> SearchIndex:
-    """The configured index (and documents); checks its width against the embedder's."""
+class IndexNotReadyError(RuntimeError):
+    """The index is still being loaded or built (a 503 for the client)."""
+
+
+def index_info(index: SearchIndex, source: str) -> dict[str, object]:
+    """What the retriever reports of a loaded index."""
+    return {"ready": True, "count": len(index), "dim": index.dim, "source": source, "error": None}
+
+
+def load_search_index(section: RetrieverSection, dim: int | None) -> SearchIndex:
+    """The configured index (and documents); checks its width against ``dim`` (the
+    embedder's) when given."""
     assert section.index is not None
     check_index(section.index, "retriever.index")
     try:
         index, ids = load_index(section.index)
     except Exception as e:  # noqa: BLE001 - any failure is a start-up error naming the field
         raise ArtifactError(f"retriever.index: cannot load {section.index}: {e}") from e
-    if index.d != dim:
+    if dim is not None and index.d != dim:
         raise ArtifactError(
             f"retriever.index: {section.index} holds {index.d}-d vectors but the embedder "
             f"makes {dim}-d ones (was the index built with another model?)"

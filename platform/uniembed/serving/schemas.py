@@ -1,7 +1,8 @@
 """Request and response bodies of the HTTP API (pydantic; they make the OpenAPI page).
 
 ``/v1/embeddings`` follows OpenAI's embeddings API, extended with image inputs and an
-instruction; ``/v1/rerank`` follows the Cohere/Jina rerank shape.
+instruction; ``/v1/rerank`` follows the Cohere/Jina rerank shape and ``/rerank`` Infinity's
+(same request; documents echoed as sent).
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ class RerankRequest(_Strict):
     top_n: int | None = Field(default=None, ge=1, description="keep the n best (default: all)")
     return_documents: bool = False
     model: str | None = None
+    raw_scores: bool = Field(
+        default=False,
+        description="Infinity's option; scores are always P(Yes) in [0, 1], so only false",
+    )
 
 
 class RerankResult(BaseModel):
@@ -96,6 +101,22 @@ class RerankResponse(BaseModel):
 
     model: str
     results: list[RerankResult]
+
+
+class InfinityRerankResult(BaseModel):
+    """``/rerank`` (Infinity's shape): a string document is echoed as the string."""
+
+    index: int
+    relevance_score: float
+    document: str | ContentItem | None = None
+
+
+class InfinityRerankResponse(BaseModel):
+    """``/rerank`` (Infinity's shape): results sorted by relevance, best first."""
+
+    object: Literal["rerank"] = "rerank"
+    model: str
+    results: list[InfinityRerankResult]
 
 
 class SearchRequest(_Strict):

@@ -6,17 +6,41 @@ import asyncio
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from uniembed.serving.inputs import RequestError, check_count, check_text
 from uniembed.serving.requests import to_embed_input
 from uniembed.serving.routes.context import ServeContext, check_model
-from uniembed.serving.schemas import EmbeddingData, EmbeddingRequest, EmbeddingResponse, Usage
+from uniembed.serving.schemas import EmbeddingRequest, EmbeddingResponse
 from uniembed.serving.vectors import to_base64, truncate
+
+JSON = "application/json"
 
 
 def _token_ids(items: list[Any]) -> bool:
     return any(isinstance(x, (int, list)) for x in items)
+
+
+def embeddings_response(matrix: np.ndarray, encoding: str, model: str, tokens: int) -> Response:
+    """The :class:`EmbeddingResponse` of ``matrix`` (n, dim) as JSON bytes.
+
+    Built straight from the float32 rows (orjson writes each float32 in its shortest exact
+    form) rather than through per-float Python objects and model validation, which would
+    cost more than the forward pass for a small model.
+    """
+    if encoding == "base64":
+        rows: list[Any] = [to_base64(row) for row in matrix]
+    else:
+        rows = list(np.ascontiguousarray(matrix, dtype=np.float32))
+    body = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(rows)],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
 
 
 def router(ctx: ServeContext) -> APIRouter:
@@ -27,7 +51,7 @@ def router(ctx: ServeContext) -> APIRouter:
     @api.post(
         "/v1/embeddings", response_model=EmbeddingResponse, dependencies=ctx.auth, tags=["embed"]
     )
-    async def embeddings(req: EmbeddingRequest) -> EmbeddingResponse:
+    async def embeddings(req: EmbeddingRequest) -> Response:
         """OpenAI-compatible embeddings; items may carry images and an instruction."""
         check_model(req.model, emb_info["name"])
         items = [req.input] if isinstance(req.input, str) else req.input
@@ -68,18 +92,7 @@ def router(ctx: ServeContext) -> APIRouter:
         matrix = np.stack([o.vector for o in outputs])
         if req.dimensions is not None:
             matrix = truncate(matrix, req.dimensions)
-        data = [
-            EmbeddingData(
-                index=i,
-                embedding=to_base64(row) if req.encoding_format == "base64" else row.tolist(),
-            )
-            for i, row in enumerate(matrix)
-        ]
         tokens = sum(o.tokens for o in outputs)
-        return EmbeddingResponse(
-            data=data,
-            model=emb_info["name"],
-            usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
-        )
+        return embeddings_response(matrix, req.encoding_format, emb_info["name"], tokens)
 
     return api

@@ -22,7 +22,7 @@ async def _rerank_hits(
 ) -> tuple[list[Hit], list[Any]]:
     """Hits reordered by the reranker; those it cannot read (an image document for a
     text-only reranker) keep their retrieval order after the scored ones."""
-    images = bool(ctx.rr_info and ctx.rr_info["supports_images"])
+    images = bool((await ctx.reranker_info())["supports_images"])
     query = (inp.text, inp.image if images else None)
     if not query[0] and query[1] is None:
         raise RequestError(400, "query.image: the reranker reads text only", "query.image")
@@ -49,8 +49,7 @@ def router(ctx: ServeContext) -> APIRouter:
     @api.post("/v1/search", response_model=SearchResponse, dependencies=ctx.auth, tags=["search"])
     async def search(req: SearchRequest) -> SearchResponse:
         """Top-k documents of the index for a text and/or image query."""
-        if ctx.ret_info is None:
-            raise RequestError(404, "no index is served (retriever.enabled: false)", "query")
+        ctx.need_retriever()
         max_k = cfg.retriever.max_top_k
         if req.top_k > max_k:
             raise RequestError(422, f"top_k: must be <= {max_k}, got {req.top_k}", "top_k")
@@ -60,11 +59,11 @@ def router(ctx: ServeContext) -> APIRouter:
             req.query, "query", cfg.retriever.query_instruction, emb_info, limits
         )
         out = await ctx.embed_one(inp, "query")
-        reranker = ctx.need_reranker() if req.rerank else None
+        reranker = await ctx.need_reranker() if req.rerank else None
         n = req.top_k
         if req.rerank:
             n = min(max(req.top_k, req.rerank_candidates or cfg.retriever.rerank_candidates), max_k)
-        hits = await ctx.backend.search(out.vector, n)
+        hits = await ctx.search(out.vector, n)
         rerank_scores: list[float | None] = [None] * len(hits)
         if req.rerank and hits:
             hits, rerank_scores = await _rerank_hits(ctx, inp, hits)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from uniembed.serving.routes.context import ServeContext
 from uniembed.serving.schemas import ModelCard, ModelList
@@ -13,17 +14,15 @@ from uniembed.serving.schemas import ModelCard, ModelList
 def router(ctx: ServeContext) -> APIRouter:
     """The service routes over ``ctx``."""
     api = APIRouter()
-    backend, emb_info, rr_info = ctx.backend, ctx.emb_info, ctx.rr_info
+    emb_info = ctx.emb_info
 
     @api.get("/healthz", tags=["service"])
-    async def healthz() -> dict[str, Any]:
-        """Liveness: every deployment answers."""
-        return {
-            "status": "ok",
-            "embedder": await backend.embedder_info(),
-            "reranker": await backend.reranker_info(),
-            "retriever": await backend.retriever_info(),
-        }
+    async def healthz() -> Any:
+        """Readiness per part and route: 200 when every served route answers, 503 (same
+        body, ``status: starting``) while the reranker or the index is still starting;
+        ``/v1/embeddings`` answers as soon as this replica is up."""
+        status = await ctx.status()
+        return JSONResponse(status, status_code=200 if status["status"] == "ok" else 503)
 
     @api.get("/v1/models", response_model=ModelList, dependencies=ctx.auth, tags=["models"])
     async def models() -> ModelList:
@@ -37,8 +36,8 @@ def router(ctx: ServeContext) -> APIRouter:
                 matryoshka=emb_info["matryoshka"],
             )
         ]
-        if rr_info is not None:
-            cards.append(ModelCard(id=rr_info["name"], type="reranker"))
+        if ctx.backend.has_reranker:
+            cards.append(ModelCard(id=await ctx.need_reranker(), type="reranker"))
         return ModelList(data=cards)
 
     return api
