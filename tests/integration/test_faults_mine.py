@@ -219,7 +219,7 @@ def test_mine_survives_losing_a_judge_node_and_its_driver(
     inputs = tmp_path / "in"
     write_inputs(inputs)
     clean, faulted, killed = tmp_path / "clean", tmp_path / "node", tmp_path / "driver"
-    log = tmp_path / "log.txt"
+    log = tmp_path / "clean.log"
     n_shards = -(-N_QUERIES // SHARD)
 
     finish(start_driver(mine_cluster, mine_args(inputs, clean), log), log)
@@ -227,6 +227,7 @@ def test_mine_survives_losing_a_judge_node_and_its_driver(
     assert read_mined(str(clean)).num_rows > 0  # selection has rows to compare
 
     # 1. a judge node disappears mid-run; a replacement joins; the job ends by itself
+    log = tmp_path / "node.log"  # one log per driver, kept for a look after the test
     proc = start_driver(mine_cluster, mine_args(inputs, faulted), log)
     wait_for_judges(mine_cluster, proc, faulted)
     lost_at = mine_cluster.remove_node("a")
@@ -248,6 +249,7 @@ def test_mine_survives_losing_a_judge_node_and_its_driver(
     assert "mined" in text.splitlines()[-1]
 
     # 2. the driver is killed mid-run (its job and actors go with it); the rerun resumes
+    log = tmp_path / "killed.log"
     proc = start_driver(mine_cluster, mine_args(inputs, killed), log)
     wait_for_shards(proc, killed, 2)
     proc.send_signal(signal.SIGKILL)
@@ -255,6 +257,7 @@ def test_mine_survives_losing_a_judge_node_and_its_driver(
     kept = {p.name: p.stat().st_mtime_ns for p in (killed / "judged").glob("*.parquet")}
     assert 0 < len(kept) < n_shards and not (killed / "_SUCCESS.json").exists()
     rerun = time.time()
+    log = tmp_path / "rerun.log"
     finish(start_driver(mine_cluster, mine_args(inputs, killed), log), log)
     diffs = differences(killed, clean)
     record(
