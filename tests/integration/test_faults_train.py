@@ -196,3 +196,53 @@ def _run_scenario(
     assert batches == clean_batches  # by data position: the same rows at the same steps
     assert [int(r["step"]) for r in metrics] == list(range(1, STEPS + 1))
     assert final == pytest.approx(clean_final, rel=1e-5, abs=1e-6)
+
+
+def test_checkpoint_uploads_ride_out_an_s3_outage(
+    multinode_cluster: MultiNodeCluster, s3_outage_server: OutageServer, tmp_path: Path
+) -> None:
+    """The S3 endpoint goes away for 20 s right after a checkpoint: the next metrics write
+    waits it out (storage.retry_deadline_s), a checkpoint upload that fails restarts the
+    group from the last checkpoint (checkpoint.max_failures), and the run ends with every
+    step and every row once."""
+    server = s3_outage_server.server
+    assert server is not None
+    cluster = multinode_cluster
+    cluster.add_node("a", resources={"train_slot": 2}, num_cpus=2)
+    before = storage.get_options()
+    storage.configure(s3_outage_server.options())
+    try:
+        bucket = s3_outage_server.bucket()
+        storage.write_parquet(f"{bucket}/mined/part-0.parquet", mined_rows(ROWS))
+        log = tmp_path / "outage.log"
+        args = [*tune_args(bucket, server, "outage"), "checkpoint.max_failures=5"]
+        proc = start_tune(cluster, args, log)
+        run = f"{bucket}/runs/outage"
+        deadline = time.monotonic() + 900
+        while last_step(run) < EVERY:
+            assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        restore = s3_outage_server.outage(20)
+        restore.join()
+        _, up = s3_outage_server.outages[-1]
+        text = finish(proc, log)
+        done = time.time()
+        batches, metrics = trajectory(run)
+        ids = [i for b in batches for i in b]
+        record(
+            "train: 20 s S3 outage during checkpoint uploads",
+            recovered=len(batches) == STEPS,
+            recover_s=done - up,
+            lost=ROWS - len(set(ids)) + (len(ids) - len(set(ids))),
+            unit="rows (skipped+repeated)",
+            equal=len(ids) == len(set(ids)) == ROWS,
+            outcome="group restarted from a checkpoint"
+            if "FailurePolicy] RETRY" in text or "resumed at step" in text
+            else "waited out",
+        )
+        assert len(batches) == STEPS
+        assert len(ids) == len(set(ids)) == ROWS
+        assert [int(r["step"]) for r in metrics] == list(range(1, STEPS + 1))
+    finally:
+        storage.configure(before)
