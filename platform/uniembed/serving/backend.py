@@ -8,9 +8,11 @@ in one process over already loaded objects (no batching), e.g. behind plain uvic
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import numpy as np
+import ray
 from ray import serve
 
 from uniembed.models import EmbedInput
@@ -48,6 +50,23 @@ class Backend(Protocol):
     async def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """Top-``k`` hits of a (dim,) query vector."""
         ...
+
+
+# A replica lost with its node or process; anything else (the model's own errors) is final.
+_LOST_REPLICA = (ray.exceptions.RayActorError,)  # ActorDiedError, ActorUnavailableError
+LOST_REPLICA_ATTEMPTS = 5
+
+
+async def retry_lost_replica(call: Callable[[], Awaitable[Any]]) -> Any:
+    """Await ``call()``; when its replica was lost, call again (a new request, routed to a
+    live replica) after a short back-off, at most ``LOST_REPLICA_ATTEMPTS`` times."""
+    for attempt in range(1, LOST_REPLICA_ATTEMPTS + 1):
+        try:
+            return await call()
+        except _LOST_REPLICA:
+            if attempt == LOST_REPLICA_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.1 * 2**attempt)
 
 
 class HandleBackend:
@@ -88,7 +107,9 @@ class HandleBackend:
     # queued), and max_batch_size=1 still lets concurrent inputs reach it side by side.
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, max_concurrent_batches=8)
     async def _embed_coalesced(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
-        return await self.embedder.embed_batch.remote(inputs)
+        # Embedding is idempotent: a batch whose replica died (its node lost) goes again,
+        # and the handle routes it to a replica still alive.
+        return await retry_lost_replica(lambda: self.embedder.embed_batch.remote(inputs))
 
     async def embed(self, inp: EmbedInput) -> EmbedOutput:
         return raise_failure(await self._embed_coalesced(inp))
