@@ -8,6 +8,8 @@
 #   scripts/s3_server.sh status    # exit 0 when healthy
 #   scripts/s3_server.sh env       # prints `export AWS_...` lines: eval "$(... env)"
 #   scripts/s3_server.sh stop
+#   scripts/s3_server.sh gateway-stop    # radosgw only: stop answering, keep the data
+#   scripts/s3_server.sh gateway-start   # radosgw only: answer again, same buckets/objects
 #
 # Settings: UNIEMBED_S3_DIR (state, default /tmp/uniembed-s3), UNIEMBED_S3_PORT (S3 port,
 # default 7480; the monitor listens on port+1), UNIEMBED_S3_BACKEND=moto to run moto's
@@ -222,6 +224,31 @@ cmd_stop() {
     log "stopped"
 }
 
+# An outage of the S3 endpoint (fault tests): only the gateway goes; the monitor and the OSD
+# keep the buckets and objects, so the restarted gateway serves what was there before.
+cmd_gateway_stop() {
+    [[ "$BACKEND" == radosgw ]] || die "gateway-stop needs the radosgw backend"
+    local pid
+    pid="$(pid_of client.rgw.a)"
+    [[ -n "$pid" ]] && ours "$pid" || die "no radosgw of ours is running (state in $DIR)"
+    kill "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    log "gateway stopped (data kept)"
+}
+
+cmd_gateway_start() {
+    [[ "$BACKEND" == radosgw ]] || die "gateway-start needs the radosgw backend"
+    [[ -f "$CONF" ]] || die "no server state in $DIR: run start first"
+    if healthy; then
+        log "gateway already answering at $ENDPOINT"
+        return 0
+    fi
+    radosgw -c "$CONF" -n client.rgw.a >>"$DIR/log/setup.log" 2>&1 9>&-
+    wait_for 90 "radosgw" healthy
+    log "gateway answering again at $ENDPOINT"
+}
+
 cmd_status() {
     if healthy; then echo "running at $ENDPOINT"; else echo "not running"; exit 1; fi
 }
@@ -240,5 +267,7 @@ case "${1:-}" in
     stop) cmd_stop ;;
     status) cmd_status ;;
     env) cmd_env ;;
-    *) echo "usage: $0 install|start|stop|status|env" >&2; exit 2 ;;
+    gateway-stop) cmd_gateway_stop ;;
+    gateway-start) cmd_gateway_start ;;
+    *) echo "usage: $0 install|start|stop|status|env|gateway-stop|gateway-start" >&2; exit 2 ;;
 esac

@@ -13,7 +13,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-pytest_plugins = ["fixtures.ray_cluster", "fixtures.s3", "fixtures.models"]
+pytest_plugins = [
+    "fixtures.ray_cluster",
+    "fixtures.multinode",
+    "fixtures.s3",
+    "fixtures.s3_outage",
+    "fixtures.models",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -61,11 +61,12 @@ def local_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def actor_resources(pool: ActorPoolSection, device: str) -> dict[str, float]:
-    """num_cpus / num_gpus for each model actor."""
+def actor_resources(pool: ActorPoolSection, device: str) -> dict[str, Any]:
+    """num_cpus / num_gpus (and the pool's custom ``resources``) for each model actor."""
+    out: dict[str, Any] = {"resources": dict(pool.resources)} if pool.resources else {}
     if device == "cuda":
-        return {"num_gpus": pool.gpus_per_actor, "num_cpus": 1}
-    return {"num_cpus": pool.cpus_per_actor}
+        return {"num_gpus": pool.gpus_per_actor, "num_cpus": 1, **out}
+    return {"num_cpus": pool.cpus_per_actor, **out}
 
 
 class PreflightError(RuntimeError):

@@ -51,6 +51,11 @@ class ActorPoolSection:
     cpu_threads: int | None = field(
         default=None, metadata={"help": "CPU actors: torch threads (default: cores/actors)"}
     )
+    # Custom Ray resources each actor asks for, e.g. {judge_node: 1} with nodes started by
+    # `ray start --resources='{"judge_node": 1}'`: the actors go to those nodes only.
+    resources: dict[str, float] = field(
+        default_factory=dict, metadata={"help": "custom Ray resources per actor"}
+    )
 
     def __post_init__(self) -> None:
         require(self.num_actors >= 1, "compute.num_actors must be >= 1")
@@ -60,6 +65,10 @@ class ActorPoolSection:
         require(
             self.rows_per_call >= self.micro_batch_size,
             "compute.rows_per_call must be >= compute.micro_batch_size",
+        )
+        require(
+            all(v > 0 for v in self.resources.values()),
+            "compute.resources values must be > 0",
         )
 
 

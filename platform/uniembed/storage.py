@@ -12,17 +12,29 @@ Writes are atomic: a reader never sees a half-written file as complete.
   output stream *completes* the upload when it is closed, and ``with`` closes it even when
   the body raised, so producing data while a stream is open would publish a truncated
   object on error. Serialising first means an error happens before any request is sent.
+  The upload is a multipart one: an upload cut short is never completed, so never visible.
+
+S3 outages: an operation that cannot reach the endpoint (connection refused or reset,
+timeouts, 5xx, throttling) is retried with exponential back-off (0.5 s doubling to 8 s)
+until ``S3Options.retry_deadline_s`` (default 120 s; ``storage.retry_deadline_s`` in a
+job's config, ``UNIEMBED_S3_RETRY_DEADLINE_S`` in the environment) has passed since its
+first attempt, then fails with one ``StorageError`` naming the endpoint, the URI and the
+deadline. Refused credentials and missing buckets are not retried: they fail at once,
+naming the endpoint, the bucket and the access key id, never the secret.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import posixpath
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -34,6 +46,38 @@ _CONNECT_TIMEOUT_S = 3.0
 _REQUEST_TIMEOUT_S = 30.0
 # Prefix of in-flight local temp files; listings skip them.
 _TMP_PREFIX = ".uniembed-tmp-"
+# How long an S3 operation keeps retrying an endpoint that does not answer (see above).
+DEFAULT_RETRY_DEADLINE_S = 120.0
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_MAX_S = 8.0
+# What the AWS SDK (inside pyarrow) says when the endpoint is down or overloaded: worth
+# waiting for. Anything else (refused credentials, a missing bucket or key) is final.
+_TRANSIENT_MARKERS = (
+    "NETWORK_CONNECTION",
+    "curlCode",
+    "Could not connect",
+    "Couldn't connect",
+    "Connection refused",
+    "Connection reset",
+    "timed out",
+    "Timeout was reached",
+    "REQUEST_TIMEOUT",
+    "SERVICE_UNAVAILABLE",
+    "SLOW_DOWN",
+    "THROTTLING",
+    "INTERNAL_FAILURE",
+    "HTTP response code: 5",
+)
+_CREDENTIAL_MARKERS = (
+    "ACCESS_DENIED",
+    "INVALID_ACCESS_KEY_ID",
+    "SIGNATURE_DOES_NOT_MATCH",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+)
+_T = TypeVar("_T")
+logger = logging.getLogger(__name__)
 
 
 # Recent AWS SDKs (the C++ one inside pyarrow included) add CRC checksums with aws-chunked
@@ -73,6 +117,8 @@ class S3Options:
     access_key_id: str | None = None
     secret_access_key: str | None = None
     session_token: str | None = None
+    # Seconds an operation keeps retrying an endpoint that does not answer (None: 120).
+    retry_deadline_s: float | None = None
 
     def __repr__(self) -> str:
         # Never print the secret or the session token in logs.
@@ -80,7 +126,8 @@ class S3Options:
             f"S3Options(endpoint_url={self.endpoint_url!r}, region={self.region!r}, "
             f"access_key_id={self.access_key_id!r}, secret_access_key="
             f"{'***' if self.secret_access_key else None}, "
-            f"session_token={'***' if self.session_token else None})"
+            f"session_token={'***' if self.session_token else None}, "
+            f"retry_deadline_s={self.retry_deadline_s!r})"
         )
 
     @classmethod
@@ -88,12 +135,14 @@ class S3Options:
         """Read the standard AWS variables (``AWS_ENDPOINT_URL_S3`` wins over
         ``AWS_ENDPOINT_URL``, ``AWS_REGION`` over ``AWS_DEFAULT_REGION``)."""
         env = os.environ
+        deadline = env.get("UNIEMBED_S3_RETRY_DEADLINE_S") or None
         return cls(
             endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
             secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
             session_token=env.get("AWS_SESSION_TOKEN") or None,
+            retry_deadline_s=float(deadline) if deadline is not None else None,
         )
 
     def merged(self, other: S3Options | None) -> S3Options:
@@ -156,6 +205,9 @@ def worker_env_vars() -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": opts.access_key_id,
         "AWS_SECRET_ACCESS_KEY": opts.secret_access_key,
         "AWS_SESSION_TOKEN": opts.session_token,
+        "UNIEMBED_S3_RETRY_DEADLINE_S": (
+            None if opts.retry_deadline_s is None else str(opts.retry_deadline_s)
+        ),
     }
     out.update({name: value for name, value in pairs.items() if value is not None})
     return out
@@ -195,7 +247,7 @@ def _build_s3(options: S3Options, connect_timeout: float, max_attempts: int) -> 
 
 
 def _s3_filesystem(options: S3Options) -> pafs.S3FileSystem:
-    key = dataclasses.astuple(options)
+    key = dataclasses.astuple(dataclasses.replace(options, retry_deadline_s=None))
     with _lock:
         fs = _fs_cache.get(key)
         if fs is None:
@@ -258,6 +310,71 @@ def _where(uri: str) -> str:
     return f"{uri} (endpoint {get_options().endpoint_name()})" if is_remote(uri) else uri
 
 
+def _transient(exc: BaseException) -> bool:
+    """True if ``exc`` says the endpoint did not answer (worth retrying), not a refusal."""
+    text = str(exc)
+    return any(m in text for m in _TRANSIENT_MARKERS) and not any(
+        m in text for m in _CREDENTIAL_MARKERS
+    )
+
+
+def _refusal(uri: str, exc: BaseException) -> str | None:
+    """The message for credentials the endpoint refused (None if ``exc`` is not that)."""
+    text = str(exc)
+    if not any(m in text for m in _CREDENTIAL_MARKERS):
+        return None
+    opts = get_options()
+    bucket = _parse(uri)[1].split("/", 1)[0]
+    return (
+        f"S3 endpoint {opts.endpoint_name()} refused the credentials (access key id "
+        f"{opts.access_key_id!r}) for bucket {bucket!r} ({uri}): check AWS_ACCESS_KEY_ID / "
+        f"AWS_SECRET_ACCESS_KEY or the job's storage section; it said: {text.splitlines()[0]}"
+    )
+
+
+def retrying(what: str, uri: str, op: Callable[[], _T]) -> _T:
+    """Run the storage operation ``op`` on ``uri``; while the S3 endpoint does not answer,
+    retry with exponential back-off until the retry deadline, then raise one StorageError
+    naming ``what`` (e.g. "write"), the URI, the endpoint and the deadline. Local URIs and
+    final errors (refused credentials, not found) pass through at once."""
+    if not is_remote(uri):
+        return op()
+    deadline_s = get_options().retry_deadline_s
+    deadline_s = DEFAULT_RETRY_DEADLINE_S if deadline_s is None else deadline_s
+    start = time.monotonic()
+    wait, attempts = _BACKOFF_FIRST_S, 0
+    while True:
+        attempts += 1
+        try:
+            return op()
+        except StorageError as exc:
+            cause = exc.__cause__ or exc
+            refused = _refusal(uri, cause)
+            if refused is not None:
+                raise StorageError(refused) from None
+            if not _transient(cause):
+                raise
+            waited = time.monotonic() - start
+            if waited + wait > deadline_s:
+                raise StorageError(
+                    f"cannot {what} {_where(uri)}: the endpoint did not answer for "
+                    f"{waited:.0f} s ({attempts} attempts; storage.retry_deadline_s="
+                    f"{deadline_s:g}); last error: {cause}"
+                ) from None
+            logger.warning(
+                "S3 %s of %s failed (attempt %d, %.0f s of %g s): retrying in %.1f s: %s",
+                what,
+                uri,
+                attempts,
+                waited,
+                deadline_s,
+                wait,
+                str(cause).splitlines()[0][:200],
+            )
+            time.sleep(wait)
+            wait = min(wait * 2, _BACKOFF_MAX_S)
+
+
 def _to_uri(base_uri: str, base_path: str, path: str) -> str:
     """Rebuild a URI in ``base_uri``'s form for ``path`` found under ``base_path``."""
     rel = posixpath.relpath(path, base_path) if path != base_path else ""
@@ -266,6 +383,10 @@ def _to_uri(base_uri: str, base_path: str, path: str) -> str:
 
 def exists(uri: str) -> bool:
     """True if a file or folder (or, on S3, any object under the prefix) exists at ``uri``."""
+    return retrying("stat", uri, lambda: _exists(uri))
+
+
+def _exists(uri: str) -> bool:
     fs, path = filesystem_for(uri)
     try:
         return fs.get_file_info(path).type != pafs.FileType.NotFound
@@ -275,6 +396,10 @@ def exists(uri: str) -> bool:
 
 def read_bytes(uri: str) -> bytes:
     """The whole content of the file at ``uri``."""
+    return retrying("read", uri, lambda: _read_bytes(uri))
+
+
+def _read_bytes(uri: str) -> bytes:
     fs, path = filesystem_for(uri)
     try:
         with fs.open_input_stream(path) as stream:
@@ -302,11 +427,15 @@ def _atomic_write(uri: str, produce: Callable[[pa.NativeFile], None]) -> None:
         sink = pa.BufferOutputStream()
         produce(sink)
         payload = sink.getvalue()
-        try:
-            with fs.open_output_stream(path) as out:
-                out.write(payload)
-        except (OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot write {_where(uri)}: {exc}") from exc
+
+        def upload() -> None:
+            try:
+                with fs.open_output_stream(path) as out:
+                    out.write(payload)
+            except (OSError, pa.ArrowException) as exc:
+                raise StorageError(f"cannot write {_where(uri)}: {exc}") from exc
+
+        retrying("write", uri, upload)
         return
     folder = os.path.dirname(path)
     tmp = os.path.join(folder, f"{_TMP_PREFIX}{uuid.uuid4().hex}-{os.path.basename(path)}")
@@ -349,14 +478,17 @@ def list_files(uri: str, suffix: str | None = None) -> list[str]:
     temp files of writes in flight are skipped.
     """
     fs, path = filesystem_for(uri)
-    try:
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.File:
-            infos = [info]
-        else:
-            infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-    except (OSError, pa.ArrowException) as exc:
-        raise StorageError(f"cannot list {_where(uri)}: {exc}") from exc
+
+    def listing() -> list[pafs.FileInfo]:
+        try:
+            info = fs.get_file_info(path)
+            if info.type == pafs.FileType.File:
+                return [info]
+            return fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot list {_where(uri)}: {exc}") from exc
+
+    infos = retrying("list", uri, listing)
     out = []
     for item in infos:
         if item.type != pafs.FileType.File or item.base_name.startswith(_TMP_PREFIX):
@@ -378,12 +510,14 @@ def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
     ]
     if not files:
         raise StorageError(f"{_where(uri)}: no parquet file found")
-    tables = []
-    for f in files:
+
+    def read_one(f: str) -> pa.Table:
         try:
-            tables.append(pq.read_table(filesystem_for(f)[1], columns=columns, filesystem=fs))
+            return pq.read_table(filesystem_for(f)[1], columns=columns, filesystem=fs)
         except (OSError, pa.ArrowException) as exc:
             raise StorageError(f"cannot read parquet {_where(f)}: {exc}") from exc
+
+    tables = [retrying("read", f, lambda f=f: read_one(f)) for f in files]
     if len(tables) == 1:
         return tables[0]
     try:
@@ -395,6 +529,10 @@ def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
 def delete(uri: str) -> None:
     """Delete the file or the whole tree at ``uri``; a missing one is fine. ``s3://bucket``
     alone empties the bucket but keeps it."""
+    retrying("delete", uri, lambda: _delete(uri))
+
+
+def _delete(uri: str) -> None:
     fs, path = filesystem_for(uri)
     try:
         kind = fs.get_file_info(path).type
@@ -436,20 +574,31 @@ def move(src: str, dst: str) -> None:
         for f in list_files(src):
             rel = posixpath.relpath(filesystem_for(f)[1], src_path)
             target = dst_path if rel == "." else posixpath.join(dst_path, rel)
-            fs.copy_file(filesystem_for(f)[1], target)
+            retrying("copy", f, lambda f=f, target=target: _copy(fs, f, target, dst))
     except (OSError, pa.ArrowException) as exc:
         raise StorageError(f"cannot move {_where(src)} to {dst}: {exc}") from exc
     delete(src)
+
+
+def _copy(fs: pafs.FileSystem, src: str, target: str, dst: str) -> None:
+    try:
+        fs.copy_file(filesystem_for(src)[1], target)
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot copy {_where(src)} to {dst}: {exc}") from exc
 
 
 def makedirs(uri: str) -> None:
     """Create the folder ``uri`` and its parents (on S3 only prefix markers; the bucket must
     exist)."""
     fs, path = filesystem_for(uri)
-    try:
-        fs.create_dir(path, recursive=True)
-    except (OSError, pa.ArrowException) as exc:
-        raise StorageError(f"cannot create folder {_where(uri)}: {exc}") from exc
+
+    def create() -> None:
+        try:
+            fs.create_dir(path, recursive=True)
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot create folder {_where(uri)}: {exc}") from exc
+
+    retrying("create folder", uri, create)
 
 
 def check_reachable(uri: str, timeout_s: float = 10) -> None:
@@ -494,6 +643,9 @@ def _check_bucket(uri: str, bucket: str, timeout_s: float) -> None:
     if thread.is_alive():
         raise StorageError(f"{where}: no answer within {timeout_s:g} s")
     if "error" in result:
+        refused = _refusal(uri, result["error"])  # type: ignore[arg-type]
+        if refused is not None:
+            raise StorageError(refused)
         raise StorageError(f"{where}: unreachable or refused: {result['error']}")
     if result["type"] == pafs.FileType.NotFound:
         raise StorageError(f"{where}: bucket {bucket!r} does not exist")

@@ -236,6 +236,21 @@ def test_shard_buffer_writes_whole_shards_only(tmp_path) -> None:  # noqa: ANN00
     assert {f.name for f in judge_fields()} <= set(judged.column_names)
 
 
+def test_shard_buffer_counts_a_recomputed_block_once(tmp_path) -> None:  # noqa: ANN001
+    """A block delivered twice (its task retried after a node was lost) neither keeps the
+    shard from completing nor duplicates rows; a late copy of a written shard is dropped."""
+    from uniembed import storage
+
+    w = ShardBuffer(str(tmp_path), storage.S3Options())
+    assert len(w(_writer_rows("shard-000000", [0, 1], 3))) == 0
+    assert len(w(_writer_rows("shard-000000", [1], 3))) == 0  # the retried copy of row 1
+    out = w(_writer_rows("shard-000000", [1, 2], 3))
+    assert out.to_pylist() == [{"shard": "shard-000000", "rows": 3, "ok": 3}]
+    assert len(w(_writer_rows("shard-000000", [0, 1, 2], 3))) == 0  # already written
+    judged = storage.read_parquet(str(tmp_path / "judged"))
+    assert judged[S.ORDINAL].to_pylist() == [0, 1, 2]
+
+
 def test_shard_buffer_failure_knob(tmp_path) -> None:  # noqa: ANN001
     from uniembed import storage
 
@@ -267,3 +282,18 @@ def test_shipped_configs_load(name: str) -> None:
         assert cfg.embedder.name == "Qwen/Qwen2-VL-2B-Instruct"
         assert cfg.judge.model.name == "Qwen/Qwen2.5-VL-7B-Instruct"
         assert cfg.retrieval.k == 50
+
+
+def test_only_lost_nodes_and_workers_rerun_the_query_pass() -> None:
+    import ray
+
+    from uniembed.mining.pipeline import _lost_to_failure
+
+    died = ray.exceptions.ActorDiedError()
+    assert _lost_to_failure(died)
+    try:  # wrapped the way Ray Data re-raises: the loss is the cause
+        raise RuntimeError("Dataset execution failed") from died
+    except RuntimeError as wrapped:
+        assert _lost_to_failure(wrapped)
+    assert not _lost_to_failure(RuntimeError("fail_after_shards=1: stopping"))
+    assert not _lost_to_failure(ValueError("record q1: field 'text'"))

@@ -149,6 +149,13 @@ class MineConfig:
     fail_after_shards: int | None = field(
         default=None, metadata={"help": "testing: fail after writing this many judged shards"}
     )
+    query_stage_attempts: int = field(
+        default=3,
+        metadata={
+            "help": "runs of the embed/retrieve/judge pass when a node or worker is lost "
+            "mid-pass (each run skips the shards already written)"
+        },
+    )
 
     def __post_init__(self) -> None:
         require(bool(self.queries), "queries is required (--queries URI)")
@@ -163,6 +170,7 @@ class MineConfig:
             self.fail_after_shards is None or self.fail_after_shards >= 1,
             "fail_after_shards must be >= 1",
         )
+        require(self.query_stage_attempts >= 1, "query_stage_attempts must be >= 1")
 
     @property
     def judge_name(self) -> str | None:

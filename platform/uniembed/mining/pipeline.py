@@ -202,6 +202,9 @@ def _judge_dataset(  # noqa: ANN202
             batch_format="pyarrow",
             **actor_resources(jc, judge_device),
         )
+    # The writer holds part-shards in memory: restarted elsewhere it would have lost them
+    # and wait forever for rows that already passed. It is not restarted; its loss fails the
+    # pass, and _until_written runs the pass again over the shards not yet written.
     return ds.map_batches(
         ShardBuffer,
         fn_constructor_args=(cfg.output, s3, cfg.fail_after_shards),
@@ -209,7 +212,57 @@ def _judge_dataset(  # noqa: ANN202
         batch_size=None,
         batch_format="pyarrow",
         num_cpus=0.25,
+        max_restarts=0,
     )
+
+
+# What a lost node or process raises through Ray Data; a bug in a stage raises anything else
+# (a RayTaskError wrapping it) and is not retried.
+_LOST = (
+    ray.exceptions.ActorDiedError,
+    ray.exceptions.ActorUnavailableError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OwnerDiedError,
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.LocalRayletDiedError,
+)
+
+
+def _lost_to_failure(exc: BaseException) -> bool:
+    """True if ``exc`` (or an exception it was raised from) is a lost node, actor,
+    worker or object, not an error of the job's own code."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _LOST):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _until_written(
+    cfg: MineConfig, device: str, use_judge: bool, max_queries: int | None, skip: frozenset[str]
+) -> None:
+    """Run stage 3's pass over the shards not in ``skip``; when a node, actor or object is
+    lost mid-pass (pre-emption, OOM), run it again over the shards still unwritten, at most
+    ``cfg.query_stage_attempts`` times. Written shards are whole and never rewritten."""
+    for attempt in range(1, cfg.query_stage_attempts + 1):
+        try:
+            _judge_dataset(cfg, device, skip, use_judge, max_queries).take_all()
+            return
+        except Exception as exc:
+            if not _lost_to_failure(exc) or attempt == cfg.query_stage_attempts:
+                raise
+            skip = finished_shards(cfg.output)
+            logger.warning(
+                "query stage attempt %d/%d lost a node or worker (%s: %s); %d shards are "
+                "written, running again over the rest",
+                attempt,
+                cfg.query_stage_attempts,
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
+                len(skip),
+            )
 
 
 def _select_options(cfg: MineConfig, verdict: SanityVerdict | None) -> SelectOptions:
@@ -340,7 +393,7 @@ def _judge_queries(cfg: MineConfig, device: str, report: MineReport) -> SanityVe
         logger.info(verdict.line(cfg.judge_name or ""))
     if verdict is None or verdict.action != "stop":
         use_judge = verdict is not None and verdict.score_source == S.SCORE_JUDGE
-        _judge_dataset(cfg, device, skip, use_judge, cfg.max_queries).take_all()
+        _until_written(cfg, device, use_judge, cfg.max_queries, skip)
     report.stage_seconds["queries: embed+retrieve+judge (wall)"] = time.perf_counter() - start
     return verdict
 
@@ -351,7 +404,7 @@ def _calibrate(cfg: MineConfig, device: str, skip: frozenset[str]) -> SanityVerd
     limit = -(-n // cfg.shard_size) * cfg.shard_size  # whole shards
     if cfg.max_queries is not None:
         limit = min(limit, cfg.max_queries)
-    _judge_dataset(cfg, device, skip, True, limit).take_all()
+    _until_written(cfg, device, True, limit, skip)
     names = calibration_shards(sorted(finished_shards(cfg.output)), cfg.shard_size, n)
     auc, rows = measure(cfg.output, names)
     return decide(auc, rows, tuple(names), cfg.sanity)

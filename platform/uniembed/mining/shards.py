@@ -64,15 +64,29 @@ class ShardBuffer:
         self.work = work
         self.fail_after = fail_after
         self.pending: dict[str, list[pa.Table]] = {}
+        self.seen: dict[str, set[int]] = {}  # ordinals buffered per pending shard
+        self.done: set[str] = set()
         self.written = 0
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         stats = []
         for shard in pc.unique(batch[S.SHARD]).to_pylist():
+            if shard in self.done:
+                continue
             part = batch.filter(pc.equal(batch[S.SHARD], shard))
+            # A block computed twice (a task retried after its node was lost) must not count
+            # its rows twice, or the shard would never be whole.
+            seen = self.seen.setdefault(shard, set())
+            fresh = [o not in seen for o in part[S.ORDINAL].to_pylist()]
+            if not all(fresh):
+                part = part.filter(pa.array(fresh))
+            if not len(part):
+                continue
+            seen.update(part[S.ORDINAL].to_pylist())
             self.pending.setdefault(shard, []).append(part)
-            have = sum(len(t) for t in self.pending[shard])
-            if have == part[S.SHARD_ROWS][0].as_py():
+            if len(seen) == part[S.SHARD_ROWS][0].as_py():
+                del self.seen[shard]
+                self.done.add(shard)
                 parts = self.pending.pop(shard)
                 stats.append(
                     self._write(shard, pa.concat_tables(parts, promote_options="permissive"))

@@ -9,9 +9,11 @@ objects (no batching), e.g. behind plain uvicorn.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import numpy as np
+import ray
 
 from uniembed.models import EmbedInput
 from uniembed.models.embedder import Embedder
@@ -60,6 +62,23 @@ class Backend(Protocol):
         ...
 
 
+# A replica lost with its node or process; anything else (the model's own errors) is final.
+_LOST_REPLICA = (ray.exceptions.RayActorError,)  # ActorDiedError, ActorUnavailableError
+LOST_REPLICA_ATTEMPTS = 5
+
+
+async def retry_lost_replica(call: Callable[[], Awaitable[Any]]) -> Any:
+    """Await ``call()``; when its replica was lost, call again (a new request, routed to a
+    live replica) after a short back-off, at most ``LOST_REPLICA_ATTEMPTS`` times."""
+    for attempt in range(1, LOST_REPLICA_ATTEMPTS + 1):
+        try:
+            return await call()
+        except _LOST_REPLICA:
+            if attempt == LOST_REPLICA_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.1 * 2**attempt)
+
+
 class ServeBackend:
     """A :class:`Backend` in the ingress replica: the embedder in-process (an
     :class:`~uniembed.serving.embedder_host.EmbedderHost`, no handle hop on the
@@ -86,11 +105,13 @@ class ServeBackend:
 
     async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
         assert self.reranker is not None
-        return await self.reranker.score.remote(query, documents)
+        # Scoring and searching are idempotent: a call whose replica was lost (its node
+        # gone) goes again, and the handle routes it to a replica still alive.
+        return await retry_lost_replica(lambda: self.reranker.score.remote(query, documents))
 
     async def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         assert self.retriever is not None
-        return await self.retriever.search.remote(vector, k)
+        return await retry_lost_replica(lambda: self.retriever.search.remote(vector, k))
 
 
 class LocalBackend:

@@ -34,6 +34,9 @@ class DeploymentSection:
     target_ongoing_requests: float = field(
         default=32.0, metadata={"help": "autoscaling target per replica"}
     )
+    resources: dict[str, float] = field(
+        default_factory=dict, metadata={"help": "custom Ray resources per replica"}
+    )
 
     def __post_init__(self) -> None:
         require(self.num_cpus >= 0, "num_cpus must be >= 0")
@@ -52,7 +55,11 @@ class DeploymentSection:
     def options(self) -> dict[str, Any]:
         """Keyword arguments for ``Deployment.options``."""
         opts: dict[str, Any] = {
-            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "ray_actor_options": {
+                "num_cpus": self.num_cpus,
+                "num_gpus": self.num_gpus,
+                **({"resources": dict(self.resources)} if self.resources else {}),
+            },
             "max_ongoing_requests": self.max_ongoing_requests,
         }
         if self.min_replicas == self.max_replicas:

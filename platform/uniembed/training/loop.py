@@ -234,6 +234,8 @@ def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             elapsed = time.perf_counter() - start
+            if cfg.debug.step_delay_s:
+                time.sleep(cfg.debug.step_delay_s)
             pos.advance()
             if batches_seen is not None:
                 batches_seen.append(_gather_ids(ids))

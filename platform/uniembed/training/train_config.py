@@ -34,9 +34,15 @@ class ScalingSection:
     precision: Literal["fp32", "bf16"] = field(
         default="fp32", metadata={"help": "bf16: autocast forward, fp32 master weights"}
     )
+    # Custom Ray resources per worker, e.g. {trainer_node: 1}: workers go only to nodes that
+    # offer them (`ray start --resources=...`); a lost node's workers restart on another.
+    resources: dict[str, float] = field(
+        default_factory=dict, metadata={"help": "custom Ray resources per worker"}
+    )
 
     def __post_init__(self) -> None:
         require(self.num_workers >= 1, "scaling.num_workers must be >= 1")
+        require(all(v > 0 for v in self.resources.values()), "scaling.resources values must be > 0")
         require(self.gpus_per_worker > 0, "scaling.gpus_per_worker must be > 0")
         require(self.cpus_per_worker > 0, "scaling.cpus_per_worker must be > 0")
         require(self.cpu_threads >= 0, "scaling.cpu_threads must be >= 0")
@@ -119,6 +125,9 @@ class DebugSection:
         default=0, metadata={"help": "kill a worker once when it reaches this step (0: never)"}
     )
     fail_rank: int = field(default=1, metadata={"help": "the rank that fail_at_step kills"})
+    step_delay_s: float = field(
+        default=0.0, metadata={"help": "sleep after every step (fault tests: a slower run)"}
+    )
     record_batches: bool = field(
         default=False, metadata={"help": "keep the ids trained per step in the checkpoint"}
     )

@@ -113,7 +113,7 @@ def build_trainer(
 ) -> TorchTrainer:
     """The TorchTrainer of the run (Ray must be initialised); ``loop`` is the worker's."""
     sc = cfg.scaling
-    resources = {"CPU": sc.cpus_per_worker}
+    resources = {"CPU": sc.cpus_per_worker, **sc.resources}
     if sc.use_gpu:
         resources["GPU"] = sc.gpus_per_worker
     return TorchTrainer(
