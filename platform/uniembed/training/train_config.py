@@ -137,7 +137,10 @@ class DebugSection:
 class TuneLossSection:
     """Stage-2 loss, chosen by name from ``uniembed.losses.LOSSES``."""
 
-    name: str = field(default="soft_label", metadata={"help": "a key of uniembed.losses.LOSSES"})
+    name: str = field(
+        default="soft_label",
+        metadata={"help": "a key of uniembed.losses.LOSSES", "choices": tuple(LOSSES)},
+    )
     temperature: float = 0.02
     num_negatives: int = field(
         default=8, metadata={"help": "unime: in-batch top-k; others: mined negatives used"}
