@@ -27,6 +27,7 @@ from uniembed import storage
 from uniembed.models.families import family_by_name, family_for_config
 from uniembed.models.pooling_config import (
     PoolingConfig,
+    ResolvedPooling,
     load_pooling_config,
     resolve_pooling,
     save_pooling_config,
@@ -71,27 +72,42 @@ def export_model(model: nn.Module, source_folder: str, out_uri: str, pooling: Po
             for f in dataclasses.fields(pooling)
             if getattr(pooling, f.name) is not None
         }
-        final = dataclasses.replace(base, **updates)
-        save_pooling_config(folder, final)
-        _write_st_files(model, folder, final)
+        settings = _resolved(model, folder, dataclasses.replace(base, **updates))
+        save_pooling_config(folder, _as_pooling_config(settings))
+        has_chat = (folder / "chat_template.jinja").is_file() or (
+            "chat_template" in _tokenizer_config(folder)
+        )
+        dim = int(model.config.get_text_config().hidden_size)
+        write_sentence_transformers_files(folder, settings, dim, has_chat)
         upload_folder(folder, out_uri)
     return out_uri
 
 
-def _write_st_files(model: nn.Module, folder: Path, pooling: PoolingConfig) -> None:
+def _resolved(model: nn.Module, folder: Path, pooling: PoolingConfig) -> ResolvedPooling:
+    """Every setting the embedder will run the export with: ``uniembed.json`` states them
+    all (family, pooling, templates, image token), so that code outside uniembed (the
+    MLLM snippet in docs/export.md) can prompt the model exactly as it was trained."""
     if pooling.family is not None:
         family = family_by_name(pooling.family, str(folder))
     else:
         family = family_for_config(model.config, str(folder))
     settings = resolve_pooling(family, pooling)
     if settings.max_length is None and family.kind == "encoder":
-        limit = _tokenizer_max_length(folder)
-        settings = dataclasses.replace(settings, max_length=limit)
-    has_chat = (folder / "chat_template.jinja").is_file() or "chat_template" in _tokenizer_config(
-        folder
+        settings = dataclasses.replace(settings, max_length=_tokenizer_max_length(folder))
+    return settings
+
+
+def _as_pooling_config(settings: ResolvedPooling) -> PoolingConfig:
+    return PoolingConfig(
+        family=settings.family.name,
+        pooling=settings.pooling,
+        image_token=settings.image_token,
+        text_template=settings.text_template,
+        image_template=settings.image_template,
+        image_text_template=settings.image_text_template,
+        use_chat_template=settings.use_chat_template,
+        max_length=settings.max_length,
     )
-    dim = int(model.config.get_text_config().hidden_size)
-    write_sentence_transformers_files(folder, settings, dim, has_chat)
 
 
 def _tokenizer_config(folder: Path) -> dict:
