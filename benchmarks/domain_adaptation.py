@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import random
 import shlex
 import subprocess
@@ -175,10 +174,9 @@ def evaluate(job_main, model: str, test: Path, out: Path) -> dict[str, float]:  
     return {"p@1": m["precision@1"], "mrr": m["mrr"], "ndcg@10": m["ndcg@10"]}
 
 
-def start_ray(attempts: int = 3) -> None:
+def start_ray(attempts: int = 5) -> None:
     """One local Ray for every job of the run (they join it); on a loaded machine the
-    raylet may need longer than Ray's default to come up, so wait longer and retry."""
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")
+    raylet may miss Ray's fixed 30 s start-up window, so retry."""
     import ray
 
     for attempt in range(1, attempts + 1):
