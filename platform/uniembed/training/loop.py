@@ -147,7 +147,8 @@ def epoch_batches(
     else:
         order = task_homogeneous_batches(tasks, batch, seed, epoch, rank)
         if is_distributed():  # every rank must run the same number of steps per epoch
-            count = torch.tensor([len(order)])
+            device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+            count = torch.tensor([len(order)], device=device)
             dist.all_reduce(count, op=dist.ReduceOp.MIN)
             order = order[: int(count)]
     for b in range(skip, len(order)):
