@@ -37,6 +37,7 @@ from uniembed.training.export import export_model
 from uniembed.training.gather import is_distributed
 from uniembed.training.lora import prepare_trainable, trainable_parameters
 from uniembed.training.metrics import METRICS_FILE, MetricsLog
+from uniembed.training.priority import set_niceness
 from uniembed.training.sampler import random_batches, task_homogeneous_batches
 from uniembed.training.state import (
     Fingerprint,
@@ -222,6 +223,9 @@ def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = str(ray.train.torch.get_device())
+    niceness = getattr(cfg.scaling, "niceness", None)
+    if niceness is not None and (refused := set_niceness(niceness)):
+        print(f"[rank {rank}] {refused}")
     if device == "cpu":
         local = max(1, ctx.get_local_world_size())
         torch.set_num_threads(cfg.scaling.cpu_threads or max(1, (os.cpu_count() or 1) // local))

@@ -43,6 +43,13 @@ class ScalingSection:
     precision: Literal["fp32", "bf16"] = field(
         default="fp32", metadata={"help": "bf16: autocast forward, fp32 master weights"}
     )
+    niceness: int | None = field(
+        default=0,
+        metadata={
+            "help": "the train workers' nice value (Ray starts workers at 15, which starves "
+            "training on a busy machine); null keeps Ray's"
+        },
+    )
 
     def __post_init__(self) -> None:
         require(self.num_workers >= 1, "scaling.num_workers must be >= 1")
