@@ -14,14 +14,27 @@ from __future__ import annotations
 import os
 
 
+def _threads() -> list[int]:
+    # On Linux a nice value belongs to a thread: set every thread of the process (the
+    # actor's main thread, the one running the loop, the intra-op pool). 0: the caller.
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
 def set_niceness(value: int) -> str | None:
-    """Set this process's nice value to ``value``; None when done (or already there), else
+    """Set the nice value of every thread of this process (and of threads it starts
+    later from the calling one) to ``value``; None when done (or already there), else
     why it could not be done."""
     current = os.getpriority(os.PRIO_PROCESS, 0)
-    if current == value:
-        return None
     try:
-        os.setpriority(os.PRIO_PROCESS, 0, value)
+        for tid in _threads():
+            try:
+                if os.getpriority(os.PRIO_PROCESS, tid) != value:
+                    os.setpriority(os.PRIO_PROCESS, tid, value)
+            except ProcessLookupError:  # a thread that ended meanwhile
+                continue
     except OSError as e:
         return (
             f"could not set the train worker's nice value from {current} to {value} ({e}); "
