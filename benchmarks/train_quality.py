@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import json
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -193,6 +194,7 @@ def main() -> None:
     print(f"{'model':36s} {'acc@1':>7s} {'mrr@10':>7s} {'train s':>8s}")
     for name, m, secs in table:
         print(f"{name:36s} {m['acc@1']:7.3f} {m['mrr@10']:7.3f} {secs:8.0f}")
+    print(f"reproduce: python benchmarks/train_quality.py {shlex.join(sys.argv[1:])}")
 
 
 if __name__ == "__main__":

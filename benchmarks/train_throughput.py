@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -192,6 +193,7 @@ def main() -> None:
         peak = float(out.stdout.strip().splitlines()[-1])
         label = "off" if chunk == 0 else str(chunk)
         print(f"  chunk {label:>4}: {peak:8.1f} MiB")
+    print(f"reproduce: python benchmarks/train_throughput.py {shlex.join(sys.argv[1:])}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Stage 1: distil a teacher's in-batch similarities into an (M)LLM's language model.
 
-    python jobs/distill.py --input data/demo/wordnet/corpus.jsonl --model tiny-text-lm
+    python jobs/distill.py --input texts.jsonl          # configs/distill.yaml: real data
+    python jobs/distill.py --config jobs/configs/distill_demo.yaml   # minutes-long demo
     ray job submit --working-dir . -- python jobs/distill.py --config jobs/configs/distill.yaml
 
 The teacher runs on the fly (``teacher.model``, e.g. minilm) or its embeddings come from

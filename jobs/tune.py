@@ -1,10 +1,14 @@
 """Stage 2: contrastive tuning on mined rows, with the loss chosen in the config.
 
-    python jobs/tune.py --input outputs/mine --model tiny-qwen2-vl loss.name=soft_label
+    python jobs/tune.py --input outputs/mine              # configs/tune.yaml: real data
+    python jobs/tune.py --config jobs/configs/tune_demo.yaml --input outputs/mine  # demo
     ray job submit --working-dir . -- python jobs/tune.py --config jobs/configs/tune.yaml
 
 Losses: ``unime`` (in-batch top-k hard negatives after the false-negative filter),
-``soft_label`` (UniME-V2: symmetric KL to the judge's scores), ``infonce`` (baseline).
+``soft_label`` (UniME-V2: symmetric KL to the judge's scores), ``infonce`` (baseline),
+``rzen`` (hardness-weighted InfoNCE, learnable temperature, false-negative mitigation),
+``kalm`` (focal reweighting, online hard-negative mixing). ``--help`` lists every key with
+the value it would run with and its allowed values.
 Re-running with the same ``checkpoint.name`` resumes from the last checkpoint.
 """
 

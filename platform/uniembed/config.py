@@ -1,5 +1,7 @@
 """Typed job configs: dataclasses that validate themselves, loaded from YAML with dotted
-command-line overrides (``--set train.lr=1e-4`` or a bare ``train.lr=1e-4``).
+command-line overrides (``--set train.lr=1e-4`` or a bare ``train.lr=1e-4``, before, between
+or after the named flags). ``--help`` lists every key with the value the job would run with
+(the YAML's over the defaults) and the allowed values of every choice.
 
 Every job declares one top-level dataclass. ``parse_config`` builds it from, in order of
 precedence: dotted overrides > named flags (``--input``) > ``--config`` YAML > defaults.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -159,24 +162,63 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _field_help(cls: type, prefix: str = "") -> list[str]:
+def _choices(tp: Any, f: dataclasses.Field[Any]) -> list[Any] | None:
+    if "choices" in f.metadata:
+        return list(f.metadata["choices"])
+    inner, _ = _unwrap_optional(tp)
+    if typing.get_origin(inner) is typing.Literal:
+        return list(typing.get_args(inner))
+    if inner is bool:
+        return [True, False]
+    return None
+
+
+def _field_help(
+    cls: type, prefix: str = "", values: Mapping[str, Any] | None = None, source: str = ""
+) -> list[str]:
+    """One line per leaf key: its effective default (the YAML's value when ``values`` has
+    it, marked with ``source``; else the dataclass default), allowed values and help."""
     lines = []
     hints = typing.get_type_hints(cls)
+    values = values if isinstance(values, Mapping) else {}
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
         inner, _ = _unwrap_optional(hints[f.name])
         if _is_dataclass_type(inner):
-            lines.extend(_field_help(inner, name + "."))
+            lines.extend(_field_help(inner, name + ".", values.get(f.name), source))
             continue
-        if f.default is not dataclasses.MISSING:
+        origin = ""
+        if f.name in values:
+            default, origin = repr(values[f.name]), f"  [{source}]"
+        elif f.default is not dataclasses.MISSING:
             default = repr(f.default)
         elif f.default_factory is not dataclasses.MISSING:
             default = repr(f.default_factory())
         else:
             default = "(required)"
+        choices = _choices(hints[f.name], f)
+        allowed = f"  one of: {', '.join(map(str, choices))}" if choices else ""
         desc = f.metadata.get("help", "")
-        lines.append(f"  {name} = {default}  {desc}".rstrip())
+        lines.append(f"  {name} = {default}{origin}{allowed}  {desc}".rstrip())
     return lines
+
+
+def config_help(cls: type, config: str | Path | None) -> str:
+    """The epilog of ``--help``: every key with the value the job would run with under
+    ``config`` (its YAML's values over the defaults) and the allowed values of choices."""
+    values: dict[str, Any] = {}
+    note = "defaults"
+    if config:
+        try:
+            values = load_yaml(config)
+            note = f"values of {config} over the defaults; [{Path(str(config)).name}] marks its own"
+        except Exception as e:  # noqa: BLE001 - help must print whatever the config holds
+            note = f"defaults ({config} could not be read: {e})"
+    head = (
+        "config keys (override any with key.path=value anywhere on the command line, or "
+        f"--set key.path=value); {note}:"
+    )
+    return "\n".join([head, *_field_help(cls, values=values, source=Path(str(config)).name)])
 
 
 def parse_config(
@@ -195,12 +237,18 @@ def parse_config(
     """
     flags = dict(flags or {})
     hints_cache: dict[str, Any] = {}
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    epilog = None
+    if "-h" in argv or "--help" in argv:  # only then read the config twice
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--config", default=str(default_config) if default_config else None)
+        known, _ = pre.parse_known_args(argv)
+        epilog = config_help(cls, known.config)
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config keys (override any with key.path=value or --set key.path=value):\n"
-        + "\n".join(_field_help(cls)),
+        epilog=epilog,
     )
     parser.add_argument(
         "--config",
@@ -227,7 +275,8 @@ def parse_config(
             help=f"sets {key}",
         )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    # Intermixed: ``key=value`` overrides may come before, between and after named flags.
+    args = parser.parse_intermixed_args(argv)
     data = load_yaml(args.config) if args.config else {}
     flag_overrides = {}
     for flag, key in flags.items():

@@ -169,7 +169,7 @@ def test_tune_job_checkpoints_to_s3(
         pytest.skip("jobs/tune.py is absent")
     data = _upload_mmeb_train(s3_bucket)
     ckpt = storage.join(s3_bucket, "train")
-    argv = ["jobs/tune.py", "--config", "jobs/configs/tune.yaml", "--input", data]
+    argv = ["jobs/tune.py", "--config", "jobs/configs/tune_demo.yaml", "--input", data]
     argv += ["format=mmeb_train", "loss.name=unime", "loss.num_negatives=1"]
     argv += ["train.max_steps=2", "train.batch_size=4", "checkpoint.every_steps=1"]
     argv += [f"checkpoint.storage_path={ckpt}", "checkpoint.name=submit-test"]

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import uniembed.losses as losses
-from uniembed.losses import LOSSES, InfoNCELoss, SoftLabelLoss, UniMEHardNegativeLoss
+from uniembed.losses import (
+    LOSSES,
+    InfoNCELoss,
+    KaLMLoss,
+    RzenEmbedLoss,
+    SoftLabelLoss,
+    UniMEHardNegativeLoss,
+)
 
 
 def test_registry_maps_names_to_classes_that_rebuild_from_their_config() -> None:
@@ -11,6 +18,8 @@ def test_registry_maps_names_to_classes_that_rebuild_from_their_config() -> None
         "unime": UniMEHardNegativeLoss,
         "soft_label": SoftLabelLoss,
         "infonce": InfoNCELoss,
+        "rzen": RzenEmbedLoss,
+        "kalm": KaLMLoss,
     }
     for cls in LOSSES.values():
         cfg = cls().get_config_dict()

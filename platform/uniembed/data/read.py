@@ -1,5 +1,9 @@
 """Read an input corpus (JSONL, JSON or Parquet; local or s3://) as a Ray Dataset of items.
 
+JSON and JSONL files may be gzipped (``.jsonl.gz``, ``.json.gz``); every reader of records
+(the embed and mine inputs, the training rows, the evaluation tasks) takes the same
+suffixes, :data:`RECORD_SUFFIXES`, through :func:`file_records` / :func:`read_json_bytes`.
+
 Each file is read by one task that streams its records out in batches, keeping the file and
 line of every record so that errors can name them. Records that cannot be converted come
 out with the ``error`` column set (they are quarantined downstream, never dropped).
@@ -7,6 +11,7 @@ out with the ``error`` column set (they are quarantined downstream, never droppe
 
 from __future__ import annotations
 
+import gzip
 import json
 import posixpath
 from collections.abc import Iterator, Mapping
@@ -23,8 +28,9 @@ from uniembed.data import schema as S
 from uniembed.data.images import path_allowed
 from uniembed.data.records import FORMATS, convert_records
 
-JSON_SUFFIXES = (".jsonl", ".json")
+JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 PARQUET_SUFFIXES = (".parquet",)
+RECORD_SUFFIXES = JSON_SUFFIXES + PARQUET_SUFFIXES
 _ROWS_PER_BATCH = 1024
 
 # Arrow types of the rows that leave the reader.
@@ -56,7 +62,9 @@ def input_files(uri: str) -> list[str]:
         and not posixpath.basename(f).startswith(("_", "."))
     ]
     if not files:
-        raise FileNotFoundError(f"input {uri} holds no .jsonl, .json or .parquet files")
+        raise FileNotFoundError(
+            f"input {uri} holds no .jsonl, .json (optionally .gz) or .parquet files"
+        )
     return files
 
 
@@ -80,10 +88,33 @@ def _decode(data: bytes, src: str) -> str | ValueError:
         )
 
 
+def read_json_bytes(uri: str) -> bytes:
+    """The bytes of a JSON/JSONL file, gunzipped when its name ends in ``.gz``; ValueError
+    naming the file when the gzip stream is broken."""
+    if not uri.endswith(".gz"):
+        return storage.read_bytes(uri)
+    try:
+        data = storage.read_bytes(uri)  # pyarrow gunzips a local ``.gz`` stream itself
+    except storage.StorageError as e:
+        if storage.exists(uri):
+            raise ValueError(f"{uri}: not a valid gzip file ({e})") from e
+        raise
+    if not data.startswith(b"\x1f\x8b"):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{uri}: not a valid gzip file ({e})") from e
+
+
 def _json_records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str]]:
-    data = storage.read_bytes(uri)
     name = uri
-    if uri.endswith(".json") and data.lstrip().startswith(b"["):
+    try:
+        data = read_json_bytes(uri)
+    except ValueError as e:
+        yield e, name
+        return
+    if uri.removesuffix(".gz").endswith(".json") and data.lstrip().startswith(b"["):
         text = _decode(data, name)
         if isinstance(text, ValueError):
             yield text, name

@@ -25,6 +25,7 @@ import pyarrow as pa
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import resolve_uri
+from uniembed.data.read import RECORD_SUFFIXES, read_json_bytes
 from uniembed.data.records import strip_image_placeholders
 from uniembed.data.shards import MANIFEST
 
@@ -69,18 +70,23 @@ def rows_location(uri: str, fmt: str) -> str:
 
 def _records(uri: str) -> list[tuple[dict[str, Any], str, str]]:
     """``(record, source "file:row", folder of the file)`` for every record under ``uri``."""
-    files = [f for f in storage.list_files(uri) if f.endswith((".parquet", ".jsonl", ".json"))]
+    files = [f for f in storage.list_files(uri) if f.endswith(RECORD_SUFFIXES)]
     if not files:
-        raise TrainingDataError(f"{uri}: not found, or no .parquet, .jsonl or .json file in it")
+        raise TrainingDataError(
+            f"{uri}: not found, or no .parquet, .jsonl or .json (optionally .gz) file in it"
+        )
     out = []
     for f in files:
         base = posixpath.dirname(f)
         if f.endswith(".parquet"):
             recs = storage.read_parquet(f).to_pylist()
         else:
-            text = storage.read_text(f)
             try:
-                if f.endswith(".json") and text.lstrip().startswith("["):
+                text = read_json_bytes(f).decode("utf-8")
+            except (ValueError, UnicodeDecodeError) as e:
+                raise TrainingDataError(f"{f}: cannot be read ({e})") from e
+            try:
+                if f.removesuffix(".gz").endswith(".json") and text.lstrip().startswith("["):
                     recs = json.loads(text)
                 else:
                     recs = [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -20,7 +20,6 @@ drops rows it cannot read, since that would silently change the number it report
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ from typing import Any, Literal
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import resolve_uri
+from uniembed.data.read import file_records
 from uniembed.data.records import RecordError, items_from_mmeb_eval
 
 TaskKind = Literal["candidates", "captions", "compositional"]
@@ -47,6 +47,7 @@ NEGATIVE_CAPTION = "negative_caption"
 CATEGORY = "category"
 
 EVAL_SUFFIX = ".jsonl"
+EVAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")  # one task per file, whichever
 
 
 @dataclass
@@ -88,16 +89,16 @@ def task_files(uris: Sequence[str]) -> list[str]:
         uri = absolute(uri)
         if not storage.exists(uri):
             raise FileNotFoundError(f"data {uri} does not exist")
-        if uri.endswith(EVAL_SUFFIX):
+        if uri.endswith(EVAL_SUFFIXES):
             files.append(uri)
             continue
         found = [
             f
-            for f in storage.list_files(uri, suffix=EVAL_SUFFIX)
-            if not posixpath.basename(f).startswith(("_", "."))
+            for f in storage.list_files(uri)
+            if f.endswith(EVAL_SUFFIXES) and not posixpath.basename(f).startswith(("_", "."))
         ]
         if not found:
-            raise FileNotFoundError(f"data {uri} holds no {EVAL_SUFFIX} files")
+            raise FileNotFoundError(f"data {uri} holds no .jsonl files (nor .jsonl.gz or .parquet)")
         files.extend(sorted(found))
     seen: dict[str, str] = {}
     for f in files:
@@ -116,20 +117,18 @@ def absolute(uri: str) -> str:
 
 def task_name(uri: str) -> str:
     """The file stem: ``.../MSCOCO_t2i.jsonl`` -> ``MSCOCO_t2i``."""
-    return posixpath.basename(uri)[: -len(EVAL_SUFFIX)]
+    name = posixpath.basename(uri)
+    for suffix in EVAL_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _records(uri: str) -> Iterator[tuple[Mapping[str, Any], str]]:
-    for lineno, line in enumerate(storage.read_text(uri).splitlines(), start=1):
-        if not line.strip():
-            continue
-        src = f"{uri}:{lineno}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RecordError(src, "(line)", f"not valid JSON: {e.msg}") from e
-        if not isinstance(rec, dict):
-            raise RecordError(src, "(line)", "not a JSON object")
+    # The same reader as every other job's input: JSONL (optionally gzipped) or Parquet.
+    for rec, src in file_records(uri):
+        if isinstance(rec, Exception):
+            raise RecordError(src, "(line)", str(rec).removeprefix(f"{src}: "))
         yield rec, src
 
 

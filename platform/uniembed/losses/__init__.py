@@ -12,7 +12,9 @@ from uniembed.losses.batch import PairBatch, PairLoss
 from uniembed.losses.contrastive import UniMEHardNegativeLoss
 from uniembed.losses.distill import DistillLoss
 from uniembed.losses.infonce import InfoNCELoss
+from uniembed.losses.kalm import KaLMLoss
 from uniembed.losses.rerank import IGNORE_INDEX, RerankLMLoss
+from uniembed.losses.rzen import RzenEmbedLoss
 from uniembed.losses.soft_label import SoftLabelLoss
 
 #: Contrastive-stage losses selectable by name in a training config.
@@ -20,6 +22,8 @@ LOSSES: dict[str, type[PairLoss]] = {
     "unime": UniMEHardNegativeLoss,
     "soft_label": SoftLabelLoss,
     "infonce": InfoNCELoss,
+    "rzen": RzenEmbedLoss,
+    "kalm": KaLMLoss,
 }
 
 __all__ = [
@@ -27,9 +31,11 @@ __all__ = [
     "LOSSES",
     "DistillLoss",
     "InfoNCELoss",
+    "KaLMLoss",
     "PairBatch",
     "PairLoss",
     "RerankLMLoss",
+    "RzenEmbedLoss",
     "SoftLabelLoss",
     "UniMEHardNegativeLoss",
 ]

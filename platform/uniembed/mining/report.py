@@ -151,8 +151,9 @@ def render_markdown(r: MineReport) -> str:
     if r.warning():
         lines += [f"> **WARNING** {r.warning()}", ""]
     lines += [
-        f"embedder `{r.embedder}`, judge `{r.judge or 'none (similarity mode)'}`, "
-        f"K={r.k}, beta={r.beta}",
+        f"embedder `{r.embedder}`, judge `{r.judge or 'none (similarity mode)'}`, K={r.k}"
+        # beta is the judge's false-negative margin: a similarity-mode run never uses it.
+        + (f", beta={r.beta}" if r.judge else ""),
         "",
         "## Counts per stage",
         "",

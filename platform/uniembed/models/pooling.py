@@ -48,3 +48,21 @@ def pool_and_normalize(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -
     if pooling not in POOLERS:
         raise ValueError(f"unknown pooling {pooling!r}; choose one of {sorted(POOLERS)}")
     return F.normalize(POOLERS[pooling](hidden, mask), p=2, dim=-1)
+
+
+def set_bidirectional(model: torch.nn.Module) -> None:
+    """Let every token of a decoder attend to every other real token (KaLM-Embedding-V2's
+    bidirectional attention for decoder students, pooled by :func:`mean_pool`).
+
+    transformers builds a padding-only (bidirectional) mask instead of the causal one when
+    the config says ``is_causal: false``; the flag is saved with the config, so an
+    exported model is bidirectional wherever it is loaded. Changes ``model`` in place.
+    """
+    config = model.config
+    for cfg in {id(c): c for c in (config, config.get_text_config())}.values():
+        cfg.is_causal = False
+
+
+def is_bidirectional(model: torch.nn.Module) -> bool:
+    """True when :func:`set_bidirectional` was applied (or the config says so)."""
+    return not getattr(model.config.get_text_config(), "is_causal", True)

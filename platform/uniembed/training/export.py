@@ -5,6 +5,8 @@ Layout of ``<storage>/<run name>/export``::
     config.json, model.safetensors     the merged weights (``AutoModel`` layout)
     tokenizer / processor files        copied from the source model folder
     uniembed.json                      the pooling and prompt the model was trained with
+    modules.json, 1_Pooling/, ...      sentence-transformers' files (text models, see
+                                       ``st_export.py``)
     adapter/                           the LoRA/DoRA adapter alone (peft format), if any
 
 ``load_embedder(<local folder>)`` loads it; :func:`download_model` turns an ``s3://`` URI
@@ -14,6 +16,7 @@ into such a local folder.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,8 +24,16 @@ from pathlib import Path
 from torch import nn
 
 from uniembed import storage
-from uniembed.models.pooling_config import PoolingConfig, load_pooling_config, save_pooling_config
+from uniembed.models.families import family_by_name, family_for_config
+from uniembed.models.pooling_config import (
+    PoolingConfig,
+    ResolvedPooling,
+    load_pooling_config,
+    resolve_pooling,
+    save_pooling_config,
+)
 from uniembed.models.remote import download_model  # noqa: F401 - re-exported
+from uniembed.training.st_export import write_sentence_transformers_files
 
 ADAPTER_DIR = "adapter"
 # Files of the source folder that the export replaces or must not carry.
@@ -61,9 +72,58 @@ def export_model(model: nn.Module, source_folder: str, out_uri: str, pooling: Po
             for f in dataclasses.fields(pooling)
             if getattr(pooling, f.name) is not None
         }
-        save_pooling_config(folder, dataclasses.replace(base, **updates))
+        settings = _resolved(model, folder, dataclasses.replace(base, **updates))
+        save_pooling_config(folder, _as_pooling_config(settings))
+        has_chat = (folder / "chat_template.jinja").is_file() or (
+            "chat_template" in _tokenizer_config(folder)
+        )
+        dim = int(model.config.get_text_config().hidden_size)
+        write_sentence_transformers_files(folder, settings, dim, has_chat)
         upload_folder(folder, out_uri)
     return out_uri
+
+
+def _resolved(model: nn.Module, folder: Path, pooling: PoolingConfig) -> ResolvedPooling:
+    """Every setting the embedder will run the export with: ``uniembed.json`` states them
+    all (family, pooling, templates, image token), so that code outside uniembed (the
+    MLLM snippet in docs/export.md) can prompt the model exactly as it was trained."""
+    if pooling.family is not None:
+        family = family_by_name(pooling.family, str(folder))
+    else:
+        family = family_for_config(model.config, str(folder))
+    settings = resolve_pooling(family, pooling)
+    if settings.max_length is None and family.kind == "encoder":
+        settings = dataclasses.replace(settings, max_length=_tokenizer_max_length(folder))
+    return settings
+
+
+def _as_pooling_config(settings: ResolvedPooling) -> PoolingConfig:
+    return PoolingConfig(
+        family=settings.family.name,
+        pooling=settings.pooling,
+        image_token=settings.image_token,
+        text_template=settings.text_template,
+        image_template=settings.image_template,
+        image_text_template=settings.image_text_template,
+        use_chat_template=settings.use_chat_template,
+        max_length=settings.max_length,
+    )
+
+
+def _tokenizer_config(folder: Path) -> dict:
+    path = folder / "tokenizer_config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _tokenizer_max_length(folder: Path) -> int | None:
+    # As the embedder decides it: a sentence-transformers folder's own length first.
+    st_config = folder / "sentence_bert_config.json"
+    if st_config.is_file():
+        value = json.loads(st_config.read_text()).get("max_seq_length")
+        if isinstance(value, int):
+            return value
+    value = _tokenizer_config(folder).get("model_max_length")
+    return int(value) if isinstance(value, int) and value < 100_000 else None
 
 
 def upload_folder(folder: Path, out_uri: str) -> None:

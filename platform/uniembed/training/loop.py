@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import ray.train
 import ray.train.torch
 import torch
@@ -30,6 +29,7 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.losses import LOSSES, DistillLoss
 from uniembed.models import EmbedInput, TransformerEmbedder, load_embedder
+from uniembed.models.pooling import set_bidirectional
 from uniembed.models.pooling_config import PoolingConfig
 from uniembed.models.registry import resolve_model
 from uniembed.reranker.config import RerankConfig
@@ -37,6 +37,8 @@ from uniembed.training.export import export_model
 from uniembed.training.gather import is_distributed
 from uniembed.training.lora import prepare_trainable, trainable_parameters
 from uniembed.training.metrics import METRICS_FILE, MetricsLog
+from uniembed.training.priority import set_niceness
+from uniembed.training.sampler import random_batches, task_homogeneous_batches
 from uniembed.training.state import (
     Fingerprint,
     Position,
@@ -60,8 +62,9 @@ def build_loss(cfg: TuneConfig) -> nn.Module:
     """The stage-2 loss named in the config, with the hyperparameters it accepts."""
     cls = LOSSES[cfg.loss.name]
     accepted = inspect.signature(cls.__init__).parameters
-    values = dataclasses.asdict(cfg.loss)
-    return cls(**{k: v for k, v in values.items() if k in accepted and k != "name"})
+    values = dataclasses.asdict(cfg.loss)  # None: the loss's own default
+    kwargs = {k: v for k, v in values.items() if k in accepted and k != "name" and v is not None}
+    return cls(**kwargs)
 
 
 def lr_lambda(warmup: int, total: int) -> Any:
@@ -91,6 +94,15 @@ def load_student(cfg: TrainConfig, device: str) -> TransformerEmbedder:
         updates["text_template"] = cfg.prompt.text_template
     if cfg.prompt.max_length is not None and embedder.settings.max_length is None:
         updates["max_length"] = cfg.prompt.max_length
+    if cfg.pooling.mode is not None:
+        updates["pooling"] = cfg.pooling.mode
+    if cfg.pooling.attention == "bidirectional":
+        if embedder.family.kind != "decoder":
+            raise ValueError(
+                f"pooling.attention=bidirectional: {cfg.model.name} is a "
+                f"{embedder.family.kind} model; the switch is for decoder students"
+            )
+        set_bidirectional(embedder.model)
     embedder.settings = dataclasses.replace(embedder.settings, **updates)
     embedder.model = prepare_trainable(embedder.model, cfg.lora).train()
     return embedder
@@ -121,12 +133,41 @@ def _broadcast_parameters(params: list[nn.Parameter]) -> None:
 
 
 def epoch_batches(
-    rows: list[dict[str, Any]], batch: int, seed: int, epoch: int, rank: int, skip: int
+    rows: list[dict[str, Any]],
+    batch: int,
+    seed: int,
+    epoch: int,
+    rank: int,
+    skip: int,
+    tasks: list[Any] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """This rank's batches of ``epoch`` in their fixed order, starting after ``skip``."""
-    order = np.random.default_rng([seed, epoch, rank]).permutation(len(rows))
-    for b in range(skip, len(rows) // batch):
-        yield [rows[i] for i in order[b * batch : (b + 1) * batch]]
+    """This rank's batches of ``epoch`` in their fixed order, starting after ``skip``;
+    task-homogeneous ones when ``tasks`` (each row's task) is given."""
+    if tasks is None:
+        order = random_batches(len(rows), batch, seed, epoch, rank)
+    else:
+        order = task_homogeneous_batches(tasks, batch, seed, epoch, rank)
+        if is_distributed():  # every rank must run the same number of steps per epoch
+            device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+            count = torch.tensor([len(order)], device=device)
+            dist.all_reduce(count, op=dist.ReduceOp.MIN)
+            order = order[: int(count)]
+    for b in range(skip, len(order)):
+        yield [rows[i] for i in order[b]]
+
+
+def row_tasks(cfg: AnyTrainConfig, rows: list[dict[str, Any]]) -> list[Any] | None:
+    """Each row's task when the config asks for task-homogeneous batches, else None."""
+    sampler = getattr(cfg, "sampler", None)
+    if sampler is None or sampler.name == "random":
+        return None
+    field = sampler.task_field
+    if rows and field not in rows[0]:
+        raise ValueError(
+            f"sampler.task_field: the training rows have no column {field!r} "
+            f"(columns: {sorted(rows[0])})"
+        )
+    return [r[field] for r in rows]
 
 
 def _maybe_fail(cfg: AnyTrainConfig, step: int, rank: int) -> None:
@@ -160,12 +201,15 @@ class WorkerTask:
         export: writes the trained model to the folder URI it is given (rank 0, at the end).
         mean_gradients: each rank's loss is the mean over its own rows (average the
             gradients), not the same global loss on every rank (sum them, see ``gather.py``).
+        extra_parameters: trained beside the model's (a loss's learnable temperature), by
+            name; optimised, checkpointed and all-reduced the same way, never exported.
     """
 
     module: nn.Module
     step: Callable[[list[dict[str, Any]]], tuple[Tensor, dict[str, float], list[str]]]
     export: Callable[[str], None]
     mean_gradients: bool = False
+    extra_parameters: dict[str, nn.Parameter] = dataclasses.field(default_factory=dict)
 
 
 def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
@@ -179,12 +223,15 @@ def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = str(ray.train.torch.get_device())
+    niceness = getattr(cfg.scaling, "niceness", None)
+    if niceness is not None and (refused := set_niceness(niceness)):
+        print(f"[rank {rank}] {refused}")
     if device == "cpu":
         local = max(1, ctx.get_local_world_size())
         torch.set_num_threads(cfg.scaling.cpu_threads or max(1, (os.cpu_count() or 1) // local))
     torch.manual_seed(cfg.train.seed)
     task = build(device)
-    trainable = trainable_parameters(task.module)
+    trainable = {**trainable_parameters(task.module), **task.extra_parameters}
     params = list(trainable.values())
     _broadcast_parameters(params)
     torch.manual_seed(cfg.train.seed + 1 + rank)  # dropout differs per rank
@@ -215,9 +262,10 @@ def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
         metrics.resume(pos.step)
     batches_seen = state.extra.setdefault("batches", []) if cfg.debug.record_batches else None
 
+    tasks = row_tasks(cfg, rows)
     while pos.step < cfg.train.max_steps:
         for batch_rows in epoch_batches(
-            rows, local_batch, cfg.train.seed, pos.epoch, rank, pos.batch_in_epoch
+            rows, local_batch, cfg.train.seed, pos.epoch, rank, pos.batch_in_epoch, tasks
         ):
             _maybe_fail(cfg, pos.step + 1, rank)
             start = time.perf_counter()
@@ -283,12 +331,15 @@ def embedder_task(cfg: TrainConfig, device: str) -> WorkerTask:
 
     chunk = cfg.train.grad_cache_chunk
     if isinstance(cfg, TuneConfig):
-        tune_loss = build_loss(cfg)
+        tune_loss = build_loss(cfg).to(device)
+        extra = {f"loss.{n}": p for n, p in tune_loss.named_parameters()}
         num_neg = cfg.loss.num_negatives if tune_loss.encodes_negatives else 0
 
         def step(rows: list[dict[str, Any]]) -> tuple[Tensor, dict[str, float], list[str]]:
             batch = tune_batch(rows, num_neg)
-            return (*tune_step(encode, tune_loss, batch, chunk), batch.ids)
+            value, stats = tune_step(encode, tune_loss, batch, chunk)
+            loss_stats = getattr(tune_loss, "stats", None)  # e.g. a learned temperature
+            return value, {**stats, **(loss_stats() if loss_stats else {})}, batch.ids
 
     else:
         distill_loss = DistillLoss(cfg.loss.temperature, cfg.loss.average, cfg.loss.exclude_self)
@@ -305,11 +356,14 @@ def embedder_task(cfg: TrainConfig, device: str) -> WorkerTask:
 
     def export(out: str) -> None:
         pooling = PoolingConfig(
+            pooling=cfg.pooling.mode,
             text_template=cfg.prompt.text_template,
             max_length=student.settings.max_length if student.family.kind != "mllm" else None,
         )
         export_model(student.model, resolve_model(cfg.model.name), out, pooling)
 
+    if isinstance(cfg, TuneConfig):
+        return WorkerTask(student.model, step, export, extra_parameters=extra)
     return WorkerTask(student.model, step, export)
 
 

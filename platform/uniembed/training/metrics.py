@@ -22,6 +22,7 @@ COLUMNS = (
     "pos_sim",
     "hard_neg_sim",
     "sim_gap",
+    "temperature",  # a learned temperature (rzen), else empty
     "step_time_s",
     "time",  # unix time at the end of the step: wall-clock throughput between steps
 )

@@ -89,6 +89,24 @@ def run_backward(
     return loss.detach()
 
 
+def grouped_encode(encode: Encode, bounds: Sequence[int]) -> Encode:
+    """``encode`` run once per group ``inputs[bounds[i]:bounds[i + 1]]`` of text-only
+    inputs, the results concatenated in order.
+
+    A short query padded to the length of the longest definition in one forward costs as
+    much as that definition; encoding queries, positives and negatives apart pads each
+    group to its own longest (what sentence-transformers does). Inputs with images keep
+    one forward (their length is the image's, not the text's)."""
+
+    def run(inputs: Sequence[EmbedInput]) -> Tensor:
+        if any(inp.image is not None for inp in inputs) or len(inputs) != bounds[-1]:
+            return encode(inputs)
+        parts = [encode(inputs[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        return torch.cat(parts, dim=0)
+
+    return run
+
+
 def tune_step(
     encode: Encode, loss: PairLoss, batch: TuneBatch, chunk: int
 ) -> tuple[Tensor, dict[str, float]]:
@@ -96,6 +114,8 @@ def tune_step(
     statistics of the global batch). The loss is called as it declares (``on_batch``)."""
     n, k = batch.n, batch.mask.shape[1]
     stats: dict[str, float] = {}
+    if chunk == 0:  # GradCache chunks the list itself
+        encode = grouped_encode(encode, [0, n, 2 * n, len(batch.inputs)])
 
     def loss_fn(reps: Tensor) -> Tensor:
         q, p, flat = reps[:n], reps[n : 2 * n], reps[2 * n :]

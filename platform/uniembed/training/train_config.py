@@ -7,6 +7,7 @@ steps and batch sizes, never the meaning of a field.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,6 +16,14 @@ from uniembed.losses import LOSSES
 from uniembed.sections import ModelSection, RaySection, StorageSection
 
 TUNE_FORMATS = ("mined", "unime_v2", "mmeb_train")
+RECIPE_SWITCHES = (
+    "hardness_alpha",
+    "learn_temperature",
+    "fn_filter",
+    "focal_gamma",
+    "mix_negatives",
+    "mix_lambda",
+)
 DISTILL_PROMPT = "{text}\nSummarize the above sentences in one word."
 
 
@@ -38,6 +47,13 @@ class ScalingSection:
     # offer them (`ray start --resources=...`); a lost node's workers restart on another.
     resources: dict[str, float] = field(
         default_factory=dict, metadata={"help": "custom Ray resources per worker"}
+    )
+    niceness: int | None = field(
+        default=0,
+        metadata={
+            "help": "the train workers' nice value (Ray starts workers at 15, which starves "
+            "training on a busy machine); null keeps Ray's"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -137,12 +153,34 @@ class DebugSection:
 class TuneLossSection:
     """Stage-2 loss, chosen by name from ``uniembed.losses.LOSSES``."""
 
-    name: str = field(default="soft_label", metadata={"help": "a key of uniembed.losses.LOSSES"})
+    name: str = field(
+        default="soft_label",
+        metadata={"help": "a key of uniembed.losses.LOSSES", "choices": tuple(LOSSES)},
+    )
     temperature: float = 0.02
     num_negatives: int = field(
         default=8, metadata={"help": "unime: in-batch top-k; others: mined negatives used"}
     )
-    margin: float = field(default=0.1, metadata={"help": "unime false-negative margin"})
+    margin: float = field(default=0.1, metadata={"help": "unime/rzen false-negative margin"})
+    # Recipe switches of one loss each; null keeps that loss's own default.
+    hardness_alpha: float | None = field(
+        default=None, metadata={"help": "rzen: negatives' logit bias alpha*sg(sim) (0: off)"}
+    )
+    learn_temperature: bool | None = field(
+        default=None, metadata={"help": "rzen: train the temperature (log space)"}
+    )
+    fn_filter: bool | None = field(
+        default=None, metadata={"help": "rzen: drop false negatives (margin, duplicates)"}
+    )
+    focal_gamma: float | None = field(
+        default=None, metadata={"help": "kalm: (1 - p)^gamma row weights (0: off)"}
+    )
+    mix_negatives: int | None = field(
+        default=None, metadata={"help": "kalm: synthetic mixed negatives per row (0: off)"}
+    )
+    mix_lambda: float | None = field(
+        default=None, metadata={"help": "kalm: weight of the hardest negative in a mix"}
+    )
 
     def __post_init__(self) -> None:
         require(self.temperature > 0, "loss.temperature must be > 0")
@@ -150,6 +188,12 @@ class TuneLossSection:
         require(
             self.name in LOSSES, f"loss.name must be one of {sorted(LOSSES)}, got {self.name!r}"
         )
+        accepted = inspect.signature(LOSSES[self.name].__init__).parameters
+        for key in RECIPE_SWITCHES:
+            require(
+                getattr(self, key) is None or key in accepted,
+                f"loss.{key} is not a setting of loss {self.name} (set it to null)",
+            )
         least = LOSSES[self.name].min_negatives
         require(
             self.num_negatives >= least,
@@ -196,6 +240,37 @@ class PromptSection:
 
 
 @dataclass
+class SamplerSection:
+    """How a rank's rows are cut into batches (``training/sampler.py``)."""
+
+    name: Literal["random", "task_homogeneous"] = field(
+        default="random", metadata={"help": "task_homogeneous: one task per batch (CoDiEmb)"}
+    )
+    task_field: str = field(
+        default="query_instruction", metadata={"help": "the row column naming a row's task"}
+    )
+
+
+@dataclass
+class PoolingSection:
+    """How the student pools tokens; written to the export's uniembed.json and config.json."""
+
+    mode: Literal["last", "mean"] | None = field(
+        default=None, metadata={"help": "null: the family's (last for decoders, mean encoders)"}
+    )
+    attention: Literal["causal", "bidirectional"] = field(
+        default="causal",
+        metadata={"help": "bidirectional: decoder students attend both ways (KaLM-V2)"},
+    )
+
+    def __post_init__(self) -> None:
+        require(
+            self.attention == "causal" or self.mode == "mean",
+            "pooling.attention=bidirectional goes with pooling.mode=mean (set both)",
+        )
+
+
+@dataclass
 class TuneConfig:
     """``jobs/tune.py``: stage-2 contrastive tuning on mined rows."""
 
@@ -205,7 +280,9 @@ class TuneConfig:
     lora: LoraSection = field(default_factory=LoraSection)
     loss: TuneLossSection = field(default_factory=TuneLossSection)
     train: OptimSection = field(default_factory=OptimSection)
+    sampler: SamplerSection = field(default_factory=SamplerSection)
     prompt: PromptSection = field(default_factory=PromptSection)
+    pooling: PoolingSection = field(default_factory=PoolingSection)
     scaling: ScalingSection = field(default_factory=ScalingSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     ray: RaySection = field(default_factory=RaySection)
@@ -230,6 +307,7 @@ class DistillConfig:
     prompt: PromptSection = field(
         default_factory=lambda: PromptSection(text_template=DISTILL_PROMPT)
     )
+    pooling: PoolingSection = field(default_factory=PoolingSection)
     scaling: ScalingSection = field(default_factory=ScalingSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     ray: RaySection = field(default_factory=RaySection)
