@@ -173,6 +173,7 @@ def test_the_readme_loop_runs_as_written(tmp_path: Path) -> None:
     _, smoke = loop_blocks()
     *jobs, serve = smoke
     lines: list[str] = []
+    logs: list[str] = []
     for cmd in jobs:
         proc = subprocess.run(
             cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=JOB_TIMEOUT_S
@@ -180,6 +181,18 @@ def test_the_readme_loop_runs_as_written(tmp_path: Path) -> None:
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, f"{shlex.join(cmd)} failed:\n{out[-6000:]}"
         lines.append(proc.stdout.strip().splitlines()[-1])
+        logs.append(out)
+
+    # Each job names the absolute URI it wrote on its last line.
+    assert f"into {cwd / 'outputs/mine'} " in lines[0], lines[0]
+    assert f"run {cwd / 'outputs/train/tune-demo'};" in lines[1], lines[1]
+    assert f"run {cwd / 'outputs/train/reranker-demo'};" in lines[2], lines[2]
+    assert f"report: {cwd / 'outputs/eval/report.md'}" in lines[3], lines[3]
+    # The driver says where the dashboard is, and its progress is one line per stage, named
+    # after the stage, not Ray Data's multi-line dumps.
+    assert all("Ray dashboard:" in log for log in logs)
+    assert re.search(r"^\[mine/queries\] mine/\S+: \d+ rows in", logs[0], re.M), logs[0][-3000:]
+    assert not any("Running Dataset:" in log for log in logs)
 
     # Each job took the folder the one before printed, not a subfolder of it.
     assert (cwd / "outputs/mine/_SUCCESS.json").is_file()
