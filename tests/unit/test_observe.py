@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import cloudpickle
 
 from uniembed.observe.figures import metric_name
-from uniembed.observe.names import named
+from uniembed.observe.names import dataset_name, named
 from uniembed.observe.progress import progress_line, stage_of
 from uniembed.runtime import dashboard_line
 
@@ -44,11 +44,16 @@ def test_named_functions_and_generators_stay_what_they_were() -> None:
     assert pickle.loads(cloudpickle.dumps(gen))(2) is not None
 
 
+def test_dataset_names_hold_no_slash() -> None:
+    """Ray Data writes a log file named after each dataset."""
+    assert dataset_name("mine/queries") == "mine-queries"
+
+
 def test_the_progress_line_names_the_stage() -> None:
     assert stage_of("MapBatches(mine/judge)") == "mine/judge"
     assert stage_of("MapBatches(read)") == "MapBatches(read)"
-    line = progress_line("mine/queries", "mine/judge", 96, 64, 2)
-    assert line == "[mine/queries] mine/judge: 96 rows in, 64 out, 2 tasks"
+    line = progress_line("mine-queries", "mine/judge", 96, 64, 2)
+    assert line == "[mine-queries] mine/judge: 96 rows in, 64 out, 2 tasks"
 
 
 def test_metric_names_are_prometheus_names() -> None:

@@ -49,7 +49,7 @@ from uniembed.embed.worker import (
     EmbedWorker,
     WorkerOptions,
 )
-from uniembed.observe.names import named
+from uniembed.observe.names import dataset_name, named
 from uniembed.runtime import actor_resources, init_ray, resolve_device
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection
 
@@ -213,7 +213,7 @@ def _run_staged(
     ds = embed_dataset(cfg, device, read, stage).map_batches(
         named(writer, f"{stage}/write"), batch_size=None, batch_format="pyarrow", num_cpus=0.25
     )
-    ds.set_name(stage)
+    ds.set_name(dataset_name(stage))
     stats = ds.take_all()
     seconds = time.perf_counter() - start
     dropped = len(read.duplicates) if read.dedupe == "keep_first" else 0

@@ -60,7 +60,7 @@ from uniembed.mining.sanity import SanityVerdict, calibration_shards, decide
 from uniembed.mining.sanity_stage import SANITY_FILE, measure, read_verdict, write_verdict
 from uniembed.mining.selection_stage import SelectOptions, selector
 from uniembed.mining.shards import ShardBuffer, finished_shards
-from uniembed.observe.names import named
+from uniembed.observe.names import dataset_name, named
 from uniembed.runtime import actor_resources, init_ray, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def _stage_pool(cfg: MineConfig) -> float:
     ds = read_pool(uri, fmt, cfg.group_field, tuple(cfg.image_prefixes)).map_batches(
         named(writer, "mine/stage-pool"), batch_size=None, batch_format="pyarrow", num_cpus=0.25
     )
-    ds.set_name("mine/pool-items")
+    ds.set_name(dataset_name("mine/pool-items"))
     stats = ds.take_all()
     seconds = time.perf_counter() - start
     shards.write_manifest(
@@ -212,7 +212,7 @@ def _judge_dataset(  # noqa: ANN202
         batch_format="pyarrow",
         num_cpus=0.25,
     )
-    ds.set_name("mine/queries")
+    ds.set_name(dataset_name("mine/queries"))
     return ds
 
 

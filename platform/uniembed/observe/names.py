@@ -16,6 +16,12 @@ from typing import Any, TypeVar
 F = TypeVar("F")
 
 
+def dataset_name(stage: str) -> str:
+    """A dataset's name for ``stage``: ``mine/queries`` -> ``mine-queries``. Ray Data names
+    each dataset's log file after it, so a ``/`` would point into a missing folder."""
+    return stage.replace("/", "-")
+
+
 def named(fn: F, stage: str) -> F:
     """``fn`` (a callable class or a function) under the name ``stage``; it behaves the same.
 

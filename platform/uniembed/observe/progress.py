@@ -5,7 +5,7 @@ a ten-line block per dataset every 10 s (resources, queued blocks, one line per 
 and its sub-bars). :func:`install` replaces that logger with one that writes, per interval,
 one line per stage that has work left::
 
-    [mine/queries] mine/judge: 96 rows in, 64 out, 2 tasks
+    [mine-queries] mine/judge: 96 rows in, 64 out, 2 tasks
 
 The interval is ``RAY_DATA_NON_TTY_PROGRESS_LOG_INTERVAL`` (Ray's own variable, seconds).
 Terminal runs keep Ray Data's progress bars.

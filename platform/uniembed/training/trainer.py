@@ -126,7 +126,7 @@ def build_trainer(
     if sc.use_gpu:
         resources["GPU"] = sc.gpus_per_worker
     dataset = ray.data.from_arrow(rows)
-    dataset.set_name("train/rows")  # the Ray Data view's name for the run's rows
+    dataset.set_name("train-rows")  # the Ray Data view's name for the run's rows
     return TorchTrainer(
         loop,
         train_loop_config={"cfg": cfg},
