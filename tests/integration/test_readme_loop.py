@@ -4,10 +4,15 @@ The README shows the demo loop (mine -> tune -> train_reranker -> evaluate -> se
 same commands with a smoke config each (``--config jobs/configs/<job>_smoke.yaml``, tiny
 models). The test reads both blocks from README.md, checks that the smoke lines are the loop's
 lines plus their smoke config and nothing else, and runs the smoke lines verbatim in a fresh
-folder holding the checkout's ``jobs/``, ``data/``, ``models/`` and ``.venv``, each job
-starting its own local Ray as on a laptop. Then it sends the README's embeddings request to
-the served app. The one change: the copy of ``serve_smoke.yaml`` listens on a free port, as
-other users' servers may hold 8000.
+folder holding the checkout's ``jobs/``, ``data/``, ``models/`` and ``.venv``. Then it sends
+the README's embeddings request to the served app.
+
+The commands join one Ray head started in that folder (``RAY_ADDRESS``, as the README's
+cluster docs describe), rather than each starting a private Ray: ``ray.init`` gives a new
+local node 30 s to register, which a loaded CI machine does not always meet, and one head
+also serves the Serve app. Its workers start in the same folder, so relative paths mean
+what they mean on a laptop. The one change to a file: the copy of ``serve_smoke.yaml``
+listens on a free port, as other users' servers may hold 8000.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.local_ray import end_session, free_port
+from fixtures.local_ray import LocalRayCluster, end_session, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -112,7 +117,7 @@ def _workspace(tmp: Path, port: int) -> Path:
     return tmp
 
 
-def _env() -> dict[str, str]:
+def _base_env() -> dict[str, str]:
     env = dict(os.environ)
     for name in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_JOB_ID"):
         env.pop(name, None)
@@ -120,6 +125,13 @@ def _env() -> dict[str, str]:
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    return env
+
+
+def _env(head: LocalRayCluster) -> dict[str, str]:
+    """The commands' environment: the head's address and token."""
+    env = head.client_env(_base_env())
+    env["RAY_ADDRESS"] = f"127.0.0.1:{head.gcs_port}"
     return env
 
 
@@ -134,13 +146,13 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return e.code, {"error": e.read().decode(errors="replace")}
 
 
-def _serve_and_request(cmd: list[str], cwd: Path, port: int) -> dict:
+def _serve_and_request(cmd: list[str], cwd: Path, port: int, env: dict[str, str]) -> dict:
     """Run ``serve run`` (in its own session), send the README's request once the app
     answers, then end everything the command started."""
     path, body = readme_request()
     log = open(cwd / "serve.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        cmd, cwd=cwd, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
         deadline = time.monotonic() + SERVE_TIMEOUT_S
@@ -172,11 +184,18 @@ def test_the_readme_loop_runs_as_written(tmp_path: Path) -> None:
     cwd = _workspace(tmp_path, port)
     _, smoke = loop_blocks()
     *jobs, serve = smoke
+    with LocalRayCluster(num_cpus=2, env=_base_env(), cwd=cwd) as head:
+        _run_loop(head, cwd, jobs, serve, port)
+
+
+def _run_loop(
+    head: LocalRayCluster, cwd: Path, jobs: list[list[str]], serve: list[str], port: int
+) -> None:
     lines: list[str] = []
     logs: list[str] = []
     for cmd in jobs:
         proc = subprocess.run(
-            cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=JOB_TIMEOUT_S
+            cmd, cwd=cwd, env=_env(head), capture_output=True, text=True, timeout=JOB_TIMEOUT_S
         )
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, f"{shlex.join(cmd)} failed:\n{out[-6000:]}"
@@ -190,8 +209,8 @@ def test_the_readme_loop_runs_as_written(tmp_path: Path) -> None:
     assert f"report: {cwd / 'outputs/eval/report.md'}" in lines[3], lines[3]
     # The driver says where the dashboard is, and its progress is one line per stage, named
     # after the stage, not Ray Data's multi-line dumps.
-    assert all("Ray dashboard:" in log for log in logs)
-    assert re.search(r"^\[mine/queries\] mine/\S+: \d+ rows in", logs[0], re.M), logs[0][-3000:]
+    assert all(f"Ray dashboard: {head.dashboard_url}" in log for log in logs)
+    assert re.search(r"^\[mine-queries\] mine/\S+: \d+ rows in", logs[0], re.M), logs[0][-3000:]
     assert not any("Running Dataset:" in log for log in logs)
 
     # Each job took the folder the one before printed, not a subfolder of it.
@@ -204,7 +223,7 @@ def test_the_readme_loop_runs_as_written(tmp_path: Path) -> None:
     assert metrics, "evaluate wrote no metrics"
     assert (cwd / "outputs/eval/report.md").is_file()
 
-    data = _serve_and_request(serve, cwd, port)
+    data = _serve_and_request(serve, cwd, port, _env(head))
     export = json.loads((cwd / "outputs/train/tune-demo/export/config.json").read_text())
     hidden = export.get("hidden_size") or export.get("text_config", {}).get("hidden_size")
     _, body = readme_request()

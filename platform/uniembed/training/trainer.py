@@ -49,7 +49,8 @@ class OrderedSplit(DataConfig):
         """One ``{name: DataIterator}`` per rank."""
         out: list[dict[str, Any]] = [{} for _ in range(world_size)]
         for name, ds in datasets.items():
-            ds = ds.copy(ds)
+            ds, label = ds.copy(ds), ds.name
+            ds.set_name(label)  # the copy runs under the dataset's own name (train-rows)
             ds.context.execution_options.preserve_order = True
             for rank, part in enumerate(ds.split(world_size, equal=True)):
                 out[rank][name] = part.iterator()
