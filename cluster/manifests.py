@@ -35,6 +35,8 @@ PLAIN_ENV = {
     "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
     "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
     "PYTHONUNBUFFERED": "1",
+    # The dashboard's Train page: runs, attempts and workers.
+    "RAY_TRAIN_ENABLE_STATE_TRACKING": "1",
 }
 # What the job driver gets through the runtime env on top of the image.
 JOB_RUNTIME_ENV_VARS = {"TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
@@ -120,6 +122,9 @@ class ClusterValues:
     app_dir: str = "/app"
     storage_secret: str = "uniembed-s3"
     api_key_secret: str = "uniembed-api"
+    # Relative output paths of every job resolve under it (UNIEMBED_STORAGE_ROOT): a job's
+    # working dir is a temporary copy that goes with the pod.
+    storage_root: str = "s3://uniembed"
     head: PodValues = field(default_factory=PodValues)
     gpu_workers: GpuWorkerValues = field(default_factory=GpuWorkerValues)
     models_volume: ModelsVolume = field(default_factory=ModelsVolume)
@@ -130,6 +135,10 @@ class ClusterValues:
     def __post_init__(self) -> None:
         require(bool(self.image), "image is required")
         require(self.app_dir.startswith("/"), "app_dir must be an absolute path")
+        require(
+            self.storage_root.startswith(("s3://", "/")),
+            "storage_root must be s3://bucket/prefix or an absolute shared path",
+        )
         self.jobs = {
             name: v if isinstance(v, JobValues) else from_dict(JobValues, v, prefix=f"jobs.{name}")
             for name, v in self.jobs.items()
@@ -182,6 +191,7 @@ def container_env(v: ClusterValues, api_key: bool = False) -> list[dict[str, Any
         ref = {"name": v.api_key_secret, "key": "api_key", "optional": True}
         env.append({"name": "UNIEMBED_API_KEY", "valueFrom": {"secretKeyRef": ref}})
     env += [{"name": k, "value": val} for k, val in PLAIN_ENV.items()]
+    env.append({"name": "UNIEMBED_STORAGE_ROOT", "value": v.storage_root})
     return env
 
 

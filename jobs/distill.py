@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from uniembed.config import parse_config
+from uniembed.data.locations import place
+from uniembed.observe.figures import publish
 from uniembed.training.train_config import DistillConfig
 from uniembed.training.trainer import run_training
 
@@ -36,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
             "name": "checkpoint.name",
         },
     )
+    cfg = place(
+        cfg,
+        ("checkpoint.storage_path",),
+        ("input", "model.name", "teacher.model", "teacher.embeddings"),
+    )
     summary = run_training(cfg)
+    publish("distill", summary.figures(), {"output": summary.export or summary.run})
     print(summary.line())
     return 0
 

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 from uniembed.config import parse_config
+from uniembed.data.locations import place
 from uniembed.embed.config import EmbedConfig
 from uniembed.embed.pipeline import run_embed
+from uniembed.observe.figures import publish
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "embed.yaml"
 
@@ -31,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
             "overwrite": "overwrite",
         },
     )
+    cfg = place(cfg, ("output",), ("input", "model.name"))
     summary = run_embed(cfg)
+    figures = {"rows_read": summary.rows_in, "rows_written": summary.rows_out}
+    figures.update(quarantined=summary.rows_quarantined, items_per_s=summary.items_per_s)
+    publish("embed", figures, {"output": cfg.output})
     print(summary.line())
     return 0
 

@@ -19,9 +19,11 @@ import sys
 from pathlib import Path
 
 from uniembed.config import parse_config
+from uniembed.data.locations import place
 from uniembed.evaluation.config import EvalConfig
 from uniembed.evaluation.groups import OVERALL, aggregate
 from uniembed.evaluation.runner import run_evaluation
+from uniembed.observe.figures import publish
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "evaluate.yaml"
 
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             "rerank": "rerank",
         },
     )
+    cfg = place(cfg, ("output", "work_dir"), ("data", "model.name", "baseline", "rerank"))
     results, report = run_evaluation(cfg)
     for name, task in results.tasks.items():
         excluded = f", {task.n_excluded} excluded" if task.n_excluded else ""
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: {task.primary_metric} {100 * task.score:.1f}% ({task.n_queries} q{excluded})"
         )
     overall = aggregate({n: t.score for n, t in results.tasks.items()}, results.group_table)
+    figures = {f"score_{n}": t.score for n, t in results.tasks.items()}
+    publish("evaluate", {**figures, "overall": overall[OVERALL]}, {"output": cfg.output})
     print(f"overall: {100 * overall[OVERALL]:.1f}%; report: {report}")
     return 0
 

@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 from uniembed.config import parse_config
+from uniembed.data.locations import place
 from uniembed.mining.config import MineConfig
 from uniembed.mining.pipeline import run_mine
+from uniembed.observe.figures import publish
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "mine.yaml"
 
@@ -37,15 +39,32 @@ def main(argv: list[str] | None = None) -> int:
             "overwrite": "overwrite",
         },
     )
+    cfg = place(cfg, ("output",), ("queries", "pool", "embedder.name", "judge.model.name"))
     report, code = run_mine(cfg)
     pps = "n/a" if report.pairs_per_s is None else f"{report.pairs_per_s:.1f}"
     if report.sanity is not None:
         scores = f"{report.sanity.line(report.judge or '')}; {pps} pairs/s"
     else:
         scores = "no judge: the embedder's similarities chose the negatives"
+    quarantined = sum(report.quarantined.values()) + report.rows_without_negatives
+    notes = {"output": cfg.output}
+    if report.sanity is not None and report.sanity.action != "judge":
+        notes["judge_sanity"] = report.sanity.line(report.judge or "")
+    publish(
+        "mine",
+        {
+            "rows_read": report.queries,
+            "rows_written": report.rows_written,
+            "quarantined": quarantined,
+            "pairs_judged": report.judged_pairs,
+            "pairs_per_s": report.pairs_per_s,
+            "judge_auc": report.auc,
+        },
+        notes,
+    )
     print(
         f"mined {report.rows_written}/{report.queries} queries into {cfg.output} "
-        f"(quarantined {sum(report.quarantined.values()) + report.rows_without_negatives}); "
+        f"(quarantined {quarantined}); "
         f"{scores}; "
         f"report {cfg.output.rstrip('/')}/report.md"
     )

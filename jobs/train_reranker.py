@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 from uniembed.config import parse_config
+from uniembed.data.locations import place
+from uniembed.observe.figures import publish
 from uniembed.reranker.config import RerankConfig
 from uniembed.reranker.trainer import run_reranker_training
 
@@ -38,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
             "name": "checkpoint.name",
         },
     )
+    cfg = place(cfg, ("checkpoint.storage_path",), ("input", "model.name"))
     summary, counts = run_reranker_training(cfg)
     c = counts.to_dict()
     print(
         f"chats per kind {c['chats']}; rows with a short list {c['n_short_list']}, "
         f"without negatives {c['n_no_negatives']}"
     )
+    publish("train_reranker", summary.figures(), {"output": summary.export or summary.run})
     print(summary.line())
     return 0
 

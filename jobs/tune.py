@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 from uniembed.config import parse_config
+from uniembed.data.locations import place
+from uniembed.observe.figures import publish
 from uniembed.training.train_config import TuneConfig
 from uniembed.training.trainer import run_training
 
@@ -40,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
             "name": "checkpoint.name",
         },
     )
+    cfg = place(cfg, ("checkpoint.storage_path",), ("input", "model.name"))
     summary = run_training(cfg)
+    publish("tune", summary.figures(), {"output": summary.export or summary.run})
     print(summary.line())
     return 0
 

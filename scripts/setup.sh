@@ -13,6 +13,9 @@ TORCH_VERSION=2.13.0
 STAMP="$VENV/.uniembed-setup"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) torch=${UNIEMBED_TORCH:-cpu}"
 
+# Prometheus and Chromium (Debian packages) for the watch/dashboard tests; cheap once there.
+bash scripts/watch_tools.sh
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi

@@ -6,30 +6,49 @@ store that does not answer."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from typing import Any
 
 import ray
 
 from uniembed import storage
+from uniembed.observe import progress
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection
+
+# Ray Train's state tracking feeds the dashboard's Train page (runs, attempts, workers).
+TRAIN_STATE_TRACKING = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
 
 
 def init_ray(section: RaySection) -> None:
     """Join the cluster named by the config, RAY_ADDRESS or `ray job submit`; else start a
-    local one. Idempotent."""
+    local one; print the dashboard's address. Idempotent."""
     if ray.is_initialized():
         return
+    for name, value in TRAIN_STATE_TRACKING.items():
+        # Read by the Train controller (the driver's process and its actors).
+        os.environ.setdefault(name, value)
     kwargs: dict[str, Any] = {"configure_logging": False, "log_to_driver": True}
     address = section.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, **kwargs)
+        info = ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=section.num_cpus, include_dashboard=False, **kwargs)
-    # The progress bars are the job's live view; keep them, but not the per-op chatter.
+        info = ray.init(num_cpus=section.num_cpus, include_dashboard=False, **kwargs)
+    print(dashboard_line(getattr(info, "dashboard_url", None)), flush=True)
+    # The progress lines are the job's live view; keep them, but not the per-op chatter:
+    # off a terminal, one compact line per stage per interval (observe.progress).
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = True
     ctx.print_on_execution_start = False
+    if not sys.stdout.isatty():
+        progress.install()
+
+
+def dashboard_line(url: str | None) -> str:
+    """The line a driver prints at start: where to watch the job."""
+    if not url:
+        return "Ray dashboard: none (a local Ray without one; start `ray start --head` to get one)"
+    return f"Ray dashboard: {url if '://' in url else 'http://' + url}"
 
 
 def cluster_gpus() -> float:

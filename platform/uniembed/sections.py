@@ -81,6 +81,19 @@ class RaySection:
     num_cpus: int | None = field(default=None, metadata={"help": "local cluster only"})
 
 
-StorageSection = S3Options
+@dataclass(repr=False)  # S3Options' repr, which hides the secrets
+class StorageSection(S3Options):
+    """S3 connection settings (``None``: from the ``AWS_*`` variables) and ``root``, the
+    folder that relative output paths resolve against (``UNIEMBED_STORAGE_ROOT``)."""
+
+    root: str | None = field(
+        default=None,
+        metadata={
+            "help": "s3://bucket/prefix or an absolute shared path that relative outputs "
+            "(and inputs not found in the working dir) resolve against; "
+            "env UNIEMBED_STORAGE_ROOT"
+        },
+    )
+
 
 __all__ = ["ActorPoolSection", "ModelSection", "RaySection", "StorageSection"]

@@ -121,6 +121,41 @@ def test_embed_job_writes_embeddings_to_s3(
     np.testing.assert_allclose(matrix[ids.index(first["id"])], ref, atol=1e-5)
 
 
+def test_a_relative_output_fails_fast_naming_the_key_and_the_fix(
+    cluster: LocalRayCluster, s3_server: object, s3_bucket: str
+) -> None:
+    """Without a storage root, a relative output would be written into Ray's temporary copy
+    of the working dir and vanish with the cluster: the job refuses it at once."""
+    argv = ["jobs/embed.py", "--config", "jobs/configs/embed.yaml", "--output", "outputs/embed"]
+    res = _submit(cluster, argv, _runtime_env(s3_server), timeout_s=SUBMIT_GUARD_S)
+    assert not res.succeeded, res.output[-3000:]
+    assert "output='outputs/embed' is a relative path in a job started by `ray job submit`" in (
+        res.output
+    ), res.output[-3000:]
+    assert "output=s3://bucket/prefix/outputs/embed" in res.output
+    assert "UNIEMBED_STORAGE_ROOT" in res.output
+    assert _job_seconds(cluster, res) < FAIL_FAST_S
+
+
+def test_a_relative_output_lands_under_the_storage_root(
+    cluster: LocalRayCluster, s3_server: object, s3_bucket: str
+) -> None:
+    """With UNIEMBED_STORAGE_ROOT (what the manifests set) the relative output goes under
+    it, and the job's last line names the absolute URI it wrote."""
+    corpus = _upload_corpus(s3_bucket, n_text=8, n_image=1)
+    root = storage.join(s3_bucket, "root")
+    env = _runtime_env(s3_server)
+    env["env_vars"]["UNIEMBED_STORAGE_ROOT"] = root
+    argv = ["jobs/embed.py", "--config", "jobs/configs/embed.yaml", "--input", corpus]
+    argv += ["--output", "outputs/embed", "index.kind=none"]
+    res = _submit(cluster, argv, env, timeout_s=600)
+    assert res.succeeded, res.output[-4000:]
+    expected = storage.join(root, "outputs", "embed")
+    match = re.search(r"^embedded .*; output (\S+)$", res.output, re.M)
+    assert match and match.group(1) == expected, res.output[-2000:]
+    assert json.loads(storage.read_text(storage.join(expected, "_SUCCESS.json")))["rows_out"] == 9
+
+
 def test_unreachable_storage_fails_fast_naming_the_endpoint(
     cluster: LocalRayCluster, s3_server: object, s3_bucket: str
 ) -> None:

@@ -137,6 +137,18 @@ def test_credentials_come_only_from_the_secret(docs: dict[str, dict[str, Any]]) 
         assert "secret_access_key:" not in text.replace("key: secret_access_key", "")
 
 
+def test_every_ray_container_has_the_storage_root_and_train_state_tracking(
+    docs: dict[str, dict[str, Any]], values: ClusterValues
+) -> None:
+    """Relative outputs land under the storage root, not in the pod's temporary working
+    dir; the dashboard's Train page shows the runs."""
+    for name, doc in docs.items():
+        for c in _containers(doc):
+            env = {e["name"]: e.get("value") for e in c["env"]}
+            assert env["UNIEMBED_STORAGE_ROOT"] == values.storage_root, name
+            assert env["RAY_TRAIN_ENABLE_STATE_TRACKING"] == "1", name
+
+
 def test_rayjob_entrypoints_are_the_jobs_own_commands(
     docs: dict[str, dict[str, Any]], values: ClusterValues
 ) -> None:

@@ -131,3 +131,20 @@ def test_mine_quarantine_count_includes_the_pool(tmp_path: Path) -> None:
     add_quarantine(report, str(out))
     assert sum(report.quarantined.values()) == 3
     assert json.loads((out / "pool" / "items" / "_SUCCESS.json").read_text())["quarantined"] == 3
+
+
+def test_a_train_run_folder_stands_for_its_export(tmp_path: Path) -> None:
+    """``--model <run folder>`` (evaluate, serve, a mine judge) finds ``export/`` through the
+    run's ``_SUCCESS.json``; the export folder itself and registry names stay as given."""
+    from uniembed.data.job_outputs import model_location, write_run_manifest
+    from uniembed.models.registry import resolve_model
+
+    run = tmp_path / "train" / "tune-demo"
+    (run / "export").mkdir(parents=True)
+    assert model_location(str(run)) == str(run)  # unfinished: no manifest yet
+    write_run_manifest(str(run), "tune", {"steps": 2}, str(run / "export"))
+    manifest = json.loads((run / "_SUCCESS.json").read_text())
+    assert manifest["export"] == "export" and manifest["job"] == "tune"
+    assert resolve_model(str(run)) == str(run / "export")
+    assert resolve_model(str(run / "export")) == str(run / "export")
+    assert model_location("minilm") == "minilm"

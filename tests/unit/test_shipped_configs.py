@@ -41,7 +41,7 @@ def test_config_loads(path: Path) -> None:
     data = load_yaml(path)
     first = path.read_text().splitlines()[0]
     assert first.startswith("#"), f"{path.name} should open with its launch command"
-    if path.stem == "serve":
+    if path.stem == "serve" or path.stem.startswith("serve_"):
         from uniembed.serving.config import load_serve_config
 
         (app,) = data["applications"]

@@ -27,6 +27,7 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import path_allowed
 from uniembed.data.records import FORMATS, convert_records
+from uniembed.observe.names import named
 
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 PARQUET_SUFFIXES = (".parquet",)
@@ -271,8 +272,10 @@ def read_items(
     *,
     cpus_per_task: float = 0.25,
     options: ReadOptions | None = None,
+    stage: str = "read",
 ) -> ray.data.Dataset:
-    """A Ray Dataset of item rows read from ``uri`` (a file or a folder of files).
+    """A Ray Dataset of item rows read from ``uri`` (a file or a folder of files); its
+    operator is named ``stage`` (``embed/read``).
 
     Columns: id, text, image, image_uri, instruction, source, error.
     """
@@ -281,7 +284,7 @@ def read_items(
     files = input_files(uri)
     files_ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
     return files_ds.map_batches(
-        _read_files_fn(options or ReadOptions(fmt=fmt), storage.get_options()),
+        named(_read_files_fn(options or ReadOptions(fmt=fmt), storage.get_options()), stage),
         batch_size=1,
         batch_format="numpy",
         num_cpus=cpus_per_task,

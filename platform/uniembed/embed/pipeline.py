@@ -49,6 +49,7 @@ from uniembed.embed.worker import (
     EmbedWorker,
     WorkerOptions,
 )
+from uniembed.observe.names import dataset_name, named
 from uniembed.runtime import actor_resources, init_ray, resolve_device
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection
 
@@ -145,9 +146,10 @@ def _token_stats(batch: pa.Table) -> dict[str, Any]:
 
 
 def embed_dataset(  # noqa: ANN201 - ray.data.Dataset
-    cfg: EmbedConfig, device: str, read: ReadOptions | None = None
+    cfg: EmbedConfig, device: str, read: ReadOptions | None = None, stage: str = "embed"
 ):
-    """The lazy dataset of worker outputs (id, embedding, source, stage, error, tokens)."""
+    """The lazy dataset of worker outputs (id, embedding, source, stage, error, tokens);
+    its operators are named ``<stage>/read`` and ``<stage>/embed``."""
     options = WorkerOptions(
         model=cfg.model.name,
         device=device,
@@ -160,9 +162,9 @@ def embed_dataset(  # noqa: ANN201 - ray.data.Dataset
         cpu_threads=cfg.compute.cpu_threads,
         num_actors=cfg.compute.num_actors,
     )
-    items = read_items(cfg.input, cfg.format, options=read)
+    items = read_items(cfg.input, cfg.format, options=read, stage=f"{stage}/read")
     return items.map_batches(
-        EmbedWorker,
+        named(EmbedWorker, f"{stage}/embed"),
         fn_constructor_args=(options,),
         compute=ActorPoolStrategy(size=cfg.compute.num_actors),
         batch_size=cfg.compute.rows_per_call,
@@ -171,8 +173,9 @@ def embed_dataset(  # noqa: ANN201 - ray.data.Dataset
     )
 
 
-def run_embed(cfg: EmbedConfig) -> EmbedSummary:
-    """Run the embed pipeline to completion and publish its outputs; returns the summary."""
+def run_embed(cfg: EmbedConfig, stage: str = "embed") -> EmbedSummary:
+    """Run the embed pipeline to completion and publish its outputs; returns the summary.
+    ``stage`` names its dataset and operators (``mine/pool``: ``mine/pool/embed`` ...)."""
     if any(v is not None for v in vars(cfg.storage).values()):
         storage.configure(storage.get_options().merged(cfg.storage))
     check_model(cfg.model.name)
@@ -190,7 +193,7 @@ def run_embed(cfg: EmbedConfig) -> EmbedSummary:
     staged = staging_folder(cfg.output, run_id)
     claim_output(cfg.output, JOB)
     try:
-        summary = _run_staged(cfg, device, read, run_id, staged)
+        summary = _run_staged(cfg, device, read, run_id, staged, stage)
         publish(staged, cfg.output, PUBLISHED, shards.MANIFEST)
         shards.write_manifest(cfg.output, summary.__dict__)
     finally:
@@ -199,7 +202,7 @@ def run_embed(cfg: EmbedConfig) -> EmbedSummary:
 
 
 def _run_staged(
-    cfg: EmbedConfig, device: str, read: ReadOptions, run_id: str, staged: str
+    cfg: EmbedConfig, device: str, read: ReadOptions, run_id: str, staged: str, stage: str
 ) -> EmbedSummary:
     start = time.perf_counter()
     out_dir = storage.join(staged, EMBEDDINGS_DIR)
@@ -207,11 +210,11 @@ def _run_staged(
     writer = shards.shard_writer(
         out_dir, q_dir, _projector(cfg.model.name), _token_stats, storage.get_options(), run_id
     )
-    stats = (
-        embed_dataset(cfg, device, read)
-        .map_batches(writer, batch_size=None, batch_format="pyarrow", num_cpus=0.25)
-        .take_all()
+    ds = embed_dataset(cfg, device, read, stage).map_batches(
+        named(writer, f"{stage}/write"), batch_size=None, batch_format="pyarrow", num_cpus=0.25
     )
+    ds.set_name(dataset_name(stage))
+    stats = ds.take_all()
     seconds = time.perf_counter() - start
     dropped = len(read.duplicates) if read.dedupe == "keep_first" else 0
     rows_in = sum(s["rows"] for s in stats) + dropped
@@ -283,6 +286,7 @@ def embed_table(
     compute: ActorPoolSection | None = None,
     ray_section: RaySection | None = None,
     image_prefixes: Sequence[str] = (),
+    stage: str = "evaluate/embed",
 ) -> tuple[list[str], Any, pa.Table]:
     """Embed an in-memory table of items through the embed pipeline (so it runs on the
     cluster) and read the result back: ``(ids, (n, dim) float32, quarantine table)``.
@@ -306,7 +310,7 @@ def embed_table(
         ray=ray_section or RaySection(),
         image_prefixes=list(image_prefixes),
     )
-    run_embed(cfg)
+    run_embed(cfg, stage)
     ids, matrix = read_embeddings(out)
     q_dir = storage.join(out, QUARANTINE_DIR)
     quarantine = (

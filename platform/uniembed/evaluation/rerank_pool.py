@@ -28,6 +28,7 @@ from uniembed.mining.judge_stage import (
     judge_input,
     load_judge,
 )
+from uniembed.observe.names import named
 from uniembed.sections import ActorPoolSection
 
 CAND_IMAGE_BYTES = "cand_image_bytes"
@@ -159,7 +160,7 @@ def score_on_pool(
     # One block per actor call, so results (and progress lines) stream back call by call.
     blocks = [table.slice(i, step) for i in range(0, table.num_rows, step)]
     ds = ray.data.from_arrow(blocks).map_batches(
-        RerankWorker,
+        named(RerankWorker, "evaluate/rerank"),
         fn_constructor_args=(options,),
         compute=ActorPoolStrategy(size=compute.num_actors),
         batch_size=compute.rows_per_call,

@@ -29,6 +29,7 @@ from uniembed.data.images import path_allowed
 # Private readers of the read module: the same file:line sources as the embed job.
 from uniembed.data.read import READ_SCHEMA, file_records, input_files, input_root
 from uniembed.data.records import RecordError, error_item, items_from_item_record
+from uniembed.observe.names import named
 
 PAIR_QUERY_SUFFIX = "#image"
 PAIR_POS_SUFFIX = "#title"
@@ -196,7 +197,7 @@ def read_queries(
         yield from iter_query_shards(uri, fmt, shard_size, max_queries, skip, allowed)
 
     return ray.data.from_items([{"path": uri}]).map_batches(
-        read, batch_size=1, batch_format="numpy", num_cpus=0.25
+        named(read, "mine/read-queries"), batch_size=1, batch_format="numpy", num_cpus=0.25
     )
 
 
@@ -233,4 +234,4 @@ def read_pool(
 
     return ray.data.from_items(
         [{"path": f} for f in files], override_num_blocks=len(files)
-    ).map_batches(read, batch_size=1, batch_format="numpy", num_cpus=0.25)
+    ).map_batches(named(read, "mine/read-pool"), batch_size=1, batch_format="numpy", num_cpus=0.25)

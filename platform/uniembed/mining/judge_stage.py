@@ -22,6 +22,7 @@ from uniembed.data import schema as S
 from uniembed.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from uniembed.data.schema import CAND_IDS, CAND_IMAGES, CAND_TEXTS
 from uniembed.mining.report import positive_auc
+from uniembed.observe.figures import count
 from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 logger = logging.getLogger(__name__)
@@ -149,4 +150,7 @@ class JudgeWorker:
                 except (ImageError, ValueError) as e:
                     row[S.ERROR], row[S.STAGE] = f"record {row[S.ID]}: judge: {e}", JUDGE_STAGE
             row[JUDGE_S] = time.perf_counter() - start
+        # Live progress in pairs while the stage runs (Prometheus / the dashboard's metrics).
+        count("mine", "pairs_judged", sum(row.get(N_PAIRS) or 0 for row in rows))
+        count("mine", "queries_judged", len(rows))
         return pa.Table.from_pylist(rows, schema=pa.schema([*batch.schema, *judge_fields()]))

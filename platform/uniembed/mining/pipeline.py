@@ -60,6 +60,7 @@ from uniembed.mining.sanity import SanityVerdict, calibration_shards, decide
 from uniembed.mining.sanity_stage import SANITY_FILE, measure, read_verdict, write_verdict
 from uniembed.mining.selection_stage import SelectOptions, selector
 from uniembed.mining.shards import ShardBuffer, finished_shards
+from uniembed.observe.names import dataset_name, named
 from uniembed.runtime import actor_resources, init_ray, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -86,11 +87,11 @@ def _stage_pool(cfg: MineConfig) -> float:
         lambda batch: {},
         storage.get_options(),
     )
-    stats = (
-        read_pool(uri, fmt, cfg.group_field, tuple(cfg.image_prefixes))
-        .map_batches(writer, batch_size=None, batch_format="pyarrow", num_cpus=0.25)
-        .take_all()
+    ds = read_pool(uri, fmt, cfg.group_field, tuple(cfg.image_prefixes)).map_batches(
+        named(writer, "mine/stage-pool"), batch_size=None, batch_format="pyarrow", num_cpus=0.25
     )
+    ds.set_name(dataset_name("mine/pool-items"))
+    stats = ds.take_all()
     seconds = time.perf_counter() - start
     shards.write_manifest(
         out,
@@ -121,7 +122,8 @@ def _stage_embed_pool(cfg: MineConfig) -> float:
             index=IndexSection(kind="none"),
             ray=cfg.ray,
             image_prefixes=[input_root(cfg.pool or cfg.queries), *cfg.image_prefixes],
-        )
+        ),
+        stage="mine/pool",
     )
     logger.info(summary.line())
     return summary.seconds
@@ -143,7 +145,7 @@ def _judge_dataset(  # noqa: ANN202
         tuple(cfg.image_prefixes),
     )
     ds = ds.map_batches(
-        QueryEmbedStage,
+        named(QueryEmbedStage, "mine/embed-queries"),
         fn_constructor_args=(
             WorkerOptions(
                 model=cfg.embedder.name,
@@ -162,7 +164,7 @@ def _judge_dataset(  # noqa: ANN202
     )
     r = cfg.retrieval
     ds = ds.map_batches(
-        RetrievalStage,
+        named(RetrievalStage, "mine/retrieve"),
         fn_constructor_args=(
             RetrievalOptions(
                 pool_embeddings=storage.join(cfg.output, POOL_EMBEDDINGS),
@@ -186,7 +188,7 @@ def _judge_dataset(  # noqa: ANN202
     if use_judge:
         judge_device = resolve_device(cfg.judge.model)
         ds = ds.map_batches(
-            JudgeWorker,
+            named(JudgeWorker, "mine/judge"),
             fn_constructor_args=(
                 JudgeOptions(
                     model=cfg.judge.model.name,
@@ -205,8 +207,8 @@ def _judge_dataset(  # noqa: ANN202
     # The writer holds part-shards in memory: restarted elsewhere it would have lost them
     # and wait forever for rows that already passed. It is not restarted; its loss fails the
     # pass, and _until_written runs the pass again over the shards not yet written.
-    return ds.map_batches(
-        ShardBuffer,
+    ds = ds.map_batches(
+        named(ShardBuffer, "mine/write-shards"),
         fn_constructor_args=(cfg.output, s3, cfg.fail_after_shards),
         compute=ActorPoolStrategy(size=1),
         batch_size=None,
@@ -214,6 +216,8 @@ def _judge_dataset(  # noqa: ANN202
         num_cpus=0.25,
         max_restarts=0,
     )
+    ds.set_name(dataset_name("mine/queries"))
+    return ds
 
 
 # What a lost node or process raises through Ray Data; a bug in a stage raises anything else
@@ -363,7 +367,7 @@ def _run(cfg: MineConfig) -> tuple[MineReport, int]:
     stats = (
         ray.data.from_items([{S.SHARD: n} for n in names], override_num_blocks=max(1, len(names)))
         .map_batches(
-            selector(cfg.output, cfg.output, options, storage.get_options()),
+            named(selector(cfg.output, cfg.output, options, storage.get_options()), "mine/select"),
             batch_size=1,
             batch_format="numpy",
             num_cpus=0.25,

@@ -77,6 +77,9 @@ def resolve_model(name_or_path: str) -> str:
     """The folder (or hub id) behind ``name_or_path``; UnknownModelError if there is none."""
     if name_or_path in REGISTRY:
         return str(REGISTRY[name_or_path].folder())
+    from uniembed.data.job_outputs import model_location
+
+    name_or_path = model_location(name_or_path)  # a train run folder: its export
     if "://" in name_or_path:  # s3:// or file://: a folder the train job exported
         from uniembed.models.remote import download_model
 

@@ -17,7 +17,11 @@ from uniembed.models.cache import cache_dir
 def download_model(uri: str) -> str:
     """A local folder holding the model at ``uri``: the path itself for local URIs; for
     ``s3://`` a copy in the model cache (``<cache>/downloads/<key>``), fetched once per
-    version of the files (the key hashes the URI and every file's size and mtime)."""
+    version of the files (the key hashes the URI and every file's size and mtime). A train
+    run folder stands for its export (``job_outputs.model_location``)."""
+    from uniembed.data.job_outputs import model_location
+
+    uri = model_location(uri)
     local = storage.local_path(uri)
     if local is not None:
         if not Path(local).is_dir():

@@ -50,4 +50,4 @@ def run_reranker_training(cfg: RerankConfig) -> tuple[TrainSummary, ChatCounts]:
     check_run_model(run, cfg.model.name)
     rows, counts = reranker_rows(cfg)
     storage.write_text(storage.join(run, PLAN_FILE), json.dumps(counts.to_dict(), indent=1))
-    return fit(cfg, rows, rerank_loop_per_worker), counts
+    return fit(cfg, rows, rerank_loop_per_worker, job="train_reranker"), counts

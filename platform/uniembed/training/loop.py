@@ -47,6 +47,7 @@ from uniembed.training.state import (
     save_checkpoint,
 )
 from uniembed.training.steps import distill_step, tune_batch, tune_step
+from uniembed.training.tracking import RunTracker
 from uniembed.training.train_config import DistillConfig, TrainConfig, TuneConfig
 
 EXPORT_DIR = "export"
@@ -261,6 +262,7 @@ def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
     if rank == 0:
         metrics.resume(pos.step)
     batches_seen = state.extra.setdefault("batches", []) if cfg.debug.record_batches else None
+    tracker = RunTracker(cfg, run_uri(cfg), rank)
 
     tasks = row_tasks(cfg, rows)
     while pos.step < cfg.train.max_steps:
@@ -299,6 +301,7 @@ def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
             }
             done = pos.step >= cfg.train.max_steps
             save = done or pos.step % cfg.checkpoint.every_steps == 0
+            tracker.step(row)
             if rank == 0:
                 metrics.add(row)
                 if save or not remote:
@@ -314,11 +317,13 @@ def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
         else:
             pos.next_epoch()
 
+    out = None
     if rank == 0 and cfg.checkpoint.export:
         out = storage.join(run_uri(cfg), EXPORT_DIR)
         task.module.eval()
         task.export(out)
         print(f"[rank 0] exported the model to {out}")
+    tracker.finish(out)
 
 
 def embedder_task(cfg: TrainConfig, device: str) -> WorkerTask:

@@ -20,6 +20,7 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from uniembed import storage
+from uniembed.data.job_outputs import clear_run_manifest, write_run_manifest
 from uniembed.data.training_rows import attach_teacher_embeddings, read_texts, read_tune_rows
 from uniembed.losses import LOSSES
 from uniembed.runtime import init_ray
@@ -48,7 +49,8 @@ class OrderedSplit(DataConfig):
         """One ``{name: DataIterator}`` per rank."""
         out: list[dict[str, Any]] = [{} for _ in range(world_size)]
         for name, ds in datasets.items():
-            ds = ds.copy(ds)
+            ds, label = ds.copy(ds), ds.name
+            ds.set_name(label)  # the copy runs under the dataset's own name (train-rows)
             ds.context.execution_options.preserve_order = True
             for rank, part in enumerate(ds.split(world_size, equal=True)):
                 out[rank][name] = part.iterator()
@@ -65,6 +67,14 @@ class TrainSummary:
     metrics: dict[str, Any]
     checkpoint: str | None
     export: str | None
+
+    def figures(self) -> dict[str, Any]:
+        """The run's last figures (steps, rows, loss, samples/s) for the job's metrics."""
+        out: dict[str, Any] = {"steps": self.steps, "rows": self.rows}
+        for key in ("loss", "samples_per_s", "lr"):
+            if isinstance(self.metrics.get(key), int | float):
+                out[key] = float(self.metrics[key])
+        return out
 
     def line(self) -> str:
         """One line for the job log."""
@@ -116,6 +126,8 @@ def build_trainer(
     resources = {"CPU": sc.cpus_per_worker, **sc.resources}
     if sc.use_gpu:
         resources["GPU"] = sc.gpus_per_worker
+    dataset = ray.data.from_arrow(rows)
+    dataset.set_name("train-rows")  # the Ray Data view's name for the run's rows
     return TorchTrainer(
         loop,
         train_loop_config={"cfg": cfg},
@@ -123,7 +135,7 @@ def build_trainer(
             num_workers=sc.num_workers, use_gpu=sc.use_gpu, resources_per_worker=resources
         ),
         run_config=_run_config(cfg),
-        datasets={"train": ray.data.from_arrow(rows)},
+        datasets={"train": dataset},
         dataset_config=OrderedSplit(),
     )
 
@@ -132,8 +144,11 @@ def fit(
     cfg: AnyTrainConfig,
     rows: pa.Table,
     loop: Callable[[dict[str, Any]], None] = train_loop_per_worker,
+    job: str = "tune",
 ) -> TrainSummary:
-    """Start Ray, check the GPUs asked for exist, train ``rows`` to ``train.max_steps``.
+    """Start Ray, check the GPUs asked for exist, train ``rows`` to ``train.max_steps``;
+    the finished run folder gets a ``_SUCCESS.json`` naming its export, so the next job
+    takes the run folder itself.
 
     A relative ``checkpoint.storage_path`` is taken from the driver's working folder: the
     workers run elsewhere (Ray's session folder), and their export and metrics must land
@@ -149,12 +164,13 @@ def fit(
 
         sc = cfg.scaling
         require_gpus(sc.num_workers * sc.gpus_per_worker, "scaling.use_gpu")
+    run = run_uri(cfg)
+    clear_run_manifest(run)
     result = build_trainer(cfg, rows, loop).fit()
     if result.error is not None:
         raise result.error
     metrics = dict(result.metrics or {})
-    run = run_uri(cfg)
-    return TrainSummary(
+    summary = TrainSummary(
         run=run,
         steps=int(metrics.get("step", 0)),
         rows=rows.num_rows,
@@ -162,6 +178,13 @@ def fit(
         checkpoint=result.checkpoint.path if result.checkpoint else None,
         export=storage.join(run, EXPORT_DIR) if cfg.checkpoint.export else None,
     )
+    write_run_manifest(
+        run,
+        job,
+        {"steps": summary.steps, "rows": summary.rows, "metrics": metrics},
+        summary.export,
+    )
+    return summary
 
 
 def run_training(cfg: TuneConfig | DistillConfig) -> TrainSummary:
@@ -169,4 +192,5 @@ def run_training(cfg: TuneConfig | DistillConfig) -> TrainSummary:
     storage.configure(cfg.storage)
     storage.check_reachable(cfg.checkpoint.storage_path)
     check_run_model(run_uri(cfg), cfg.model.name)
-    return fit(cfg, training_rows(cfg))
+    job = "tune" if isinstance(cfg, TuneConfig) else "distill"
+    return fit(cfg, training_rows(cfg), job=job)
