@@ -2,6 +2,7 @@
 # Run the test suite: sets up .venv if needed, installs and starts the local S3 server
 # (Ceph radosgw on 127.0.0.1), then runs pytest. Extra arguments go to pytest, e.g.
 #   bash scripts/test.sh -m "not slow"      bash scripts/test.sh tests/unit -x
+#   bash scripts/test.sh -m chaos           (the multi-node fault and browser scenarios)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,7 +10,13 @@ bash scripts/s3_server.sh start
 eval "$(bash scripts/s3_server.sh env)"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 set +e
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+# The chaos scenarios (multi-node faults, the dashboard in a browser) run when asked for with
+# -m (e.g. -m chaos, or -m "" for everything) or by benchmarks/faults.py.
+marker=(-m "not chaos")
+for arg in "$@"; do
+  case "$arg" in -m | -m* | --markexpr*) marker=() ;; esac
+done
+.venv/bin/python -m pytest -p no:cacheprovider "${marker[@]}" "$@"
 rc=$?
 set -e
 # pytest exits 5 when a selection matched no test: that is a failure of the selection.

@@ -28,7 +28,7 @@ from uniembed.data import schema as S
 from uniembed.data.demo import demo_path
 from uniembed.mining.pipeline import read_mined
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 N_QUERIES, SHARD, K = 64, 4, 8
 ROOT = Path(__file__).parents[2]

@@ -24,7 +24,7 @@ import pytest
 from fixtures.faults_report import record
 from fixtures.multinode import MultiNodeCluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 CLIENTS = 32
 WARM_S = 10.0  # load before the node goes

@@ -27,7 +27,7 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.training.metrics import read_metrics
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 ROOT = Path(__file__).parents[2]
 ROWS, GLOBAL_BATCH, STEPS, EVERY = 48, 4, 12, 2  # one epoch: every row exactly once

@@ -11,7 +11,7 @@ from uniembed.runtime import actor_resources
 from uniembed.sections import ActorPoolSection
 
 # About a minute on 2 busy cores, most of it starting three raylets.
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 
 def test_pool_actors_go_where_their_resource_is(multinode_cluster: MultiNodeCluster) -> None:

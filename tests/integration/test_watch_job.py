@@ -31,7 +31,7 @@ import yaml
 from fixtures.browser import Browser, chromium_binary
 from fixtures.local_ray import LocalRayCluster, free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = "watch-run"
