@@ -9,6 +9,7 @@ mined negatives and whether the rows must carry judge scores. A new loss is a cl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -48,3 +49,12 @@ class PairLoss(Protocol):
     def on_batch(self, batch: PairBatch) -> Tensor:
         """The scalar loss of the gathered batch."""
         ...
+
+
+def with_mined_negatives(loss: Callable[..., Tensor], batch: PairBatch) -> Tensor:
+    """``loss(query, positive[, negatives, mask])``: the call of a loss whose forward takes
+    the mined negatives as optional ``(n, k, d)`` / ``(n, k)`` arguments (in-batch only when
+    the batch has none)."""
+    if batch.negatives.shape[1] == 0:
+        return loss(batch.query, batch.positive)
+    return loss(batch.query, batch.positive, batch.negatives, batch.mask)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from uniembed.losses._checks import check_dim, check_mask, check_positive, check_rank
-from uniembed.losses.batch import PairBatch
+from uniembed.losses.batch import PairBatch, with_mined_negatives
 
 
 class InfoNCELoss(nn.Module):
@@ -103,9 +103,7 @@ class InfoNCELoss(nn.Module):
 
     def on_batch(self, batch: PairBatch) -> Tensor:
         """The loss of a gathered stage-2 batch, with its mined negatives when it has any."""
-        if batch.negatives.shape[1] == 0:
-            return self(batch.query, batch.positive)
-        return self(batch.query, batch.positive, batch.negatives, batch.mask)
+        return with_mined_negatives(self, batch)
 
     def get_config_dict(self) -> dict[str, Any]:
         """Hyperparameters, for logging and for rebuilding the loss."""

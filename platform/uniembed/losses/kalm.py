@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from uniembed.losses._candidates import candidates
 from uniembed.losses._checks import check_positive
-from uniembed.losses.batch import PairBatch
+from uniembed.losses.batch import PairBatch, with_mined_negatives
 from uniembed.losses.focal import focal_terms
 from uniembed.losses.negative_mixing import mix_hard_negatives
 
@@ -83,9 +83,7 @@ class KaLMLoss(nn.Module):
 
     def on_batch(self, batch: PairBatch) -> Tensor:
         """The loss of a gathered stage-2 batch, with its mined negatives when it has any."""
-        if batch.negatives.shape[1] == 0:
-            return self(batch.query, batch.positive)
-        return self(batch.query, batch.positive, batch.negatives, batch.mask)
+        return with_mined_negatives(self, batch)
 
     def get_config_dict(self) -> dict[str, Any]:
         """Hyperparameters, for logging and for rebuilding the loss."""

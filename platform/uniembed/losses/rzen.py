@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from uniembed.losses._candidates import candidates
-from uniembed.losses.batch import PairBatch
+from uniembed.losses.batch import PairBatch, with_mined_negatives
 from uniembed.losses.false_negatives import false_negative_mask
 from uniembed.losses.hardness import hardness_bias
 from uniembed.losses.temperature import Temperature
@@ -79,9 +79,7 @@ class RzenEmbedLoss(nn.Module):
 
     def on_batch(self, batch: PairBatch) -> Tensor:
         """The loss of a gathered stage-2 batch, with its mined negatives when it has any."""
-        if batch.negatives.shape[1] == 0:
-            return self(batch.query, batch.positive)
-        return self(batch.query, batch.positive, batch.negatives, batch.mask)
+        return with_mined_negatives(self, batch)
 
     def stats(self) -> dict[str, float]:
         """Figures for the metrics row: the current temperature."""
