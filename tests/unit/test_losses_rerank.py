@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from uniembed.losses import RerankLMLoss
+from uniembed.losses import RerankGroupLoss, RerankLMLoss
 
 
 def _nll(logits: list[float], target: int) -> float:
@@ -57,3 +57,36 @@ def test_bad_arguments() -> None:
         loss_fn(torch.randn(2, 4, 5), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="logits"):
         loss_fn(torch.randn(2, 4), torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_group_loss_hand_computed() -> None:
+    # Group 0: positive margin 2 against 0.5 and -1; group 1: only negatives (skipped);
+    # group 2: two positives (1, 0) against one negative 3; -1 takes no part.
+    margins = torch.tensor([2.0, 0.5, -1.0, 4.0, 1.0, 0.0, 3.0, 9.0])
+    positive = torch.tensor([True, False, False, False, True, True, False, True])
+    groups = torch.tensor([0, 0, 0, 1, 2, 2, 2, -1])
+    g0 = -(2.0 - math.log(math.exp(2.0) + math.exp(0.5) + math.exp(-1.0)))
+    g2 = -(math.log(math.exp(1.0) + 1.0) - math.log(math.exp(1.0) + 1.0 + math.exp(3.0)))
+    loss = RerankGroupLoss()(margins, positive, groups)
+    assert loss.item() == pytest.approx((g0 + g2) / 2, rel=1e-6)
+    assert RerankGroupLoss.ranked_groups(positive, groups) == [0, 2]
+    # Temperature divides the margins.
+    half = RerankGroupLoss(temperature=2.0)(margins[:3], positive[:3], groups[:3])
+    ref = -(1.0 - math.log(math.exp(1.0) + math.exp(0.25) + math.exp(-0.5)))
+    assert half.item() == pytest.approx(ref, rel=1e-6)
+
+
+def test_group_loss_without_a_ranked_group_is_zero_with_a_gradient() -> None:
+    margins = torch.tensor([1.0, 2.0], requires_grad=True)
+    loss = RerankGroupLoss()(margins, torch.tensor([False, False]), torch.tensor([0, 0]))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(margins.grad, torch.zeros(2))
+
+
+def test_group_loss_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="temperature"):
+        RerankGroupLoss(0.0)
+    with pytest.raises(TypeError, match="positive"):
+        RerankGroupLoss()(torch.zeros(2), torch.tensor([1, 0]), torch.tensor([0, 0]))
+    with pytest.raises(ValueError, match="groups"):
+        RerankGroupLoss()(torch.zeros(2), torch.tensor([True, False]), torch.tensor([0]))

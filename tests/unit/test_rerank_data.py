@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from uniembed.data import schema as S
-from uniembed.losses.rerank import IGNORE_INDEX, RerankLMLoss
+from uniembed.losses.rerank import IGNORE_INDEX, RerankGroupLoss, RerankLMLoss
 from uniembed.reranker.data import (
     build_chats,
     hardest_negatives,
@@ -19,6 +19,7 @@ from uniembed.reranker.data import (
     spread_picks,
 )
 from uniembed.reranker.model import (
+    RankTerm,
     plan_forwards,
     prepare_reranker,
     rerank_step,
@@ -159,6 +160,41 @@ def test_shared_prefix_step_equals_full_prompts() -> None:
     assert float(shared) == pytest.approx(float(plain), rel=1e-5)
     for n, g in grads.items():
         torch.testing.assert_close(trainable[n].grad, g, rtol=1e-4, atol=1e-6)
+
+
+def test_rank_term_shared_equals_full_prompts_and_reads_the_margins() -> None:
+    """The ranking term gives the same loss and gradients on a shared prefix as on full
+    prompts, and equals RerankGroupLoss over l_yes - l_no at each chat's answer."""
+    scorer = JudgeScorer.load("tiny-text-lm")
+    rows = [_row(4, "a"), _row(3, "b", **{S.QUERY_TEXT: "a longer query about zebras"})]
+    chats, _ = plan_rows(rows, list_size=0, pairwise_negatives=3)
+    enc = ChatEncoder(scorer)
+    model = prepare_reranker(scorer.model, LoraSection(dropout=0.0))
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    rank = RankTerm(RerankGroupLoss(0.5), 2.0, scorer.yes_token_id, scorer.no_token_id)
+    shared, stats = rerank_step(model, enc, chats, RerankLMLoss(), 0, share_prefix=True, rank=rank)
+    grads = {n: p.grad.clone() for n, p in trainable.items()}
+    model.zero_grad()
+    plain, _ = rerank_step(model, enc, chats, RerankLMLoss(), 0, share_prefix=False, rank=rank)
+    assert float(shared) == pytest.approx(float(plain), rel=1e-5)
+    for n, g in grads.items():
+        torch.testing.assert_close(trainable[n].grad, g, rtol=1e-4, atol=1e-6)
+    model.zero_grad()
+    lm_only, _ = rerank_step(model, enc, chats, RerankLMLoss(), 0, share_prefix=False)
+    # By hand: one forward of the full prompts, margins at each chat's first answer token.
+    batch = enc.encode(chats)
+    assert batch.groups is not None and batch.groups.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    with torch.no_grad():
+        logits = model(**batch.inputs).logits
+    ends = batch.inputs["attention_mask"].sum(dim=1)
+    n_answer = (batch.labels != IGNORE_INDEX).sum(dim=1)
+    at = logits[torch.arange(len(chats)), ends - n_answer - 1]
+    margins = at[:, scorer.yes_token_id] - at[:, scorer.no_token_id]
+    positive = torch.tensor([c.answer == YES for c in chats])
+    manual = RerankGroupLoss(0.5)(margins, positive, batch.groups)
+    assert stats["rank_loss"] == pytest.approx(float(manual), rel=1e-4)
+    assert float(plain) == pytest.approx(float(lm_only) + 2.0 * float(manual), rel=1e-4)
+    assert 0.0 <= stats["rank_top1"] <= 1.0
 
 
 def test_spread_picks() -> None:

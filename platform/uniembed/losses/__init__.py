@@ -13,7 +13,7 @@ from uniembed.losses.contrastive import UniMEHardNegativeLoss
 from uniembed.losses.distill import DistillLoss
 from uniembed.losses.infonce import InfoNCELoss
 from uniembed.losses.kalm import KaLMLoss
-from uniembed.losses.rerank import IGNORE_INDEX, RerankLMLoss
+from uniembed.losses.rerank import IGNORE_INDEX, RerankGroupLoss, RerankLMLoss
 from uniembed.losses.rzen import RzenEmbedLoss
 from uniembed.losses.soft_label import SoftLabelLoss
 
@@ -34,6 +34,7 @@ __all__ = [
     "KaLMLoss",
     "PairBatch",
     "PairLoss",
+    "RerankGroupLoss",
     "RerankLMLoss",
     "RzenEmbedLoss",
     "SoftLabelLoss",

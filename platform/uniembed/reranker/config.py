@@ -44,6 +44,26 @@ class RerankDataSection:
 
 
 @dataclass
+class RerankLossSection:
+    """The reranker's objective: answer-token cross-entropy, plus an optional ranking term."""
+
+    rank_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of the per-query softmax of the positive against its pairwise "
+            "negatives on the Yes-No margins (losses.RerankGroupLoss); 0: cross-entropy only"
+        },
+    )
+    rank_temperature: float = field(
+        default=1.0, metadata={"help": "temperature of the ranking term's softmax"}
+    )
+
+    def __post_init__(self) -> None:
+        require(self.rank_weight >= 0, "loss.rank_weight must be >= 0")
+        require(self.rank_temperature > 0, "loss.rank_temperature must be > 0")
+
+
+@dataclass
 class RerankConfig:
     """``jobs/train_reranker.py``: next-token training of a pairwise + listwise reranker.
 
@@ -55,6 +75,7 @@ class RerankConfig:
     model: ModelSection = field(default_factory=lambda: ModelSection(name="tiny-qwen2-vl"))
     lora: LoraSection = field(default_factory=LoraSection)
     data: RerankDataSection = field(default_factory=RerankDataSection)
+    loss: RerankLossSection = field(default_factory=RerankLossSection)
     train: OptimSection = field(default_factory=OptimSection)
     scaling: ScalingSection = field(default_factory=ScalingSection)
     checkpoint: CheckpointSection = field(

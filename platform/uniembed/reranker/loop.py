@@ -14,12 +14,12 @@ from typing import Any
 from torch import Tensor
 
 from uniembed.data import schema as S
-from uniembed.losses.rerank import RerankLMLoss
+from uniembed.losses.rerank import RerankGroupLoss, RerankLMLoss
 from uniembed.models.pooling_config import PoolingConfig
 from uniembed.models.registry import resolve_model
 from uniembed.reranker.config import RerankConfig
 from uniembed.reranker.data import plan_rows
-from uniembed.reranker.model import prepare_reranker, rerank_step
+from uniembed.reranker.model import RankTerm, prepare_reranker, rerank_step
 from uniembed.reranker.scorer import JudgeScorer
 from uniembed.reranker.tokens import ChatEncoder
 from uniembed.training.export import export_model
@@ -39,6 +39,14 @@ def reranker_task(cfg: RerankConfig, device: str) -> WorkerTask:
     encoder = ChatEncoder(scorer)
     loss_fn = RerankLMLoss()
     autocast = autocast_for(cfg.scaling.precision, device)
+    rank = None
+    if cfg.loss.rank_weight > 0:
+        rank = RankTerm(
+            RerankGroupLoss(cfg.loss.rank_temperature),
+            cfg.loss.rank_weight,
+            scorer.yes_token_id,
+            scorer.no_token_id,
+        )
 
     def step(rows: list[dict[str, Any]]) -> tuple[Tensor, dict[str, float], list[str]]:
         chats, _ = plan_rows(rows, cfg.data.list_size, cfg.data.seed, cfg.data.pairwise_negatives)
@@ -50,6 +58,7 @@ def reranker_task(cfg: RerankConfig, device: str) -> WorkerTask:
             cfg.data.chats_per_forward,
             autocast,
             cfg.data.share_prefix,
+            rank,
         )
         return loss, {**stats, "chats": float(len(chats))}, [str(r[S.QUERY_ID]) for r in rows]
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from uniembed.losses.rerank import IGNORE_INDEX, RerankLMLoss
+from uniembed.losses.rerank import IGNORE_INDEX, RerankGroupLoss, RerankLMLoss
 from uniembed.reranker.cache import expand_cache
 from uniembed.reranker.data import RerankChat
 from uniembed.reranker.tokens import ChatEncoder, RerankBatch, SharedPrefixBatch
@@ -126,6 +127,47 @@ def answer_logits(
     return out.logits, window
 
 
+def answer_margins(
+    logits: Tensor, window: Tensor, yes_id: int, no_id: int
+) -> tuple[Tensor, Tensor]:
+    """(margins, positive) of each row of an answer window (:func:`answer_logits`):
+    ``l_yes - l_no`` at the position that predicts the row's first answer token (what the
+    judge's P(Yes) reads), and whether that token is Yes. Rows without an answer get
+    margin 0 and ``positive`` False."""
+    rows, first, has = first_answer(window[:, 1:])
+    at = logits[rows, first]
+    margins = (at[:, yes_id] - at[:, no_id]).float() * has
+    return margins, (window[:, 1:][rows, first] == yes_id) & has
+
+
+def first_answer(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(rows, first, has) of ``labels`` (b, t): each row's index, the position of its first
+    answer token (0 when it has none) and whether it has one."""
+    answer = labels != IGNORE_INDEX
+    has = answer.any(dim=1)
+    first = torch.where(has, answer.float().argmax(dim=1), 0)
+    return torch.arange(labels.shape[0], device=labels.device), first, has
+
+
+@dataclass
+class RankTerm:
+    """The optional ranking term of a reranker step: ``weight`` x :class:`RerankGroupLoss`
+    over each query's pairwise chats, read at the scorer's Yes/No token ids."""
+
+    loss: RerankGroupLoss
+    weight: float
+    yes_id: int
+    no_id: int
+
+    def groups_in(self, batch: RerankBatch | SharedPrefixBatch) -> int:
+        """The query groups of ``batch`` the term ranks (a positive and a negative)."""
+        if batch.groups is None:
+            return 0
+        rows, first, has = first_answer(batch.labels)
+        positive = (batch.labels[rows, first] == self.yes_id) & has
+        return len(self.loss.ranked_groups(positive, torch.where(has, batch.groups, -1)))
+
+
 def rerank_step(
     model: nn.Module,
     encoder: ChatEncoder,
@@ -134,22 +176,42 @@ def rerank_step(
     chats_per_forward: int = 0,
     autocast: AbstractContextManager[Any] | None = None,
     share_prefix: bool = True,
+    rank: RankTerm | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Forward and backward of one step over ``chats``; returns (loss, stats).
 
     The loss is the mean cross-entropy over *all* answer tokens of ``chats``, also when
     they run in several forward passes (:func:`plan_forwards`): each pass's mean is
     weighted by its share of the answer tokens, so the gradient equals the one-forward one.
-    Logits are computed at the answer positions only (:func:`answer_aligned`).
+    Logits are computed at the answer positions only (:func:`answer_aligned`). With
+    ``rank``, ``rank.weight`` x the mean :class:`RerankGroupLoss` over the step's query
+    groups is added, each pass weighted by its share of the groups (a query's pairwise
+    chats share one pass when they share a prefix; a group split over passes by
+    ``chats_per_forward`` is ranked within each part that holds both answers).
     """
     batches = plan_forwards(encoder, chats, chats_per_forward, share_prefix)
     total = sum(b.n_answer_tokens for b in batches)
+    n_groups = [rank.groups_in(b) if rank is not None else 0 for b in batches]
+    all_groups = sum(n_groups)
     value = torch.zeros(())
-    correct = counted = 0
-    for batch in batches:
+    rank_value = torch.zeros(())
+    correct = counted = ranked_first = 0
+    for batch, groups in zip(batches, n_groups):
         with autocast if autocast is not None else nullcontext():
             logits, window = answer_logits(model, batch)
         loss = loss_fn(logits, window) * (batch.n_answer_tokens / max(total, 1))
+        if rank is not None and groups:
+            assert batch.groups is not None
+            margins, positive = answer_margins(logits, window, rank.yes_id, rank.no_id)
+            valid = (window[:, 1:] != IGNORE_INDEX).any(dim=1)
+            ids = torch.where(valid, batch.groups, -1)
+            term = rank.loss(margins, positive, ids) * (groups / all_groups)
+            loss = loss + rank.weight * term
+            rank_value += term.detach().cpu()
+            with torch.no_grad():
+                for g in rank.loss.ranked_groups(positive, ids):
+                    member = ids == g
+                    ranked_first += int(bool(positive[member][margins[member].argmax()]))
         loss.backward()
         value += loss.detach().cpu()
         with torch.no_grad():
@@ -159,4 +221,8 @@ def rerank_step(
             pred = logits[:, :-1].argmax(dim=-1)
             correct += int((pred[keep] == labels[keep]).sum())
             counted += int(keep.sum())
-    return value, {"answer_token_acc": correct / max(counted, 1), "answer_tokens": float(total)}
+    stats = {"answer_token_acc": correct / max(counted, 1), "answer_tokens": float(total)}
+    if rank is not None:
+        stats["rank_loss"] = float(rank_value)
+        stats["rank_top1"] = ranked_first / max(all_groups, 1)
+    return value, stats

@@ -40,13 +40,15 @@ class RerankBatch:
     """Model inputs of a list of chats (right-padded) and their labels.
 
     ``inputs`` holds ``input_ids`` / ``attention_mask`` (b, t) and, for MLLMs, the image
-    tensors; ``labels`` (b, t) are the token ids on answer tokens and -100 elsewhere.
+    tensors; ``labels`` (b, t) are the token ids on answer tokens and -100 elsewhere;
+    ``groups`` (b,) the query index of each pairwise chat (-1 for a listwise chat).
     """
 
     inputs: dict[str, Tensor]
     labels: Tensor
     prompts: list[str]
     answers: list[str]
+    groups: Tensor | None = None
 
     @property
     def n_answer_tokens(self) -> int:
@@ -60,12 +62,14 @@ class SharedPrefixBatch:
     suffixes (candidate, generation prompt and answer), right-padded, with answer labels.
 
     ``prefix`` holds ``input_ids`` / ``attention_mask`` (1, p); ``suffix`` the same keys
-    (c, s); ``labels`` (c, s) are the answer tokens' ids and -100 elsewhere.
+    (c, s); ``labels`` (c, s) are the answer tokens' ids and -100 elsewhere; ``groups`` (c,)
+    is all zeros (one query).
     """
 
     prefix: dict[str, Tensor]
     suffix: dict[str, Tensor]
     labels: Tensor
+    groups: Tensor | None = None
 
     @property
     def n_answer_tokens(self) -> int:
@@ -85,6 +89,14 @@ def _answer_labels(
             raise ValueError(f"{chats[row].source}: the answer tokens differ in context")
         labels[row, last - n : last] = ids[row, last - n : last]
     return labels
+
+
+def query_groups(chats: Sequence[RerankChat]) -> Tensor:
+    """(n,) long: each pairwise chat's query index (first appearance order), -1 for
+    listwise chats, so that a query's pairwise chats can be ranked against each other."""
+    index: dict[RerankItem, int] = {}
+    out = [-1 if c.kind == "listwise" else index.setdefault(c.query, len(index)) for c in chats]
+    return torch.tensor(out, dtype=torch.long)
 
 
 class ChatEncoder:
@@ -165,7 +177,8 @@ class ChatEncoder:
             tails.append(ids[-n:])
         batch = self._tensors(fulls, images)
         labels = _answer_labels(batch["input_ids"], batch["attention_mask"], tails, chats)
-        return RerankBatch(batch, labels, prompts, [c.answer for c in chats])
+        groups = query_groups(chats).to(labels.device)
+        return RerankBatch(batch, labels, prompts, [c.answer for c in chats], groups)
 
     def can_share(self, chats: Sequence[RerankChat]) -> bool:
         """True when ``chats`` can train on one shared prefix: pairwise chats of one text
@@ -199,7 +212,8 @@ class ChatEncoder:
         suffixes = [suf + self.lead + c.answer + self.end for (_, suf), c in zip(splits, chats)]
         batch = s._encode_suffixes(suffixes, [])
         labels = _answer_labels(batch["input_ids"], batch["attention_mask"], tails, chats)
-        return SharedPrefixBatch(s._encode([prefix], []), batch, labels)
+        groups = torch.zeros(len(chats), dtype=torch.long, device=labels.device)
+        return SharedPrefixBatch(s._encode([prefix], []), batch, labels, groups)
 
     def _tensors(self, texts: list[str], images: list[Image.Image]) -> dict[str, Tensor]:
         s = self.scorer
