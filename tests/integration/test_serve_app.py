@@ -14,6 +14,7 @@ import asyncio
 import base64
 import io
 import json
+import random
 import socket
 import time
 import uuid
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fixtures.bad_inputs import bad_embedding_request
 from uniembed.data.demo import OPENCLIPART_PAIRS, WORDNET_CORPUS, demo_path, demo_root
 from uniembed.serving.vectors import from_base64
 
@@ -284,6 +286,49 @@ def test_bad_request_never_fails_its_batch(served, client) -> None:  # noqa: ANN
     ok = [r for r in responses if r.status_code == 200]
     got = np.array([r.json()["data"][0]["embedding"] for r in ok], np.float32)
     np.testing.assert_allclose(got, alone, atol=1e-5)
+
+
+async def _fuzz(url: str, bodies: list[bytes], clients: int, budget_s: float) -> list:
+    """Post ``bodies`` from ``clients`` concurrent clients until all are sent or ``budget_s``
+    has passed (then no new request starts); the answers in order, None for unsent."""
+    headers = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    answers: list = [None] * len(bodies)
+    queue = list(range(len(bodies)))
+    stop = time.monotonic() + budget_s
+
+    async def worker(c: httpx.AsyncClient) -> None:
+        while queue and time.monotonic() < stop:
+            i = queue.pop(0)
+            answers[i] = await c.post("/v1/embeddings", content=bodies[i])
+
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as c:
+        await asyncio.gather(*(worker(c) for _ in range(clients)))
+    return answers
+
+
+def test_fuzz_over_http_bad_requests_are_4xx_and_good_ones_exact(served, client) -> None:  # noqa: ANN001
+    """Mixed good and hostile requests from 8 concurrent clients against Serve over HTTP, for
+    at most 96 requests or 90 s: every hostile one is a 4xx naming its field, every good one
+    a 200 with the vector it gets alone (to 1e-5)."""
+    rng = random.Random(7)
+    words = ["cat", "dog", "red", "tree", "a", "mat", "over", "blue"]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) for _ in range(8)]
+    alone = {t: _embed(client, [t])[0] for t in texts}
+    plan = [rng.choice(texts) if rng.random() < 0.5 else None for _ in range(96)]
+    bodies = [
+        json.dumps({"input": [t]}).encode() if t else bad_embedding_request(rng) for t in plan
+    ]
+    answers = asyncio.run(_fuzz(served["url"], bodies, clients=8, budget_s=90))
+    sent = [(t, body, r) for t, body, r in zip(plan, bodies, answers) if r is not None]
+    assert sum(t is not None for t, _, _ in sent) >= 4 and sum(t is None for t, _, _ in sent) >= 4
+    for text, body, r in sent:
+        if text is None:
+            assert 400 <= r.status_code < 500, (body[:80], r.status_code, r.text)
+            assert r.json()["error"]["param"], (body[:80], r.text)
+        else:
+            assert r.status_code == 200, (text, r.text)
+            got = np.array(r.json()["data"][0]["embedding"], np.float32)
+            np.testing.assert_allclose(got, alone[text], atol=1e-5)
 
 
 def test_rerank(client) -> None:  # noqa: ANN001

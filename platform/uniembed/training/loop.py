@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import ray.data
 import ray.train
 import ray.train.torch
 import torch
@@ -221,6 +222,9 @@ def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
     builds the same adapter initialisation (rank 0's is broadcast anyway).
     """
     storage.configure(cfg.storage)
+    # The rows' iterator executes here; off a terminal its progress bar would be printed
+    # again every few seconds for the whole run. The run's progress is its step metrics.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = str(ray.train.torch.get_device())

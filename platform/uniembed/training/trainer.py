@@ -52,6 +52,10 @@ class OrderedSplit(DataConfig):
             ds, label = ds.copy(ds), ds.name
             ds.set_name(label)  # the copy runs under the dataset's own name (train-rows)
             ds.context.execution_options.preserve_order = True
+            # The rows are an in-memory table split once: a progress bar for it would be
+            # re-printed every few seconds for the whole run (off a terminal), burying the
+            # training log; the run's own progress is its step lines and metrics.
+            ds.context.enable_progress_bars = False
             for rank, part in enumerate(ds.split(world_size, equal=True)):
                 out[rank][name] = part.iterator()
         return out
