@@ -170,7 +170,7 @@ def test_unime_v2_export_layout_reads_back() -> None:
         "hard_negatives_scores": pytest.approx([0.5, 0.3, 0.1]),
     }
     parsed = json.loads(unime_v2_json(mined.to_pylist()))
-    items = items_from_unime_v2(parsed[0], "x.json[0]", None)
+    items = items_from_unime_v2(parsed[0], "x.json:1", None)
     assert [i[S.TEXT] for i in items] == [
         "Find the definition.\nbank: the river bank",
         "sloping land",

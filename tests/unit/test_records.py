@@ -81,10 +81,10 @@ def test_unime_v2_scores_must_match_negatives() -> None:
         "hard_negatives": [["n1", ""], ["n2", "x.png"]],
         "hard_negatives_scores": [0.2, 0.1],
     }
-    rows = items_from_unime_v2(good, "u.json[0]", "/d")
-    assert [r[S.ID] for r in rows][-1] == "u.json[0]#neg1" and rows[-1][S.IMAGE_URI] == "/d/x.png"
+    rows = items_from_unime_v2(good, "u.json:1", "/d")
+    assert [r[S.ID] for r in rows][-1] == "u.json:1#neg1" and rows[-1][S.IMAGE_URI] == "/d/x.png"
     bad = dict(good, hard_negatives_scores=[0.2])
-    out = list(convert_records(iter([(bad, "u.json[0]")]), "unime_v2", None))
+    out = list(convert_records(iter([(bad, "u.json:1")]), "unime_v2", None))
     assert "hard_negatives_scores" in out[0][S.ERROR]
 
 

@@ -23,10 +23,14 @@ _IMAGE_PLACEHOLDER = re.compile(r"<\|image_\d+\|>|<image>")
 
 
 class RecordError(ValueError):
-    """A record is malformed; ``str(e)`` names the source (file:line), the field and why."""
+    """A record is malformed; ``str(e)`` names the source (file:line), the field and why.
 
-    def __init__(self, source: str, field: str, reason: str) -> None:
-        super().__init__(f"{source}: field '{field}': {reason}")
+    ``field`` is None when the record could not be read at all (bad bytes, invalid JSON).
+    """
+
+    def __init__(self, source: str, field: str | None, reason: str) -> None:
+        where = f"{source}: field '{field}'" if field is not None else source
+        super().__init__(f"{where}: {reason}")
         self.source = source
         self.field = field
         self.reason = reason

@@ -15,9 +15,8 @@ Every problem raises :class:`TrainingDataError` naming the file and row.
 
 from __future__ import annotations
 
-import json
 import math
-import posixpath
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -25,8 +24,8 @@ import pyarrow as pa
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import resolve_uri
-from uniembed.data.read import RECORD_SUFFIXES, read_json_bytes
-from uniembed.data.records import strip_image_placeholders
+from uniembed.data.record_files import folder_records
+from uniembed.data.records import RecordError, strip_image_placeholders
 from uniembed.data.shards import MANIFEST
 
 TUNE_COLUMNS = (
@@ -68,35 +67,12 @@ def rows_location(uri: str, fmt: str) -> str:
     return uri
 
 
-def _records(uri: str) -> list[tuple[dict[str, Any], str, str]]:
-    """``(record, source "file:row", folder of the file)`` for every record under ``uri``."""
-    files = [f for f in storage.list_files(uri) if f.endswith(RECORD_SUFFIXES)]
-    if not files:
-        raise TrainingDataError(
-            f"{uri}: not found, or no .parquet, .jsonl or .json (optionally .gz) file in it"
-        )
-    out = []
-    for f in files:
-        base = posixpath.dirname(f)
-        if f.endswith(".parquet"):
-            recs = storage.read_parquet(f).to_pylist()
-        else:
-            try:
-                text = read_json_bytes(f).decode("utf-8")
-            except (ValueError, UnicodeDecodeError) as e:
-                raise TrainingDataError(f"{f}: cannot be read ({e})") from e
-            try:
-                if f.removesuffix(".gz").endswith(".json") and text.lstrip().startswith("["):
-                    recs = json.loads(text)
-                else:
-                    recs = [json.loads(line) for line in text.splitlines() if line.strip()]
-            except json.JSONDecodeError as e:
-                raise TrainingDataError(f"{f}: not valid JSON ({e})") from e
-        for i, rec in enumerate(recs):
-            if not isinstance(rec, dict):
-                raise TrainingDataError(f"{f}:{i + 1}: a row must be an object")
-            out.append((rec, f"{f}:{i + 1}", base))
-    return out
+def _records(uri: str) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """``(record, source "file:line", folder of the file)`` for every record under ``uri``."""
+    try:
+        yield from folder_records(uri, on_error="raise")
+    except (FileNotFoundError, RecordError) as e:
+        raise TrainingDataError(str(e)) from e
 
 
 def _uri(value: Any, base: str) -> str | None:

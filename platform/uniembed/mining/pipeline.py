@@ -44,7 +44,7 @@ from uniembed.data.output_guard import (
     publish,
     staging_folder,
 )
-from uniembed.data.read import input_files, input_root
+from uniembed.data.record_files import input_files, input_root
 from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.embed.config import EmbedConfig, IndexSection
 from uniembed.embed.pipeline import check_model, run_embed
