@@ -15,7 +15,6 @@ from uniembed.data.records import (
     items_from_unime_v2,
     strip_image_placeholders,
 )
-from uniembed.embed.worker import plan_micro_batches
 
 
 def _png(size: tuple[int, int] = (8, 8)) -> bytes:
@@ -107,9 +106,3 @@ def test_decode_image_errors_name_record() -> None:
 def test_resolve_uri_keeps_absolute() -> None:
     assert resolve_uri("/abs/x.png", "/base") == "/abs/x.png"
     assert resolve_uri("s3://b/x.png", "/base") == "s3://b/x.png"
-
-
-def test_micro_batches_sorted_by_length() -> None:
-    lengths = [5, 1, 9, 2, 8]
-    assert plan_micro_batches(lengths, 2, sort=True) == [[1, 3], [0, 4], [2]]
-    assert plan_micro_batches(lengths, 2, sort=False) == [[0, 1], [2, 3], [4]]
