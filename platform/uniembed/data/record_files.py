@@ -90,50 +90,41 @@ def read_json_bytes(uri: str) -> bytes:
         raise RecordError(uri, None, f"not a valid gzip file ({e})") from e
 
 
-def _decode(data: bytes, src: str) -> str | RecordError:
+def _parse(data: bytes, src: str) -> Any:
+    """The JSON value of UTF-8 ``data``, or a RecordError naming ``src`` (bad bytes,
+    invalid JSON)."""
     try:
-        return data.decode("utf-8")
+        return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         reason = f"not valid UTF-8: byte 0x{data[e.start]:02x} at byte {e.start} ({e.reason})"
         return RecordError(src, None, reason)
+    except json.JSONDecodeError as e:
+        return RecordError(src, None, f"not valid JSON: {e}")
 
 
-def _object(rec: Any, src: str) -> Record | RecordError:
-    return rec if isinstance(rec, dict) else RecordError(src, None, "not a JSON object")
+def _record(value: Any, src: str) -> Record | RecordError:
+    if isinstance(value, (dict, RecordError)):
+        return value
+    return RecordError(src, None, "not a JSON object")
 
 
 def _json_list(data: bytes, uri: str) -> Iterator[tuple[Record | RecordError, str]]:
-    text = _decode(data, uri)
-    if isinstance(text, RecordError):
-        yield text, uri
-        return
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as e:
-        yield RecordError(uri, None, f"not valid JSON: {e}"), uri
+    rows = _parse(data, uri)
+    if isinstance(rows, RecordError):
+        yield rows, uri
         return
     for n, rec in enumerate(rows, start=1):
         src = source_of(uri, n)
-        yield _object(rec, src), src
+        yield _record(rec, src), src
 
 
 def _json_lines(data: bytes, uri: str) -> Iterator[tuple[Record | RecordError, str]]:
     # Lines are cut on b"\n" only and decoded one by one: one bad byte costs one record,
     # and a U+2028 inside a JSON string does not split its line.
     for n, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        src = source_of(uri, n)
-        line = _decode(raw.rstrip(b"\r"), src)
-        if isinstance(line, RecordError):
-            yield line, src
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            yield RecordError(src, None, f"not valid JSON: {e.msg}"), src
-            continue
-        yield _object(rec, src), src
+        if raw.strip():
+            src = source_of(uri, n)
+            yield _record(_parse(raw.rstrip(b"\r"), src), src), src
 
 
 def _json_records(uri: str) -> Iterator[tuple[Record | RecordError, str]]:

@@ -24,14 +24,8 @@ from uniembed.models.truncation import DEFAULT_MAX_TEXT_TOKENS, truncate_text
 
 
 class TransformerEmbedder(Backbone):
-    """An :class:`~uniembed.models.embedder.Embedder` over a transformers base model.
-
-    Args:
-        name: registry name or folder, used in error messages.
-        model: the base model (``AutoModel``); its output has ``last_hidden_state``.
-        tokenizer: the text tokenizer (for MLLMs, the processor's tokenizer).
-        processor: the multimodal processor, or None for text-only families.
-        settings: the resolved family, pooling and prompt templates.
+    """An :class:`~uniembed.models.embedder.Embedder` over a transformers base model
+    (``AutoModel``: its output has ``last_hidden_state``); arguments as :class:`Backbone`'s.
     """
 
     def __init__(
