@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from uniembed.data import schema as S
 from uniembed.data.demo import WORDNET_CORPUS, WORDNET_EVAL, WORDNET_QUERIES, demo_path
-from uniembed.embed.worker import plan_micro_batches
 from uniembed.models import EmbedInput, load_embedder
+from uniembed.models.micro_batches import plan_micro_batches
 
 
 def demo_sentences(n: int) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from uniembed.config import ConfigError
 from uniembed.data import schema as S
 from uniembed.data.records import items_from_unime_v2
-from uniembed.mining.config import MineConfig
+from uniembed.mining.config import MineConfig, SelectionSection
 from uniembed.mining.export import unime_v2_json, unime_v2_record
 from uniembed.mining.inputs import iter_query_shards, pool_row, query_row
 from uniembed.mining.judge_stage import CAND_SCORES, judge_fields, query_text
@@ -83,11 +83,8 @@ def _judged_row(**kw: object) -> dict:
 
 
 OPTS = SelectOptions(
-    mode="judge",
+    selection=SelectionSection(mode="judge", num_negatives=3, beta=0.01, step=5),
     score_source=S.SCORE_JUDGE,
-    num_negatives=3,
-    beta=0.01,
-    step=5,
     embedder="minilm",
     judge="j",
     k=50,
@@ -139,15 +136,13 @@ def test_select_table_fill_and_empty_rows() -> None:
 
 def test_select_table_similarity_mode() -> None:
     opts = SelectOptions(
-        mode="similarity",
+        selection=SelectionSection(
+            mode="similarity", num_negatives=2, beta=0.01, step=5, absolute_margin=0.0
+        ),
         score_source=S.SCORE_EMBEDDER,
-        num_negatives=2,
-        beta=0.01,
-        step=5,
         embedder="minilm",
         judge=None,
         k=50,
-        absolute_margin=0.0,
     )
     mined, _, _ = select_table(pa.Table.from_pylist([_judged_row()]), opts)
     row = mined.to_pylist()[0]
@@ -170,7 +165,7 @@ def test_unime_v2_export_layout_reads_back() -> None:
         "hard_negatives_scores": pytest.approx([0.5, 0.3, 0.1]),
     }
     parsed = json.loads(unime_v2_json(mined.to_pylist()))
-    items = items_from_unime_v2(parsed[0], "x.json[0]", None)
+    items = items_from_unime_v2(parsed[0], "x.json:1", None)
     assert [i[S.TEXT] for i in items] == [
         "Find the definition.\nbank: the river bank",
         "sloping land",

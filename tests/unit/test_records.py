@@ -15,7 +15,6 @@ from uniembed.data.records import (
     items_from_unime_v2,
     strip_image_placeholders,
 )
-from uniembed.embed.worker import plan_micro_batches
 
 
 def _png(size: tuple[int, int] = (8, 8)) -> bytes:
@@ -81,10 +80,10 @@ def test_unime_v2_scores_must_match_negatives() -> None:
         "hard_negatives": [["n1", ""], ["n2", "x.png"]],
         "hard_negatives_scores": [0.2, 0.1],
     }
-    rows = items_from_unime_v2(good, "u.json[0]", "/d")
-    assert [r[S.ID] for r in rows][-1] == "u.json[0]#neg1" and rows[-1][S.IMAGE_URI] == "/d/x.png"
+    rows = items_from_unime_v2(good, "u.json:1", "/d")
+    assert [r[S.ID] for r in rows][-1] == "u.json:1#neg1" and rows[-1][S.IMAGE_URI] == "/d/x.png"
     bad = dict(good, hard_negatives_scores=[0.2])
-    out = list(convert_records(iter([(bad, "u.json[0]")]), "unime_v2", None))
+    out = list(convert_records(iter([(bad, "u.json:1")]), "unime_v2", None))
     assert "hard_negatives_scores" in out[0][S.ERROR]
 
 
@@ -107,9 +106,3 @@ def test_decode_image_errors_name_record() -> None:
 def test_resolve_uri_keeps_absolute() -> None:
     assert resolve_uri("/abs/x.png", "/base") == "/abs/x.png"
     assert resolve_uri("s3://b/x.png", "/base") == "s3://b/x.png"
-
-
-def test_micro_batches_sorted_by_length() -> None:
-    lengths = [5, 1, 9, 2, 8]
-    assert plan_micro_batches(lengths, 2, sort=True) == [[1, 3], [0, 4], [2]]
-    assert plan_micro_batches(lengths, 2, sort=False) == [[0, 1], [2, 3], [4]]

@@ -1,38 +1,34 @@
 """Read an input corpus (JSONL, JSON or Parquet; local or s3://) as a Ray Dataset of items.
 
-JSON and JSONL files may be gzipped (``.jsonl.gz``, ``.json.gz``); every reader of records
-(the embed and mine inputs, the training rows, the evaluation tasks) takes the same
-suffixes, :data:`RECORD_SUFFIXES`, through :func:`file_records` / :func:`read_json_bytes`.
-
-Each file is read by one task that streams its records out in batches, keeping the file and
-line of every record so that errors can name them. Records that cannot be converted come
-out with the ``error`` column set (they are quarantined downstream, never dropped).
+Records come from the one record reader, :mod:`uniembed.data.record_files` (the suffixes,
+gzip, ``file:line`` sources). Each file is read by one task that streams its records out
+in batches. Records that cannot be read or converted come out with the ``error`` column
+set (they are quarantined downstream, never dropped).
 """
 
 from __future__ import annotations
 
-import gzip
-import json
-import posixpath
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import path_allowed
+from uniembed.data.record_files import (
+    PARQUET_SUFFIXES,
+    file_records,
+    folder_of,
+    input_files,
+    parquet_batches,
+    source_of,
+)
 from uniembed.data.records import FORMATS, convert_records
 from uniembed.observe.names import named
-
-JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
-PARQUET_SUFFIXES = (".parquet",)
-RECORD_SUFFIXES = JSON_SUFFIXES + PARQUET_SUFFIXES
-_ROWS_PER_BATCH = 1024
 
 # Arrow types of the rows that leave the reader.
 READ_SCHEMA = pa.schema(
@@ -46,126 +42,7 @@ READ_SCHEMA = pa.schema(
         pa.field(S.ERROR, pa.string()),
     ]
 )
-
-
-def input_files(uri: str) -> list[str]:
-    """The data files at ``uri``: the file itself, or every JSON/JSONL/Parquet file below
-    the folder, sorted. Raises FileNotFoundError naming the URI when there are none."""
-    if not storage.exists(uri):
-        raise FileNotFoundError(f"input {uri} does not exist")
-    fs, path = storage.filesystem_for(uri)
-    if fs.get_file_info(path).type == pafs.FileType.File:
-        return [uri]
-    files = [
-        f
-        for f in storage.list_files(uri)
-        if f.endswith(JSON_SUFFIXES + PARQUET_SUFFIXES)
-        and not posixpath.basename(f).startswith(("_", "."))
-    ]
-    if not files:
-        raise FileNotFoundError(
-            f"input {uri} holds no .jsonl, .json (optionally .gz) or .parquet files"
-        )
-    return files
-
-
-def _folder(uri: str) -> str:
-    return uri.rsplit("/", 1)[0] if "/" in uri else "."
-
-
-def input_root(uri: str) -> str:
-    """The folder image paths of the input ``uri`` must stay in: the folder itself, or the
-    folder of a single input file."""
-    fs, path = storage.filesystem_for(uri)
-    return uri if fs.get_file_info(path).type == pafs.FileType.Directory else _folder(uri)
-
-
-def _decode(data: bytes, src: str) -> str | ValueError:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return ValueError(
-            f"{src}: not valid UTF-8: byte 0x{data[e.start]:02x} at byte {e.start} ({e.reason})"
-        )
-
-
-def read_json_bytes(uri: str) -> bytes:
-    """The bytes of a JSON/JSONL file, gunzipped when its name ends in ``.gz``; ValueError
-    naming the file when the gzip stream is broken."""
-    if not uri.endswith(".gz"):
-        return storage.read_bytes(uri)
-    try:
-        data = storage.read_bytes(uri)  # pyarrow gunzips a local ``.gz`` stream itself
-    except storage.StorageError as e:
-        if storage.exists(uri):
-            raise ValueError(f"{uri}: not a valid gzip file ({e})") from e
-        raise
-    if not data.startswith(b"\x1f\x8b"):
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError) as e:
-        raise ValueError(f"{uri}: not a valid gzip file ({e})") from e
-
-
-def _json_records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str]]:
-    name = uri
-    try:
-        data = read_json_bytes(uri)
-    except ValueError as e:
-        yield e, name
-        return
-    if uri.removesuffix(".gz").endswith(".json") and data.lstrip().startswith(b"["):
-        text = _decode(data, name)
-        if isinstance(text, ValueError):
-            yield text, name
-            return
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            yield ValueError(f"{name}: not valid JSON: {e}"), name
-            return
-        for i, rec in enumerate(rows):
-            src = f"{name}[{i}]"
-            yield (rec if isinstance(rec, dict) else ValueError(f"{src}: not an object")), src
-        return
-    # Lines are cut on b"\n" only and decoded one by one: one bad byte costs one record,
-    # and a U+2028 inside a JSON string does not split its line.
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        src = f"{name}:{lineno}"
-        line = _decode(raw.rstrip(b"\r"), src)
-        if isinstance(line, ValueError):
-            yield line, src
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            yield ValueError(f"{src}: not valid JSON: {e.msg}"), src
-            continue
-        yield (rec if isinstance(rec, dict) else ValueError(f"{src}: not a JSON object")), src
-
-
-def _parquet_records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str]]:
-    fs, path = storage.filesystem_for(uri)
-    with fs.open_input_file(path) as f:
-        pf = pq.ParquetFile(f)
-        row = 0
-        for batch in pf.iter_batches(batch_size=_ROWS_PER_BATCH):
-            for rec in batch.to_pylist():
-                yield rec, f"{uri}#row{row}"
-                row += 1
-
-
-def file_records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str]]:
-    """``(record, source)`` of every record of one JSON, JSONL or Parquet file, in order.
-
-    ``source`` is ``file:line``, ``file[i]`` or ``file#rowN``; a record that cannot be read
-    (invalid JSON, not an object) comes as a ValueError naming it, so the caller can
-    quarantine it instead of stopping.
-    """
-    return _parquet_records(uri) if uri.endswith(PARQUET_SUFFIXES) else _json_records(uri)
+_ROWS_PER_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -211,7 +88,7 @@ def iter_item_rows(
 ) -> Iterator[dict[str, Any]]:
     """Item rows (with ``source`` and ``error``) of one input file, in file order."""
     options = options or ReadOptions(fmt=fmt)
-    for row in convert_records(file_records(uri), fmt, _folder(uri)):
+    for row in convert_records(file_records(uri), fmt, folder_of(uri)):
         checked = _check_row(row, options)
         if checked is not None:
             yield checked
@@ -223,17 +100,16 @@ def id_rows(uri: str) -> Iterator[tuple[str, str]]:
     if uri.endswith(PARQUET_SUFFIXES):
         fs, path = storage.filesystem_for(uri)
         with fs.open_input_file(path) as f:
-            pf = pq.ParquetFile(f)
-            if S.ID not in pf.schema_arrow.names:
+            if S.ID not in pq.ParquetFile(f).schema_arrow.names:
                 return
-            row = 0
-            for batch in pf.iter_batches(batch_size=_ROWS_PER_BATCH, columns=[S.ID]):
-                for value in batch.column(0).to_pylist():
-                    if value not in (None, ""):
-                        yield str(value), f"{uri}#row{row}"
-                    row += 1
+        n = 0
+        for batch in parquet_batches(uri, columns=[S.ID]):
+            for rec in batch:
+                n += 1
+                if rec[S.ID] not in (None, ""):
+                    yield str(rec[S.ID]), source_of(uri, n)
         return
-    for rec, source in _json_records(uri):
+    for rec, source in file_records(uri):
         if isinstance(rec, dict) and rec.get(S.ID) not in (None, ""):
             yield str(rec[S.ID]), source
 

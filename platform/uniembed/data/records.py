@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from uniembed.data import schema as S
@@ -23,10 +24,14 @@ _IMAGE_PLACEHOLDER = re.compile(r"<\|image_\d+\|>|<image>")
 
 
 class RecordError(ValueError):
-    """A record is malformed; ``str(e)`` names the source (file:line), the field and why."""
+    """A record is malformed; ``str(e)`` names the source (file:line), the field and why.
 
-    def __init__(self, source: str, field: str, reason: str) -> None:
-        super().__init__(f"{source}: field '{field}': {reason}")
+    ``field`` is None when the record could not be read at all (bad bytes, invalid JSON).
+    """
+
+    def __init__(self, source: str, field: str | None, reason: str) -> None:
+        where = f"{source}: field '{field}'" if field is not None else source
+        super().__init__(f"{where}: {reason}")
         self.source = source
         self.field = field
         self.reason = reason
@@ -98,27 +103,6 @@ def items_from_item_record(
     ]
 
 
-def items_from_mmeb_train(
-    rec: Mapping[str, Any], source: str, base: str | None
-) -> list[dict[str, Any]]:
-    """MMEB-train row -> query item ``<source>#qry`` and positive ``<source>#pos``
-    (and ``#neg`` when the row has a negative)."""
-    out = []
-    for side, text_key, image_key in (
-        ("qry", "qry", "qry_image_path"),
-        ("pos", "pos_text", "pos_image_path"),
-        ("neg", "neg_text", "neg_image_path"),
-    ):
-        if side != "neg" and text_key not in rec and image_key not in rec:
-            raise RecordError(source, text_key, "missing required field")
-        text = strip_image_placeholders(_opt_str(rec, text_key, source))
-        image = _opt_str(rec, image_key, source)
-        if side == "neg" and text is None and image is None:
-            continue
-        out.append(_item(f"{source}#{side}", text, image, None, source, base))
-    return out
-
-
 def _check_lists(rec: Mapping[str, Any], source: str) -> tuple[list[Any], list[Any]]:
     texts = rec.get("tgt_text")
     images = rec.get("tgt_img_path")
@@ -168,53 +152,117 @@ def items_from_mmeb_eval(
     return out
 
 
-def items_from_unime_v2(
-    rec: Mapping[str, Any], source: str, base: str | None
-) -> list[dict[str, Any]]:
-    """UniME-V2 scored row -> query, positive and each hard negative ``#neg<i>``."""
-    for key in ("query_text", "pos_text"):
-        if key not in rec and key.replace("text", "image") not in rec:
-            raise RecordError(source, key, "missing required field")
+@dataclass(frozen=True)
+class Side:
+    """One side of a published training pair: its text (image placeholders removed) and
+    its image path as written (relative paths resolve against the file's folder)."""
+
+    text: str | None
+    image: str | None
+
+
+@dataclass(frozen=True)
+class PublishedRecord:
+    """A record of a published training format (UniME-V2, MMEB-train), parsed once.
+
+    Two views are taken of it: the items that embed and mine read
+    (:func:`items_from_unime_v2`, :func:`items_from_mmeb_train`) and the training row that
+    tune reads (``uniembed.data.training_rows``).
+    """
+
+    id: str | None  # the record's own ``id``, when it has one
+    query: Side
+    pos: Side
+    negatives: tuple[Side, ...] = ()
+    pos_score: float | None = None
+    neg_scores: list[float | None] | None = None
+
+
+def _side(rec: Mapping[str, Any], text_key: str, image_key: str, source: str) -> Side:
+    if text_key not in rec and image_key not in rec:
+        raise RecordError(source, text_key, "missing required field")
+    text = strip_image_placeholders(_opt_str(rec, text_key, source))
+    return Side(text, _opt_str(rec, image_key, source))
+
+
+def _record_id(rec: Mapping[str, Any]) -> str | None:
+    id_ = rec.get(S.ID)
+    return None if id_ in (None, "") else str(id_)
+
+
+def parse_mmeb_train(rec: Mapping[str, Any], source: str) -> PublishedRecord:
+    """An MMEB-train row: ``qry, qry_image_path, pos_text, pos_image_path`` and an optional
+    negative ``neg_text, neg_image_path``; no scores."""
+    neg = Side(
+        strip_image_placeholders(_opt_str(rec, "neg_text", source)),
+        _opt_str(rec, "neg_image_path", source),
+    )
+    return PublishedRecord(
+        _record_id(rec),
+        _side(rec, "qry", "qry_image_path", source),
+        _side(rec, "pos_text", "pos_image_path", source),
+        (neg,) if neg.text or neg.image else (),
+    )
+
+
+def _pos_score(rec: Mapping[str, Any], source: str) -> float | None:
+    score = rec.get("query_pos_scores")
+    if isinstance(score, list):  # some releases store the single score in a list
+        score = score[0] if score else None
+    if score is not None and not isinstance(score, (int, float)):
+        raise RecordError(source, "query_pos_scores", f"expected a number, got {score!r}")
+    return score
+
+
+def parse_unime_v2(rec: Mapping[str, Any], source: str) -> PublishedRecord:
+    """A UniME-V2 scored row: ``query_text, query_image, pos_text, pos_image,
+    query_pos_scores`` (a number, or a list of one), ``hard_negatives [[text, image]...]``
+    and ``hard_negatives_scores`` (one per hard negative)."""
     negs = rec.get("hard_negatives") or []
     scores = rec.get("hard_negatives_scores")
     if scores is not None and len(scores) != len(negs):
         raise RecordError(
-            source,
-            "hard_negatives_scores",
-            f"has {len(scores)} scores for {len(negs)} hard negatives",
+            source, "hard_negatives_scores", f"has {len(scores)} scores for {len(negs)} negatives"
         )
-    out = [
-        _item(
-            f"{source}#qry",
-            strip_image_placeholders(_opt_str(rec, "query_text", source)),
-            _opt_str(rec, "query_image", source),
-            None,
-            source,
-            base,
-        ),
-        _item(
-            f"{source}#pos",
-            strip_image_placeholders(_opt_str(rec, "pos_text", source)),
-            _opt_str(rec, "pos_image", source),
-            None,
-            source,
-            base,
-        ),
-    ]
+    negatives = []
     for i, neg in enumerate(negs):
-        if not isinstance(neg, (list, tuple)) or len(neg) != 2:
+        pair = isinstance(neg, (list, tuple)) and len(neg) == 2
+        if not pair or not all(v is None or isinstance(v, str) for v in neg):
             raise RecordError(source, f"hard_negatives[{i}]", "expected [text, image]")
-        out.append(
-            _item(
-                f"{source}#neg{i}",
-                strip_image_placeholders(neg[0] or None),
-                neg[1] or None,
-                None,
-                source,
-                base,
-            )
-        )
-    return out
+        negatives.append(Side(strip_image_placeholders(neg[0] or None), neg[1] or None))
+    return PublishedRecord(
+        _record_id(rec),
+        _side(rec, "query_text", "query_image", source),
+        _side(rec, "pos_text", "pos_image", source),
+        tuple(negatives),
+        _pos_score(rec, source),
+        list(scores) if scores is not None else None,
+    )
+
+
+def _published_items(
+    parsed: PublishedRecord, source: str, base: str | None, numbered_negatives: bool
+) -> list[dict[str, Any]]:
+    sides = [("qry", parsed.query), ("pos", parsed.pos)]
+    sides += [
+        (f"neg{i}" if numbered_negatives else "neg", neg) for i, neg in enumerate(parsed.negatives)
+    ]
+    return [_item(f"{source}#{k}", s.text, s.image, None, source, base) for k, s in sides]
+
+
+def items_from_mmeb_train(
+    rec: Mapping[str, Any], source: str, base: str | None
+) -> list[dict[str, Any]]:
+    """MMEB-train row -> query item ``<source>#qry`` and positive ``<source>#pos``
+    (and ``#neg`` when the row has a negative)."""
+    return _published_items(parse_mmeb_train(rec, source), source, base, numbered_negatives=False)
+
+
+def items_from_unime_v2(
+    rec: Mapping[str, Any], source: str, base: str | None
+) -> list[dict[str, Any]]:
+    """UniME-V2 scored row -> query, positive and each hard negative ``#neg<i>``."""
+    return _published_items(parse_unime_v2(rec, source), source, base, numbered_negatives=True)
 
 
 CONVERTERS: dict[str, Callable[[Mapping[str, Any], str, str | None], list[dict[str, Any]]]] = {

@@ -9,15 +9,18 @@ Stage 2 reads three formats into the columns of ``MINED_SCHEMA`` (the mine job's
 - ``mmeb_train``: MMEB-train rows ``qry, qry_image_path, pos_text, pos_image_path`` and
   optional ``neg_text, neg_image_path`` (JSON lines, JSON or Parquet).
 
+The two published formats are parsed by ``records.parse_unime_v2`` / ``parse_mmeb_train``,
+the same parse the embed and mine jobs take their items from; records come from the one
+record reader (``record_files``), which raises on an unreadable one.
+
 Stage 1 reads texts (``id``, ``text``) and, optionally, the teacher's embeddings by id.
 Every problem raises :class:`TrainingDataError` naming the file and row.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import posixpath
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -25,8 +28,13 @@ import pyarrow as pa
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import resolve_uri
-from uniembed.data.read import RECORD_SUFFIXES, read_json_bytes
-from uniembed.data.records import strip_image_placeholders
+from uniembed.data.record_files import folder_records
+from uniembed.data.records import (
+    PublishedRecord,
+    RecordError,
+    parse_mmeb_train,
+    parse_unime_v2,
+)
 from uniembed.data.shards import MANIFEST
 
 TUNE_COLUMNS = (
@@ -68,35 +76,12 @@ def rows_location(uri: str, fmt: str) -> str:
     return uri
 
 
-def _records(uri: str) -> list[tuple[dict[str, Any], str, str]]:
-    """``(record, source "file:row", folder of the file)`` for every record under ``uri``."""
-    files = [f for f in storage.list_files(uri) if f.endswith(RECORD_SUFFIXES)]
-    if not files:
-        raise TrainingDataError(
-            f"{uri}: not found, or no .parquet, .jsonl or .json (optionally .gz) file in it"
-        )
-    out = []
-    for f in files:
-        base = posixpath.dirname(f)
-        if f.endswith(".parquet"):
-            recs = storage.read_parquet(f).to_pylist()
-        else:
-            try:
-                text = read_json_bytes(f).decode("utf-8")
-            except (ValueError, UnicodeDecodeError) as e:
-                raise TrainingDataError(f"{f}: cannot be read ({e})") from e
-            try:
-                if f.removesuffix(".gz").endswith(".json") and text.lstrip().startswith("["):
-                    recs = json.loads(text)
-                else:
-                    recs = [json.loads(line) for line in text.splitlines() if line.strip()]
-            except json.JSONDecodeError as e:
-                raise TrainingDataError(f"{f}: not valid JSON ({e})") from e
-        for i, rec in enumerate(recs):
-            if not isinstance(rec, dict):
-                raise TrainingDataError(f"{f}:{i + 1}: a row must be an object")
-            out.append((rec, f"{f}:{i + 1}", base))
-    return out
+def _records(uri: str) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """``(record, source "file:line", folder of the file)`` for every record under ``uri``."""
+    try:
+        yield from folder_records(uri, on_error="raise")
+    except (FileNotFoundError, RecordError) as e:
+        raise TrainingDataError(str(e)) from e
 
 
 def _uri(value: Any, base: str) -> str | None:
@@ -148,44 +133,28 @@ def _from_mined(rec: dict[str, Any], src: str, base: str) -> dict[str, Any]:
     }
 
 
-def _from_unime_v2(rec: dict[str, Any], src: str, base: str) -> dict[str, Any]:
-    negs = rec.get("hard_negatives") or []
-    for j, neg in enumerate(negs):
-        if not isinstance(neg, (list, tuple)) or len(neg) != 2:
-            raise TrainingDataError(f"{src}: hard_negatives[{j}] is not [text, image]")
-    pos_score = rec.get("query_pos_scores")
-    if isinstance(pos_score, list):  # some releases store the single score in a list
-        pos_score = pos_score[0] if pos_score else None
+def _from_published(parsed: PublishedRecord, src: str, base: str) -> dict[str, Any]:
+    """The training-row view of a published record (the item view is in ``records``)."""
     return {
-        S.QUERY_ID: str(rec.get("id") or src),
-        S.QUERY_TEXT: strip_image_placeholders(rec.get("query_text")),
-        S.QUERY_IMAGE: _uri(rec.get("query_image"), base),
+        S.QUERY_ID: parsed.id or src,
+        S.QUERY_TEXT: parsed.query.text,
+        S.QUERY_IMAGE: _uri(parsed.query.image, base),
         S.QUERY_INSTRUCTION: None,
-        S.POS_TEXT: strip_image_placeholders(rec.get("pos_text")),
-        S.POS_IMAGE: _uri(rec.get("pos_image"), base),
-        S.POS_SCORE: pos_score,
-        S.NEG_TEXTS: [strip_image_placeholders(n[0] or None) for n in negs],
-        S.NEG_IMAGES: [_uri(n[1], base) for n in negs],
-        S.NEG_SCORES: rec.get("hard_negatives_scores"),
+        S.POS_TEXT: parsed.pos.text,
+        S.POS_IMAGE: _uri(parsed.pos.image, base),
+        S.POS_SCORE: parsed.pos_score,
+        S.NEG_TEXTS: [n.text for n in parsed.negatives],
+        S.NEG_IMAGES: [_uri(n.image, base) for n in parsed.negatives],
+        S.NEG_SCORES: parsed.neg_scores,
     }
+
+
+def _from_unime_v2(rec: dict[str, Any], src: str, base: str) -> dict[str, Any]:
+    return _from_published(parse_unime_v2(rec, src), src, base)
 
 
 def _from_mmeb_train(rec: dict[str, Any], src: str, base: str) -> dict[str, Any]:
-    neg_text = strip_image_placeholders(rec.get("neg_text") or None)
-    neg_image = _uri(rec.get("neg_image_path"), base)
-    has_neg = bool(neg_text or neg_image)
-    return {
-        S.QUERY_ID: str(rec.get("id") or src),
-        S.QUERY_TEXT: strip_image_placeholders(rec.get("qry") or None),
-        S.QUERY_IMAGE: _uri(rec.get("qry_image_path"), base),
-        S.QUERY_INSTRUCTION: None,
-        S.POS_TEXT: strip_image_placeholders(rec.get("pos_text") or None),
-        S.POS_IMAGE: _uri(rec.get("pos_image_path"), base),
-        S.POS_SCORE: None,
-        S.NEG_TEXTS: [neg_text] if has_neg else [],
-        S.NEG_IMAGES: [neg_image] if has_neg else [],
-        S.NEG_SCORES: None,
-    }
+    return _from_published(parse_mmeb_train(rec, src), src, base)
 
 
 _READERS = {"mined": _from_mined, "unime_v2": _from_unime_v2, "mmeb_train": _from_mmeb_train}
@@ -201,7 +170,10 @@ def read_tune_rows(uri: str, fmt: str, need_scores: bool = False) -> pa.Table:
         raise TrainingDataError(f"unknown format {fmt!r}; expected one of {sorted(_READERS)}")
     rows = []
     for rec, src, base in _records(rows_location(uri, fmt)):
-        row = _READERS[fmt](rec, src, base)
+        try:
+            row = _READERS[fmt](rec, src, base)
+        except RecordError as e:
+            raise TrainingDataError(str(e)) from e
         row[S.SOURCE] = src
         check_tune_row(row)
         if row[S.NEG_SCORES] is None:

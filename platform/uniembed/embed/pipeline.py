@@ -38,7 +38,8 @@ from uniembed.data.output_guard import (
     publish,
     staging_folder,
 )
-from uniembed.data.read import ReadOptions, input_files, input_root, read_items
+from uniembed.data.read import ReadOptions, read_items
+from uniembed.data.record_files import input_files, input_root
 from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.embed.config import EmbedConfig
 from uniembed.embed.dedupe import find_duplicates

@@ -6,13 +6,13 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from uniembed.models import EmbedInput, load_embedder
+from uniembed.models.micro_batches import embed_micro_batches
 
 STAGE = "embed"
 TOKENS = "tokens"  # tokens the row took
@@ -56,18 +56,6 @@ def output_schema() -> pa.Schema:
     )
 
 
-def plan_micro_batches(lengths: list[int], size: int, sort: bool) -> list[list[int]]:
-    """Split row positions into micro-batches of at most ``size``.
-
-    With ``sort`` the rows are ordered by length first (stable), so rows of similar length
-    share a batch and padding shrinks; the caller restores the original order.
-    """
-    order = (
-        sorted(range(len(lengths)), key=lambda i: lengths[i]) if sort else list(range(len(lengths)))
-    )
-    return [order[i : i + size] for i in range(0, len(order), size)]
-
-
 class EmbedWorker:
     """Callable class for ``Dataset.map_batches``: loads the model once per actor."""
 
@@ -101,22 +89,6 @@ class EmbedWorker:
         fit = getattr(self.embedder, "fit", None)  # cuts long texts, counted in the summary
         return fit(inp) if fit is not None else inp
 
-    def _embed_isolating(self, inputs: list[EmbedInput]) -> list[np.ndarray | Exception]:
-        """Embed a micro-batch; if it fails, embed one by one so one bad input cannot
-        take the others down with it."""
-        try:
-            return list(self.embedder.embed(inputs))
-        except Exception:  # noqa: BLE001 - isolate the culprit below
-            if len(inputs) == 1:
-                raise
-        out: list[np.ndarray | Exception] = []
-        for inp in inputs:
-            try:
-                out.append(self.embedder.embed([inp])[0])
-            except Exception as e:  # noqa: BLE001 - recorded per row
-                out.append(e)
-        return out
-
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         n = len(rows)
@@ -136,20 +108,18 @@ class EmbedWorker:
                 errors[i], stages[i] = str(e), STAGE
                 continue
             truncated[i] = inputs[i].text != row[S.TEXT] and bool(row[S.TEXT])
-        positions = list(inputs)
-        lengths = [self.embedder.token_length(inputs[i]) for i in positions]
-        for group in plan_micro_batches(
-            lengths, self.options.micro_batch_size, self.options.sort_by_length
-        ):
-            idx = [positions[g] for g in group]
-            longest = max(lengths[g] for g in group)
-            results = self._embed_isolating([inputs[i] for i in idx])
-            for g, i, res in zip(group, idx, results, strict=True):
-                if isinstance(res, Exception):
-                    errors[i], stages[i] = f"record {rows[i][S.ID]}: {res}", STAGE
-                    continue
-                embeddings[i] = res.astype(np.float32).tolist()
-                tokens[i], padded[i] = lengths[g], longest
+        results = embed_micro_batches(
+            self.embedder,
+            list(inputs.values()),
+            self.options.micro_batch_size,
+            self.options.sort_by_length,
+        )
+        for i, res in zip(inputs, results, strict=True):
+            if isinstance(res, Exception):
+                errors[i], stages[i] = f"record {rows[i][S.ID]}: {res}", STAGE
+                continue
+            embeddings[i] = res.vector.tolist()
+            tokens[i], padded[i] = res.tokens, res.padded_tokens
         return pa.Table.from_pydict(
             {
                 S.ID: [r[S.ID] for r in rows],

@@ -45,7 +45,7 @@ def embed_plan(plan: EmbedPlan, model: ModelSection, cfg: EvalConfig, work_uri: 
     from uniembed.embed.pipeline import embed_table
 
     start = time.perf_counter()
-    from uniembed.data.read import input_root
+    from uniembed.data.record_files import input_root
 
     ids, matrix, quarantine = embed_table(
         plan.table,

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import resolve_uri
-from uniembed.data.read import file_records
+from uniembed.data.record_files import file_records
 from uniembed.data.records import RecordError, items_from_mmeb_eval
 
 TaskKind = Literal["candidates", "captions", "compositional"]
@@ -124,14 +124,6 @@ def task_name(uri: str) -> str:
     return name
 
 
-def _records(uri: str) -> Iterator[tuple[Mapping[str, Any], str]]:
-    # The same reader as every other job's input: JSONL (optionally gzipped) or Parquet.
-    for rec, src in file_records(uri):
-        if isinstance(rec, Exception):
-            raise RecordError(src, "(line)", str(rec).removeprefix(f"{src}: "))
-        yield rec, src
-
-
 def detect_kind(rec: Mapping[str, Any], source: str) -> TaskKind:
     """The task kind from a row's fields."""
     if TGT_TEXT in rec or TGT_IMG_PATH in rec:
@@ -220,7 +212,7 @@ def read_task(uri: str) -> EvalTask:
     """Read and validate one evaluation file (local or s3://)."""
     uri = absolute(uri)
     base = uri.rsplit("/", 1)[0]
-    records = list(_records(uri))
+    records = list(file_records(uri, on_error="raise"))
     if not records:
         raise RecordError(uri, "(file)", "no rows")
     kind = detect_kind(*records[0])

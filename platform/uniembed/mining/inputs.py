@@ -25,9 +25,14 @@ from uniembed import storage
 from uniembed.data import demo
 from uniembed.data import schema as S
 from uniembed.data.images import path_allowed
-
-# Private readers of the read module: the same file:line sources as the embed job.
-from uniembed.data.read import READ_SCHEMA, file_records, input_files, input_root
+from uniembed.data.read import READ_SCHEMA
+from uniembed.data.record_files import (
+    file_records,
+    folder_of,
+    folder_records,
+    input_files,
+    input_root,
+)
 from uniembed.data.records import RecordError, error_item, items_from_item_record
 from uniembed.observe.names import named
 
@@ -51,17 +56,6 @@ POOL_SCHEMA = pa.schema([*ITEM_FIELDS, pa.field(S.GROUP, pa.string())])
 def shard_name(index: int) -> str:
     """``shard-000003`` for the fourth shard of ``shard_size`` queries."""
     return f"shard-{index:06d}"
-
-
-def _folder(uri: str) -> str:
-    return uri.rsplit("/", 1)[0] if "/" in uri else "."
-
-
-def records(uri: str) -> Iterator[tuple[dict[str, Any] | Exception, str, str]]:
-    """``(record or error, source, folder of its file)`` of every record at ``uri``, in order."""
-    for f in input_files(uri):
-        for rec, source in file_records(f):
-            yield rec, source, _folder(f)
 
 
 # Where a record's image paths may point: (the input's folder, further allowed prefixes).
@@ -164,7 +158,7 @@ def iter_query_shards(
         buf.clear()
 
     ordinal = 0
-    for rec, source, base in records(uri):
+    for rec, source, base in folder_records(uri):
         if max_queries is not None and ordinal >= max_queries:
             break
         row = _convert(rec, source, lambda r, s: query_row(r, s, base, fmt, allowed))
@@ -206,7 +200,7 @@ def iter_pool_rows(
 ) -> Iterator[pa.Table]:
     """Pool rows (POOL_SCHEMA) of one pool file, in batches of 1024."""
     buf: list[dict[str, Any]] = []
-    base = _folder(uri)
+    base = folder_of(uri)
     for rec, source in file_records(uri):
         row = _convert(rec, source, lambda r, s: pool_row(r, s, base, fmt, group_field, allowed))
         row.setdefault(S.GROUP, None)

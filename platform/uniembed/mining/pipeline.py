@@ -44,7 +44,7 @@ from uniembed.data.output_guard import (
     publish,
     staging_folder,
 )
-from uniembed.data.read import input_files, input_root
+from uniembed.data.record_files import input_files, input_root
 from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.embed.config import EmbedConfig, IndexSection
 from uniembed.embed.pipeline import check_model, run_embed
@@ -162,21 +162,13 @@ def _judge_dataset(  # noqa: ANN202
         batch_format="pyarrow",
         **actor_resources(ec, device),
     )
-    r = cfg.retrieval
     ds = ds.map_batches(
         named(RetrievalStage, "mine/retrieve"),
         fn_constructor_args=(
             RetrievalOptions(
                 pool_embeddings=storage.join(cfg.output, POOL_EMBEDDINGS),
                 pool_items=storage.join(cfg.output, POOL_ITEMS, "items"),
-                k=r.k,
-                index=r.index,
-                nlist=r.nlist,
-                nprobe=r.nprobe,
-                easy_margin=r.easy_margin,
-                min_sim=r.min_sim,
-                max_sim=r.max_sim,
-                exclude_self=r.exclude_self,
+                retrieval=cfg.retrieval,
                 s3=s3,
             ),
         ),
@@ -270,22 +262,12 @@ def _until_written(
 
 
 def _select_options(cfg: MineConfig, verdict: SanityVerdict | None) -> SelectOptions:
-    s = cfg.selection
     return SelectOptions(
-        mode=s.mode,
+        selection=cfg.selection,
         score_source=S.SCORE_EMBEDDER if verdict is None else verdict.score_source,
-        num_negatives=s.num_negatives,
-        beta=s.beta,
-        step=s.step,
         embedder=cfg.embedder.name,
         judge=cfg.judge_name,
         k=cfg.retrieval.k,
-        absolute_margin=s.absolute_margin,
-        relative_margin=s.relative_margin,
-        range_min=s.range_min,
-        range_max=s.range_max,
-        sampling_strategy=s.sampling_strategy,
-        seed=s.seed,
     )
 
 

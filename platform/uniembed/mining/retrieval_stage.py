@@ -12,7 +12,7 @@ with them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from uniembed.embed.pipeline import read_embeddings
 from uniembed.embed.worker import EmbedWorker, WorkerOptions
 from uniembed.index import IdMap, build_index
 from uniembed.mining import drop_above, drop_easy, topk_candidates
+from uniembed.mining.config import RetrievalSection
 
 EMBED_STAGE = "embed_query"
 RETRIEVE_STAGE = "retrieve"
@@ -50,18 +51,12 @@ class QueryEmbedStage:
 
 @dataclass(frozen=True)
 class RetrievalOptions:
-    """What every retrieval actor needs; picklable."""
+    """What every retrieval actor needs: the job's ``retrieval`` section and where the
+    staged pool is; picklable."""
 
     pool_embeddings: str  # an embed output folder
     pool_items: str  # staged pool rows (POOL_SCHEMA Parquet)
-    k: int = 50
-    index: str = "flat"
-    nlist: int | None = None
-    nprobe: int = 16
-    easy_margin: float | None = None
-    min_sim: float | None = None
-    max_sim: float | None = None
-    exclude_self: bool = False
+    retrieval: RetrievalSection = field(default_factory=RetrievalSection)
     s3: storage.S3Options | None = None
 
 
@@ -92,17 +87,17 @@ class RetrievalStage:
     def __init__(self, options: RetrievalOptions) -> None:
         storage.configure(options.s3)
         self.options = options
+        self.section = r = options.retrieval
         ids, matrix = read_embeddings(options.pool_embeddings)
         if not ids:
             raise ValueError(f"{options.pool_embeddings}: the pool has no embedded items")
         self.ids = IdMap.from_ids(ids)
         self.matrix = matrix
-        nlist = options.nlist
         self.index = build_index(
             matrix,
-            kind=options.index,
-            nlist=nlist,
-            nprobe=options.nprobe,  # type: ignore[arg-type]
+            kind=r.index,
+            nlist=r.nlist,
+            nprobe=r.nprobe,  # type: ignore[arg-type]
         )
         pool = storage.read_parquet(
             options.pool_items, columns=[S.ID, S.TEXT, S.IMAGE_URI, S.GROUP]
@@ -132,9 +127,9 @@ class RetrievalStage:
                 np.asarray([emb[i] for i in good], dtype=np.float32),
                 self.matrix,
                 self.ids,
-                k=self.options.k,
+                k=self.section.k,
                 positives=[rows[i][S.POS_ID] for i in good],
-                exclude_self=self.options.exclude_self,
+                exclude_self=self.section.exclude_self,
                 query_ids=[rows[i][S.ID] for i in good],
                 index=self.index,
             )
@@ -147,8 +142,9 @@ class RetrievalStage:
         return pa.Table.from_pylist(rows, schema=schema)
 
     def _fill(self, row: dict[str, Any], retrieved: Any) -> None:
-        below = drop_above(retrieved, self.options.max_sim)
-        kept = drop_easy(below, easy_margin=self.options.easy_margin, min_sim=self.options.min_sim)
+        r = self.section
+        below = drop_above(retrieved, r.max_sim)
+        kept = drop_easy(below, easy_margin=r.easy_margin, min_sim=r.min_sim)
         pos_text, pos_image, pos_group = self.lookup[row[S.POS_ID]]
         row[S.POS_TEXT], row[S.POS_IMAGE] = pos_text, pos_image
 

@@ -17,6 +17,7 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.mining import Selection, select_by_similarity, select_with_judge
+from uniembed.mining.config import SelectionSection
 from uniembed.mining.export import unime_v2_json
 from uniembed.mining.judge_stage import CAND_SCORES
 
@@ -29,51 +30,44 @@ FN_STATS = ("false_negatives_filtered", "true_fn_judged", "true_fn_caught")
 
 @dataclass(frozen=True)
 class SelectOptions:
-    """Selection settings and provenance; picklable."""
+    """The job's ``selection`` section, whose scores select, and the provenance each row
+    records; picklable."""
 
-    mode: str
+    selection: SelectionSection
     score_source: str  # S.SCORE_JUDGE or S.SCORE_EMBEDDER: whose scores select
-    num_negatives: int
-    beta: float
-    step: int
     embedder: str
     judge: str | None
-    k: int
-    absolute_margin: float | None = None
-    relative_margin: float | None = None
-    range_min: int = 0
-    range_max: int | None = None
-    sampling_strategy: str = "top"
-    seed: int = 0
+    k: int  # candidates retrieved per query (retrieval.k)
 
 
 def select_row(row: dict[str, Any], o: SelectOptions) -> Selection:
     """The hard negatives of one judged row. In judge mode the UniME-V2 rule (false-negative
     filter, cyclical sampling) runs on the judge's scores, or on the embedder's similarities
     when the judge failed its sanity check (``score_source``)."""
-    if o.mode == "judge":
+    s = o.selection
+    if s.mode == "judge":
         by_judge = o.score_source == S.SCORE_JUDGE
         return select_with_judge(
             row[S.CAND_IDS],
             row[CAND_SCORES] if by_judge else row[S.CAND_SIMS],
             row[S.POS_SCORE] if by_judge else row[S.POS_SIM],
-            k=o.num_negatives,
-            beta=o.beta,
+            k=s.num_negatives,
+            beta=s.beta,
             positive_id=row[S.POS_ID],
-            step=o.step,
+            step=s.step,
             ranks=row[S.CAND_RANKS],
         )
     return select_by_similarity(
         row[S.CAND_IDS],
         row[S.CAND_SIMS],
         row[S.POS_SIM],
-        num_negatives=o.num_negatives,
-        absolute_margin=o.absolute_margin,
-        relative_margin=o.relative_margin,
-        range_min=o.range_min,
-        range_max=o.range_max,
-        sampling_strategy=o.sampling_strategy,  # type: ignore[arg-type]
-        seed=o.seed + row[S.ORDINAL],  # each query its own draw, stable across reruns
+        num_negatives=s.num_negatives,
+        absolute_margin=s.absolute_margin,
+        relative_margin=s.relative_margin,
+        range_min=s.range_min,
+        range_max=s.range_max,
+        sampling_strategy=s.sampling_strategy,
+        seed=s.seed + row[S.ORDINAL],  # each query its own draw, stable across reruns
         positive_id=row[S.POS_ID],
         ranks=row[S.CAND_RANKS],
         known_positive_ids=_group_mates(row),
@@ -109,7 +103,7 @@ def mined_row(row: dict[str, Any], sel: Selection, o: SelectOptions) -> dict[str
         S.EMBEDDER: o.embedder,
         S.JUDGE: o.judge if judged else None,
         S.TOP_K: o.k,
-        S.BETA: o.beta,
+        S.BETA: o.selection.beta,
         S.SCORE_SOURCE: o.score_source,
     }
 

@@ -23,7 +23,12 @@ from uniembed.models.cache import cached_folder
 from uniembed.models.embedder import Embedder
 from uniembed.models.families import Family, family_by_name, family_for_config
 from uniembed.models.packaged import minilm_folder, smollm2_folder
-from uniembed.models.pooling_config import PoolingConfig, load_pooling_config, resolve_pooling
+from uniembed.models.pooling_config import (
+    PoolingConfig,
+    ResolvedPooling,
+    load_pooling_config,
+    resolve_pooling,
+)
 from uniembed.models.processors import load_image_processor
 from uniembed.models.tiny import build_tiny_llava, build_tiny_qwen2_vl, build_tiny_text_lm
 from uniembed.models.transformer_embedder import TransformerEmbedder
@@ -174,6 +179,45 @@ def load_tokenizer_and_processor(source: str, family: Family) -> tuple[Any, Any 
     return AutoTokenizer.from_pretrained(source), None
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model's weights, inputs and settings as :func:`load_backbone` loaded them."""
+
+    folder: str  # where it was loaded from (local folder or hub id)
+    model: torch.nn.Module
+    tokenizer: Any
+    processor: Any | None
+    settings: ResolvedPooling
+
+
+def load_backbone(
+    name_or_path: str,
+    auto_class: Callable[[Family], Any],
+    *,
+    device: str,
+    dtype: str | None,
+    role: str = "model",
+    override: Callable[[PoolingConfig | None], PoolingConfig | None] = lambda o: o,
+) -> LoadedModel:
+    """Load a model by registry name, folder or hub id: the class ``auto_class(family)``
+    picks (it may raise ValueError for a family it cannot take), in eval mode on
+    ``device``, with its tokenizer, processor and family settings (``override`` may
+    change the folder's ``uniembed.json`` first). The embedder and the judge load here.
+
+    Raises:
+        UnknownModelError: nothing loadable behind the name.
+        ValueError: a bad dtype or pooling, or a family ``auto_class`` refuses.
+    """
+    torch_dtype = torch_dtype_for(name_or_path, dtype, device)
+    src = inspect_model(name_or_path, role=role)
+    with quiet_transformers():
+        auto = auto_class(src.family)
+        settings = resolve_pooling(src.family, override(src.override))
+        model = auto.from_pretrained(src.folder, dtype=torch_dtype).to(device).eval()
+        tokenizer, processor = load_tokenizer_and_processor(src.folder, src.family)
+    return LoadedModel(src.folder, model, tokenizer, processor, settings)
+
+
 def load_embedder(
     name_or_path: str,
     *,
@@ -199,18 +243,18 @@ def load_embedder(
     """
     from transformers import AutoModel
 
-    torch_dtype = torch_dtype_for(name_or_path, dtype, device)
-    src = inspect_model(name_or_path)
-    source, family, override = src.folder, src.family, src.override
-    with quiet_transformers():
+    def with_options(config: PoolingConfig | None) -> PoolingConfig | None:
         if pooling is not None:
-            override = dataclasses.replace(override or PoolingConfig(), pooling=pooling)
+            config = dataclasses.replace(config or PoolingConfig(), pooling=pooling)
         if max_length is not None:
-            override = dataclasses.replace(override or PoolingConfig(), max_length=max_length)
-        settings = resolve_pooling(family, override)
-        model = AutoModel.from_pretrained(source, dtype=torch_dtype).to(device).eval()
-        tokenizer, processor = load_tokenizer_and_processor(source, family)
-    if family.kind == "encoder" and settings.max_length is None:
-        max_length = _encoder_max_length(source, getattr(tokenizer, "model_max_length", None))
-        settings = dataclasses.replace(settings, max_length=max_length)
-    return TransformerEmbedder(name_or_path, model, tokenizer, processor, settings)
+            config = dataclasses.replace(config or PoolingConfig(), max_length=max_length)
+        return config
+
+    loaded = load_backbone(
+        name_or_path, lambda _: AutoModel, device=device, dtype=dtype, override=with_options
+    )
+    settings, tokenizer = loaded.settings, loaded.tokenizer
+    if settings.family.kind == "encoder" and settings.max_length is None:
+        limit = _encoder_max_length(loaded.folder, getattr(tokenizer, "model_max_length", None))
+        settings = dataclasses.replace(settings, max_length=limit)
+    return TransformerEmbedder(name_or_path, loaded.model, tokenizer, loaded.processor, settings)

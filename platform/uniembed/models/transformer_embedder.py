@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from uniembed.models.backbone import Backbone
 from uniembed.models.inputs import EmbedInput, check_input
 from uniembed.models.pooling import pool_and_normalize
 from uniembed.models.pooling_config import ResolvedPooling
@@ -22,15 +23,9 @@ from uniembed.models.prompts import build_prompt
 from uniembed.models.truncation import DEFAULT_MAX_TEXT_TOKENS, truncate_text
 
 
-class TransformerEmbedder:
-    """An :class:`~uniembed.models.embedder.Embedder` over a transformers base model.
-
-    Args:
-        name: registry name or folder, used in error messages.
-        model: the base model (``AutoModel``); its output has ``last_hidden_state``.
-        tokenizer: the text tokenizer (for MLLMs, the processor's tokenizer).
-        processor: the multimodal processor, or None for text-only families.
-        settings: the resolved family, pooling and prompt templates.
+class TransformerEmbedder(Backbone):
+    """An :class:`~uniembed.models.embedder.Embedder` over a transformers base model
+    (``AutoModel``: its output has ``last_hidden_state``); arguments as :class:`Backbone`'s.
     """
 
     def __init__(
@@ -41,23 +36,12 @@ class TransformerEmbedder:
         processor: Any | None,
         settings: ResolvedPooling,
     ) -> None:
-        self.name = name
-        self.model = model
-        self.tokenizer = tokenizer
-        self.processor = processor
-        self.settings = settings
-        self.family = settings.family
-        self.supports_images = settings.family.supports_images and processor is not None
-        self.dim = int(model.config.get_text_config().hidden_size)
         # Right padding everywhere (see the module docstring); pooling reads the mask anyway.
-        tokenizer.padding_side = "right"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        super().__init__(name, model, tokenizer, processor, settings)
+        self.family = settings.family
+        self.dim = int(model.config.get_text_config().hidden_size)
 
     # --- prompts and batches ---------------------------------------------------------
-    def _chat_owner(self) -> Any:
-        return self.processor if self.processor is not None else self.tokenizer
-
     @property
     def max_text_tokens(self) -> int:
         """Texts are cut to this many tokens before prompting (see models.truncation)."""
@@ -86,39 +70,11 @@ class TransformerEmbedder:
             out.append(build_prompt(inp, self._chat_owner(), self.settings))
         return out
 
-    def _tokenize_text(self, prompts: list[str], return_tensors: str | None) -> Any:
-        max_length = self.settings.max_length
-        return self.tokenizer(
-            prompts,
-            padding=return_tensors is not None,
-            truncation=max_length is not None,
-            max_length=max_length,
-            # A chat template already spells the special tokens it wants.
-            add_special_tokens=not self._chat_applied(),
-            return_tensors=return_tensors,
-        )
-
-    def _chat_applied(self) -> bool:
-        return bool(self.settings.use_chat_template and self._chat_owner().chat_template)
-
     def encode(self, inputs: Sequence[EmbedInput]) -> dict[str, torch.Tensor]:
         """Model inputs for a batch: ``input_ids``/``attention_mask`` (n, seq) plus, for
         MLLMs, the processor's image tensors; on the model's device and float dtype."""
-        prompts = self.prompts(inputs)
-        if self.processor is not None:
-            images = [inp.image for inp in inputs if inp.image is not None]
-            batch = self.processor(
-                text=prompts, images=images or None, padding=True, return_tensors="pt"
-            )
-        else:
-            batch = self._tokenize_text(prompts, "pt")
-        device = next(self.model.parameters()).device
-        dtype = next(self.model.parameters()).dtype
-        return {
-            k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
-            for k, v in batch.items()
-            if isinstance(v, torch.Tensor)
-        }
+        images = [inp.image for inp in inputs if inp.image is not None]
+        return self._model_inputs(self.prompts(inputs), images, self.settings.max_length)
 
     # --- forward -------------------------------------------------------------------
     def hidden_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -145,7 +101,8 @@ class TransformerEmbedder:
         """Tokens ``inp`` will take, image tokens included; tokenizes text only (cheap)."""
         (prompt,) = self.prompts([inp])
         if self.processor is None:
-            return len(self._tokenize_text([prompt], None)["input_ids"][0])
+            tokens = self._tokenize_text([prompt], None, self.settings.max_length)
+            return len(tokens["input_ids"][0])
         n = len(self.tokenizer(prompt)["input_ids"])
         if inp.image is not None:
             n += self._image_tokens(inp) - 1  # the one placeholder token expands to N

@@ -31,14 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from uniembed.models.pooling_config import ResolvedPooling, resolve_pooling
+from uniembed.models.backbone import Backbone
+from uniembed.models.families import Family
+from uniembed.models.pooling_config import ResolvedPooling
 from uniembed.models.prompts import wrap_chat
-from uniembed.models.registry import (
-    inspect_model,
-    load_tokenizer_and_processor,
-    quiet_transformers,
-    torch_dtype_for,
-)
+from uniembed.models.registry import load_backbone
 from uniembed.reranker import cache as judge_cache
 from uniembed.reranker import pack as judge_pack
 from uniembed.reranker.prompts import (
@@ -60,7 +57,7 @@ logger = logging.getLogger(__name__)
 _SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
 
-class JudgeScorer:
+class JudgeScorer(Backbone):
     """Scores (query, candidate) pairs with a causal (M)LLM's Yes/No logits.
 
     Attributes:
@@ -83,17 +80,9 @@ class JudgeScorer:
         processor: Any | None,
         settings: ResolvedPooling,
     ) -> None:
-        self.name = name
-        self.model = model
-        self.tokenizer = tokenizer
-        self.processor = processor
-        self.settings = settings
-        self.supports_images = settings.family.supports_images and processor is not None
+        super().__init__(name, model, tokenizer, processor, settings)  # right-padded suffixes
         self.image_token = settings.image_token if self.supports_images else None
         self.image_token_id: int | None = getattr(model.config, "image_token_id", None)
-        tokenizer.padding_side = "right"  # suffix batches are right-padded (judge_cache)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
         self._rope_index = judge_cache.rope_index_fn(model)
         self._anchor_ids = self._encode([SPLIT_ANCHOR], [])["input_ids"][0].tolist()
         self.yes_token_id, self.no_token_id = self._answer_token_ids()
@@ -121,27 +110,19 @@ class JudgeScorer:
         """
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-        torch_dtype = torch_dtype_for(name_or_path, dtype, device)
-        src = inspect_model(name_or_path, role="judge model")
-        source, family, override = src.folder, src.family, src.override
-        with quiet_transformers():
+        def causal_lm(family: Family) -> Any:
             if family.kind == "encoder":
                 raise ValueError(
                     f"{name_or_path}: a {family.name} model has no causal-LM head to judge with"
                 )
-            auto = AutoModelForImageTextToText if family.kind == "mllm" else AutoModelForCausalLM
-            model = auto.from_pretrained(source, dtype=torch_dtype).to(device).eval()
-            tokenizer, processor = load_tokenizer_and_processor(source, family)
-        settings = resolve_pooling(family, override)
-        return cls(name_or_path, model, tokenizer, processor, settings)
+            return AutoModelForImageTextToText if family.kind == "mllm" else AutoModelForCausalLM
+
+        loaded = load_backbone(
+            name_or_path, causal_lm, device=device, dtype=dtype, role="judge model"
+        )
+        return cls(name_or_path, loaded.model, loaded.tokenizer, loaded.processor, loaded.settings)
 
     # --- prompts -----------------------------------------------------------------------
-    def _chat_owner(self) -> Any:
-        return self.processor if self.processor is not None else self.tokenizer
-
-    def _chat_applied(self) -> bool:
-        return bool(self.settings.use_chat_template and self._chat_owner().chat_template)
-
     def _split(self, query: JudgeInput, candidate: JudgeInput) -> tuple[str, str]:
         query_part = query_content(query, self.image_token)
         content = query_part + candidate_content(candidate, self.image_token)
@@ -160,23 +141,7 @@ class JudgeScorer:
     def _encode(self, texts: list[str], images: list[Any]) -> dict[str, torch.Tensor]:
         """Model inputs for ``texts`` (right-padded), images in text order, on the model's
         device; floating tensors in the model's dtype."""
-        if self.processor is not None:
-            batch = self.processor(
-                text=texts, images=images or None, padding=True, return_tensors="pt"
-            )
-        else:
-            batch = self.tokenizer(
-                texts,
-                padding=True,
-                add_special_tokens=not self._chat_applied(),  # the template spells them
-                return_tensors="pt",
-            )
-        param = next(self.model.parameters())
-        return {
-            k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)
-            for k, v in batch.items()
-            if isinstance(v, torch.Tensor)
-        }
+        return self._model_inputs(texts, images)
 
     def _token_ids(self, text: str) -> list[int]:
         return self._encode([text], [])["input_ids"][0].tolist()

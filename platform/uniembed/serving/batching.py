@@ -15,6 +15,7 @@ import numpy as np
 
 from uniembed.models import EmbedInput
 from uniembed.models.embedder import Embedder
+from uniembed.models.micro_batches import embed_micro_batches
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -67,27 +68,13 @@ def run_isolated(
 def embed_isolated(
     embedder: Embedder, inputs: Sequence[EmbedInput], micro_batch_size: int | None = None
 ) -> list[EmbedOutput | ItemFailure]:
-    """Embed ``inputs``, isolating failures per input.
-
-    Inputs are sorted by token length and run ``micro_batch_size`` at a time (None: all in
-    one pass), so that a short input is not padded to the longest one of a large batch:
-    padded positions cost as much compute as real ones. Results come back in input order.
-    """
-
-    def batch(items: Sequence[EmbedInput]) -> list[EmbedOutput]:
-        lengths = [embedder.token_length(inp) for inp in items]
-        order = sorted(range(len(items)), key=lengths.__getitem__)
-        step = micro_batch_size or len(items)
-        vectors = np.empty((len(items), embedder.dim), dtype=np.float32)
-        for start in range(0, len(order), step):
-            chunk = order[start : start + step]
-            vectors[chunk] = embedder.embed([items[i] for i in chunk])
-        return [EmbedOutput(vectors[i], lengths[i]) for i in range(len(items))]
-
-    def one(inp: EmbedInput) -> EmbedOutput:
-        return batch([inp])[0]
-
-    return run_isolated(inputs, batch, one)
+    """Embed ``inputs``, isolating failures per input, in input order: length-sorted
+    micro-batches of ``micro_batch_size`` (None: all in one pass), as the embed job does
+    (:func:`uniembed.models.micro_batches.embed_micro_batches`)."""
+    return [
+        _failure(r) if isinstance(r, Exception) else EmbedOutput(r.vector, r.tokens)
+        for r in embed_micro_batches(embedder, inputs, micro_batch_size)
+    ]
 
 
 def count_inputs(lists: Sequence[Sequence[object]]) -> int:
