@@ -155,10 +155,13 @@ def test_prometheus_and_the_dashboard_show_a_running_job(
         browser.wait_for_text(
             ["SUCCEEDED", "uniembed.loss", "uniembed.output", "Ray dashboard:"], timeout_s=300
         )
-        # Its Ray Data section lists the run's rows under their name.
+        # Its Ray Data section lists the run's rows under their name (the section is
+        # collapsed until its title is clicked; the innermost element holding the title).
+        browser.wait_for_text(["Ray Data"], timeout_s=300)
         browser.evaluate(
-            "[...document.querySelectorAll('*')].find(e => e.children.length === 0 && "
-            "e.innerText && e.innerText.trim() === 'Ray Data Overview').click()"
+            "(() => { const t = [...document.querySelectorAll('*')].filter(e => e.innerText"
+            " && e.innerText.trim().toLowerCase().startsWith('ray data overview'));"
+            " const leaf = t[t.length - 1]; if (leaf) leaf.click(); return t.length; })()"
         )
         browser.wait_for_text(["train-rows"], timeout_s=300)
         # Ray 2.60's bundled dashboard has no Train page: the run's workers are on the

@@ -49,8 +49,10 @@ class OrderedSplit(DataConfig):
         """One ``{name: DataIterator}`` per rank."""
         out: list[dict[str, Any]] = [{} for _ in range(world_size)]
         for name, ds in datasets.items():
-            ds, label = ds.copy(ds), ds.name
-            ds.set_name(label)  # the copy runs under the dataset's own name (train-rows)
+            # The copy runs under the dataset's own name; Ray Train hands it over without
+            # one, so the trainer's key names it (the Ray Data view's "train-rows").
+            ds, label = ds.copy(ds), ds.name or f"{name}-rows"
+            ds.set_name(label)
             ds.context.execution_options.preserve_order = True
             # The rows are an in-memory table split once: a progress bar for it would be
             # re-printed every few seconds for the whole run (off a terminal), burying the
