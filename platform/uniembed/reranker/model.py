@@ -127,17 +127,13 @@ def answer_logits(
     return out.logits, window
 
 
-def answer_margins(
-    logits: Tensor, window: Tensor, yes_id: int, no_id: int
-) -> tuple[Tensor, Tensor]:
-    """(margins, positive) of each row of an answer window (:func:`answer_logits`):
-    ``l_yes - l_no`` at the position that predicts the row's first answer token (what the
-    judge's P(Yes) reads), and whether that token is Yes. Rows without an answer get
-    margin 0 and ``positive`` False."""
+def answer_margins(logits: Tensor, window: Tensor, yes_id: int, no_id: int) -> Tensor:
+    """(b,) float: ``l_yes - l_no`` of each row of an answer window (:func:`answer_logits`)
+    at the position that predicts the row's first answer token (what the judge's P(Yes)
+    reads); 0 for a row without an answer."""
     rows, first, has = first_answer(window[:, 1:])
     at = logits[rows, first]
-    margins = (at[:, yes_id] - at[:, no_id]).float() * has
-    return margins, (window[:, 1:][rows, first] == yes_id) & has
+    return (at[:, yes_id] - at[:, no_id]).float() * has
 
 
 def first_answer(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -159,13 +155,15 @@ class RankTerm:
     yes_id: int
     no_id: int
 
-    def groups_in(self, batch: RerankBatch | SharedPrefixBatch) -> int:
-        """The query groups of ``batch`` the term ranks (a positive and a negative)."""
-        if batch.groups is None:
-            return 0
+    def targets(self, batch: RerankBatch | SharedPrefixBatch) -> tuple[Tensor, Tensor]:
+        """(positive, groups) of ``batch``'s rows, read from its labels before the forward:
+        whether a row's first answer token is Yes, and its query group (-1 for a row
+        without an answer or a batch without groups, which take no part)."""
         rows, first, has = first_answer(batch.labels)
         positive = (batch.labels[rows, first] == self.yes_id) & has
-        return len(self.loss.ranked_groups(positive, torch.where(has, batch.groups, -1)))
+        if batch.groups is None:
+            return positive, torch.full_like(first, -1)
+        return positive, torch.where(has, batch.groups, -1)
 
 
 def rerank_step(
@@ -191,25 +189,24 @@ def rerank_step(
     """
     batches = plan_forwards(encoder, chats, chats_per_forward, share_prefix)
     total = sum(b.n_answer_tokens for b in batches)
-    n_groups = [rank.groups_in(b) if rank is not None else 0 for b in batches]
-    all_groups = sum(n_groups)
+    targets = [rank.targets(b) if rank is not None else None for b in batches]
+    ranked = [rank.loss.ranked_groups(*t) if rank and t else [] for t in targets]
+    all_groups = sum(len(r) for r in ranked)
     value = torch.zeros(())
     rank_value = torch.zeros(())
     correct = counted = ranked_first = 0
-    for batch, groups in zip(batches, n_groups):
+    for batch, target, groups in zip(batches, targets, ranked):
         with autocast if autocast is not None else nullcontext():
             logits, window = answer_logits(model, batch)
         loss = loss_fn(logits, window) * (batch.n_answer_tokens / max(total, 1))
-        if rank is not None and groups:
-            assert batch.groups is not None
-            margins, positive = answer_margins(logits, window, rank.yes_id, rank.no_id)
-            valid = (window[:, 1:] != IGNORE_INDEX).any(dim=1)
-            ids = torch.where(valid, batch.groups, -1)
-            term = rank.loss(margins, positive, ids) * (groups / all_groups)
+        if rank is not None and target is not None and groups:
+            positive, ids = target
+            margins = answer_margins(logits, window, rank.yes_id, rank.no_id)
+            term = rank.loss(margins, positive, ids) * (len(groups) / all_groups)
             loss = loss + rank.weight * term
             rank_value += term.detach().cpu()
             with torch.no_grad():
-                for g in rank.loss.ranked_groups(positive, ids):
+                for g in groups:
                     member = ids == g
                     ranked_first += int(bool(positive[member][margins[member].argmax()]))
         loss.backward()
