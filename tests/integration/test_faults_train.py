@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from fixtures.faults_report import record
 from fixtures.multinode import MultiNodeCluster
 from fixtures.s3 import S3Server
 from fixtures.s3_outage import OutageServer
+from fixtures.train_jobs import mined_rows
 from uniembed import storage
-from uniembed.data import schema as S
 from uniembed.training.metrics import read_metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
@@ -32,31 +30,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 ROOT = Path(__file__).parents[2]
 ROWS, GLOBAL_BATCH, STEPS, EVERY = 48, 4, 12, 2  # one epoch: every row exactly once
 LOSE_AFTER = 4  # remove node a once the checkpoint of this step is in S3
-
-
-def mined_rows(n: int) -> pa.Table:
-    """Mined rows in the mine job's schema: word -> definition, 3 scored negatives."""
-    rng = random.Random(0)
-    rows = []
-    for i in range(n):
-        negs = rng.sample([j for j in range(n) if j != i], 3)
-        rows.append(
-            {
-                S.QUERY_ID: f"q{i}",
-                S.QUERY_TEXT: f"what does word{i} mean",
-                S.POS_ID: f"d{i}",
-                S.POS_TEXT: f"the meaning of word{i}",
-                S.POS_SCORE: 0.9,
-                S.NEG_IDS: [f"d{j}" for j in negs],
-                S.NEG_TEXTS: [f"the meaning of word{j}" for j in negs],
-                S.NEG_IMAGES: [None] * 3,
-                S.NEG_SCORES: [0.1, 0.2, 0.3],
-                S.NEG_RANKS: [1, 2, 3],
-                S.FILLED: False,
-                S.N_FILLED: 0,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=S.MINED_SCHEMA)
 
 
 def tune_args(bucket: str, server: S3Server, name: str) -> list[str]:

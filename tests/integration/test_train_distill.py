@@ -4,30 +4,19 @@ stage-1 prompt, and metrics land in metrics.csv."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from fixtures.train_jobs import load_job
 from uniembed.models import EmbedInput, load_embedder
 from uniembed.models.pooling_config import load_pooling_config
 from uniembed.training.metrics import read_metrics
 from uniembed.training.train_config import DISTILL_PROMPT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def load_job(name: str) -> ModuleType:
-    """Import ``jobs/<name>.py`` (the jobs folder holds scripts, not a package)."""
-    path = Path(__file__).resolve().parents[2] / "jobs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"uniembed_job_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_distill_job_trains_and_exports(

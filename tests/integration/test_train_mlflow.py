@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from test_train_distill import load_job
 
+from fixtures.train_jobs import load_job
 from uniembed.training.tracking import EXPERIMENT, RunTracker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

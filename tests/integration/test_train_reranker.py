@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from integration.test_train_resume_s3 import load_job
+from fixtures.train_jobs import load_job
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.reranker.listwise import ListwiseReranker

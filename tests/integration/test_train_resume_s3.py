@@ -4,17 +4,12 @@ model loads."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import random
-from pathlib import Path
-from types import ModuleType
 
-import pyarrow as pa
 import pytest
 
+from fixtures.train_jobs import load_job, mined_rows
 from uniembed import storage
-from uniembed.data import schema as S
 from uniembed.models import EmbedInput, load_embedder
 from uniembed.training.export import download_model
 from uniembed.training.metrics import read_metrics
@@ -23,42 +18,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROWS = 32
 GLOBAL_BATCH = 4
-
-
-def load_job(name: str) -> ModuleType:
-    """Import ``jobs/<name>.py`` (the jobs folder is scripts, not a package)."""
-    path = Path(__file__).resolve().parents[2] / "jobs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"uniembed_job_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def mined_rows(n: int) -> pa.Table:
-    """Mined rows in the mine job's schema: word -> definition, 3 scored negatives."""
-    rng = random.Random(0)
-    words = [f"word{i}" for i in range(n)]
-    rows = []
-    for i, w in enumerate(words):
-        negs = rng.sample([j for j in range(n) if j != i], 3)
-        rows.append(
-            {
-                S.QUERY_ID: f"q{i}",
-                S.QUERY_TEXT: f"what does {w} mean",
-                S.POS_ID: f"d{i}",
-                S.POS_TEXT: f"the meaning of {w}",
-                S.POS_SCORE: 0.9,
-                S.NEG_IDS: [f"d{j}" for j in negs],
-                S.NEG_TEXTS: [f"the meaning of word{j}" for j in negs],
-                S.NEG_IMAGES: [None] * 3,
-                S.NEG_SCORES: [0.1, 0.2, 0.3],
-                S.NEG_RANKS: [1, 2, 3],
-                S.FILLED: False,
-                S.N_FILLED: 0,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=S.MINED_SCHEMA)
 
 
 def _args(bucket: str, server, max_steps: int) -> list[str]:  # noqa: ANN001

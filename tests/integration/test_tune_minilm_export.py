@@ -4,16 +4,15 @@ and gives our vectors; soup.py averages and fuses the two exports."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from fixtures.train_jobs import load_job
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.models import EmbedInput, load_embedder
@@ -26,16 +25,6 @@ TEXTS = [
     "a cat sits on the mat",
     "x",
 ]
-
-
-def load_job(name: str) -> ModuleType:
-    """Import ``jobs/<name>.py`` (the jobs folder holds scripts, not a package)."""
-    path = Path(__file__).resolve().parents[2] / "jobs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"uniembed_job_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _rows(n: int) -> pa.Table:
