@@ -12,10 +12,12 @@ import pytest
 from uniembed.config import ConfigError
 from uniembed.data import schema as S
 from uniembed.data.records import items_from_unime_v2
+from uniembed.data.schema import CAND_SCORES
+from uniembed.mining.columns import judge_fields
 from uniembed.mining.config import MineConfig, SelectionSection
 from uniembed.mining.export import unime_v2_json, unime_v2_record
 from uniembed.mining.inputs import iter_query_shards, pool_row, query_row
-from uniembed.mining.judge_stage import CAND_SCORES, judge_fields, query_text
+from uniembed.mining.judge_stage import query_text
 from uniembed.mining.selection_stage import SelectOptions, select_table
 from uniembed.mining.shards import ShardBuffer, finished_shards, judged_schema
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from uniembed.data import schema as S
+from uniembed.data.schema import CAND_SCORES, N_PAIRS
 from uniembed.evaluation.rerank import RerankRequest
 from uniembed.evaluation.rerank_pool import RerankWorker, request_table
-from uniembed.mining.judge_stage import CAND_SCORES, N_PAIRS, JudgeOptions
+from uniembed.mining.judge_stage import JudgeOptions
 from uniembed.reranker.scorer import JudgeInput
 
 

@@ -131,6 +131,10 @@ POS_RANK = "pos_rank"  # 1-based rank of the positive in the top K, or null
 POS_SIM = "pos_sim"
 EMBED_S = "embed_s"  # this row's share of its batch's busy seconds, per stage
 RETRIEVE_S = "retrieve_s"
+CAND_SCORES = "cand_scores"  # the judge's P(Yes) per candidate
+AUC = "auc"  # share of the query's candidates the judge scores below its positive
+N_PAIRS = "n_pairs"  # pairs judged for the row (candidates + the positive)
+JUDGE_S = "judge_s"
 
 # --- the published UniME-V2 format (the mine job's export, the tune job's unime_v2) ---
 # query_text, query_image, pos_text, pos_image: the same names as the mined rows'.

@@ -18,16 +18,9 @@ import pyarrow as pa
 
 from uniembed.data import schema as S
 from uniembed.data.images import ImageError
-from uniembed.data.schema import CAND_IMAGES, CAND_TEXTS
+from uniembed.data.schema import CAND_IMAGES, CAND_SCORES, CAND_TEXTS, JUDGE_S, N_PAIRS
 from uniembed.evaluation.rerank import RerankRequest
-from uniembed.mining.judge_stage import (
-    CAND_SCORES,
-    JUDGE_S,
-    N_PAIRS,
-    JudgeOptions,
-    judge_input,
-    load_judge,
-)
+from uniembed.mining.judge_stage import JudgeOptions, judge_input, load_judge
 from uniembed.observe.names import named
 from uniembed.sections import ActorPoolSection
 

@@ -20,17 +20,22 @@ import pyarrow as pa
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image
-from uniembed.data.schema import CAND_IDS, CAND_IMAGES, CAND_TEXTS
+from uniembed.data.schema import (
+    AUC,
+    CAND_IDS,
+    CAND_IMAGES,
+    CAND_SCORES,
+    CAND_TEXTS,
+    JUDGE_S,
+    N_PAIRS,
+)
+from uniembed.mining.columns import judge_fields
 from uniembed.mining.report import positive_auc
 from uniembed.observe.figures import count
 from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 logger = logging.getLogger(__name__)
 
-CAND_SCORES = "cand_scores"
-AUC = "auc"  # share of the query's candidates the judge scores below its positive
-N_PAIRS = "n_pairs"  # pairs judged for the row (candidates + the positive)
-JUDGE_S = "judge_s"
 JUDGE_STAGE = "judge"
 
 
@@ -49,17 +54,6 @@ class JudgeOptions:
     # (at least 1). On a shared 2-core machine more threads than reserved CPUs made the
     # judge many times slower (benchmarks/judge_throughput.py --threads 1,2).
     cpu_threads: int | None = None
-
-
-def judge_fields() -> list[pa.Field]:
-    """The columns :class:`JudgeWorker` adds."""
-    return [
-        pa.field(S.POS_SCORE, pa.float32()),
-        pa.field(CAND_SCORES, pa.list_(pa.float32())),
-        pa.field(AUC, pa.float64()),
-        pa.field(N_PAIRS, pa.int32()),
-        pa.field(JUDGE_S, pa.float64()),
-    ]
 
 
 def query_text(text: str | None, instruction: str | None, include_instruction: bool) -> str | None:

@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data import shards
+from uniembed.data.schema import AUC, CAND_SCORES, JUDGE_S, N_PAIRS
 from uniembed.data.shards import QUARANTINE_DIR
-from uniembed.mining.judge_stage import AUC, CAND_SCORES, JUDGE_S, N_PAIRS
 from uniembed.mining.report import MineReport
 from uniembed.mining.shards import JUDGED_DIR
 

@@ -25,6 +25,7 @@ from uniembed.embed.pipeline import read_embeddings
 from uniembed.embed.worker import EmbedWorker, WorkerOptions
 from uniembed.index import IdMap, build_index
 from uniembed.mining import drop_above, drop_easy, topk_candidates
+from uniembed.mining.columns import retrieval_fields
 from uniembed.mining.config import RetrievalSection
 
 EMBED_STAGE = "embed_query"
@@ -58,27 +59,6 @@ class RetrievalOptions:
     pool_items: str  # staged pool rows (POOL_SCHEMA Parquet)
     retrieval: RetrievalSection = field(default_factory=RetrievalSection)
     s3: storage.S3Options | None = None
-
-
-def retrieval_fields() -> list[pa.Field]:
-    """The columns :class:`RetrievalStage` adds."""
-    return [
-        pa.field(S.POS_TEXT, pa.string()),
-        pa.field(S.POS_IMAGE, pa.string()),
-        pa.field(S.POS_RANK, pa.int32()),
-        pa.field(S.POS_SIM, pa.float32()),
-        pa.field(S.CAND_IDS, pa.list_(pa.string())),
-        pa.field(S.CAND_TEXTS, pa.list_(pa.string())),
-        pa.field(S.CAND_IMAGES, pa.list_(pa.string())),
-        pa.field(S.CAND_SIMS, pa.list_(pa.float32())),
-        pa.field(S.CAND_RANKS, pa.list_(pa.int32())),
-        pa.field(S.CAND_TRUE_FN, pa.list_(pa.bool_())),
-        pa.field(S.N_RETRIEVED, pa.int32()),
-        pa.field(S.N_EASY, pa.int32()),
-        pa.field(S.N_ABOVE_MAX, pa.int32()),
-        pa.field(S.N_TRUE_FN_RETRIEVED, pa.int32()),
-        pa.field(S.RETRIEVE_S, pa.float64()),
-    ]
 
 
 class RetrievalStage:

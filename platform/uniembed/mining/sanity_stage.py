@@ -14,7 +14,7 @@ from dataclasses import asdict
 import pyarrow.compute as pc
 
 from uniembed import storage
-from uniembed.mining.judge_stage import AUC
+from uniembed.data.schema import AUC
 from uniembed.mining.sanity import SanityVerdict
 from uniembed.mining.shards import judged_uri
 

@@ -15,11 +15,11 @@ import pyarrow as pa
 
 from uniembed import storage
 from uniembed.data import schema as S
+from uniembed.data.schema import CAND_SCORES
 from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.mining import Selection, select_by_similarity, select_with_judge
 from uniembed.mining.config import SelectionSection
 from uniembed.mining.export import unime_v2_json
-from uniembed.mining.judge_stage import CAND_SCORES
 
 MINED_DIR = "mined"
 EXPORT_DIR = "export"

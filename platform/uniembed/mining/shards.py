@@ -18,9 +18,8 @@ import pyarrow.compute as pc
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.shards import QUARANTINE_DIR, quarantine_table
+from uniembed.mining.columns import judge_fields, retrieval_fields
 from uniembed.mining.inputs import QUERY_SCHEMA
-from uniembed.mining.judge_stage import judge_fields
-from uniembed.mining.retrieval_stage import retrieval_fields
 
 JUDGED_DIR = "judged"
 STATS_SCHEMA = pa.schema(
