@@ -195,6 +195,7 @@ def test_mine_job_resumes_after_kill(local_run: tuple[Path, Path], tmp_path: Pat
     assert (out / "report.json").exists()
 
 
+@pytest.mark.slow
 def test_mine_rerun_without_resume_keeps_the_output_until_it_succeeds(
     local_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -212,6 +213,7 @@ def test_mine_rerun_without_resume_keeps_the_output_until_it_succeeds(
     assert not [p.name for p in out.iterdir() if p.name.startswith("_staging-")]
 
 
+@pytest.mark.slow
 def test_mine_job_s3(local_run: tuple[Path, Path], s3_bucket: str) -> None:
     from jobs.mine import main
 

@@ -23,7 +23,7 @@ from fixtures.local_ray import LocalRayCluster, free_port
 from uniembed import storage
 from uniembed.data.demo import demo_path
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 # The bad-configuration jobs must fail within this, measured by Ray from the job's start to
@@ -94,6 +94,7 @@ def test_job_imports_the_uploaded_code(cluster: LocalRayCluster) -> None:
     assert "working_dir_files" in line and str(REPO) not in line, line
 
 
+@pytest.mark.slow
 def test_embed_job_writes_embeddings_to_s3(
     cluster: LocalRayCluster, s3_server: object, s3_bucket: str
 ) -> None:
@@ -137,6 +138,7 @@ def test_a_relative_output_fails_fast_naming_the_key_and_the_fix(
     assert _job_seconds(cluster, res) < FAIL_FAST_S
 
 
+@pytest.mark.slow
 def test_a_relative_output_lands_under_the_storage_root(
     cluster: LocalRayCluster, s3_server: object, s3_bucket: str
 ) -> None:
@@ -156,6 +158,7 @@ def test_a_relative_output_lands_under_the_storage_root(
     assert json.loads(storage.read_text(storage.join(expected, "_SUCCESS.json")))["rows_out"] == 9
 
 
+@pytest.mark.slow
 def test_unreachable_storage_fails_fast_naming_the_endpoint(
     cluster: LocalRayCluster, s3_server: object, s3_bucket: str
 ) -> None:
@@ -168,6 +171,7 @@ def test_unreachable_storage_fails_fast_naming_the_endpoint(
     assert _job_seconds(cluster, res) < FAIL_FAST_S
 
 
+@pytest.mark.slow
 def test_gpu_config_on_a_cpu_cluster_fails_fast_saying_so(
     cluster: LocalRayCluster, s3_server: object, s3_bucket: str
 ) -> None:

@@ -33,7 +33,7 @@ import pytest
 
 from fixtures.local_ray import LocalRayCluster, end_session, free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parents[2]
 README = ROOT / "README.md"

@@ -29,7 +29,7 @@ from fixtures.bad_inputs import bad_embedding_request
 from uniembed.data.demo import OPENCLIPART_PAIRS, WORDNET_CORPUS, demo_path, demo_root
 from uniembed.serving.vectors import from_base64
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 KEY = "test-key-" + uuid.uuid4().hex
 DEPLOY = {"num_cpus": 0.1, "max_batch_size": 16, "batch_wait_timeout_s": 0.25}

@@ -16,7 +16,7 @@ from uniembed.models.pooling_config import load_pooling_config
 from uniembed.training.metrics import read_metrics
 from uniembed.training.train_config import DISTILL_PROMPT
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 def test_distill_job_trains_and_exports(

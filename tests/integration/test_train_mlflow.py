@@ -15,7 +15,7 @@ import pytest
 from fixtures.train_jobs import load_job
 from uniembed.training.tracking import EXPERIMENT, RunTracker
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 def test_a_train_run_is_in_mlflow(

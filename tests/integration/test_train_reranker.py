@@ -19,7 +19,7 @@ from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 from uniembed.training.export import download_model
 from uniembed.training.metrics import read_metrics
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 ROWS = 12
 

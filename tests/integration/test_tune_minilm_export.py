@@ -18,7 +18,7 @@ from uniembed.data import schema as S
 from uniembed.models import EmbedInput, load_embedder
 from uniembed.training.metrics import read_metrics
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 TEXTS = [
     "ontology: the branch of metaphysics dealing with the nature of being",

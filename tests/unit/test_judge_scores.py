@@ -194,7 +194,6 @@ def test_empty_candidate_list_gives_an_empty_array(judge) -> None:
 
 
 # The first GGUF conversion takes about a minute on 2 busy cores; scoring ~10 s more.
-@pytest.mark.slow
 def test_smollm2_judge_answers_yes_no_and_shares_the_prefix() -> None:
     pytest.importorskip("gguf")
     scorer = JudgeScorer.load("smollm2-135m")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from uniembed.models import EmbedInput, load_embedder, resolve_model
 
 
 # The first GGUF conversion takes about a minute on 2 busy cores; later loads < 1 s.
-@pytest.mark.slow
 def test_smollm2_loads_and_embeds_two_texts() -> None:
     embedder = load_embedder("smollm2-135m")
     assert embedder.dim == 576 and not embedder.supports_images
