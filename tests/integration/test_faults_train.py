@@ -1,6 +1,6 @@
-"""Stage-2 training on a real multi-node Ray cluster loses a worker's node after a
-checkpoint: Ray Train restarts the group from the last checkpoint in S3 on the nodes left
-plus a replacement, and the run ends exactly like an uninterrupted one.
+"""Training on a real multi-node Ray cluster (the tune job and the reranker job) loses a
+worker's node after a checkpoint: Ray Train restarts the group from the last checkpoint in
+S3 on the nodes left plus a replacement, and the run ends exactly like an uninterrupted one.
 
 Nodes: a head (2 CPUs, no train slot) and ``a`` and ``b`` (1 CPU, one ``train_slot``
 each); the two workers ask for a slot each, so one runs on ``a`` and one on ``b``.
@@ -32,15 +32,21 @@ ROWS, GLOBAL_BATCH, STEPS, EVERY = 48, 4, 12, 2  # one epoch: every row exactly 
 LOSE_AFTER = 4  # remove node a once the checkpoint of this step is in S3
 
 
-def tune_args(bucket: str, server: S3Server, name: str) -> list[str]:
+# What each train job adds to the shared arguments: the tune job's loss, the reranker's chats.
+JOB_ARGS = {
+    "tune": ["--loss", "infonce", "loss.num_negatives=2"],
+    "train_reranker": ["data.chats_per_forward=4"],
+}
+
+
+def tune_args(bucket: str, server: S3Server, name: str, job: str = "tune") -> list[str]:
     """Two workers, one train slot each, checkpoints every ``EVERY`` steps in S3."""
     return [
+        *JOB_ARGS[job],
         "--input",
         f"{bucket}/mined",
         "--model",
         "tiny-text-lm",
-        "--loss",
-        "infonce",
         "--storage-path",
         f"{bucket}/runs",
         "--name",
@@ -48,7 +54,6 @@ def tune_args(bucket: str, server: S3Server, name: str) -> list[str]:
         f"train.max_steps={STEPS}",
         f"train.batch_size={GLOBAL_BATCH}",
         "train.warmup_steps=1",
-        "loss.num_negatives=2",
         "scaling.num_workers=2",
         "scaling.cpus_per_worker=0.5",
         "scaling.cpu_threads=1",
@@ -65,8 +70,10 @@ def tune_args(bucket: str, server: S3Server, name: str) -> list[str]:
     ]
 
 
-def start_tune(cluster: MultiNodeCluster, args: list[str], log: Path) -> subprocess.Popen:
-    """``jobs/tune.py`` as its own driver joined to ``cluster``."""
+def start_tune(
+    cluster: MultiNodeCluster, args: list[str], log: Path, job: str = "tune"
+) -> subprocess.Popen:
+    """``jobs/<job>.py`` as its own driver joined to ``cluster``."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "platform"), str(ROOT / "tests"), str(ROOT)]),
@@ -74,7 +81,7 @@ def start_tune(cluster: MultiNodeCluster, args: list[str], log: Path) -> subproc
         "RAY_TMPDIR": cluster.temp_root,
     }
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "jobs" / "tune.py"), *args],
+        [sys.executable, str(ROOT / "jobs" / f"{job}.py"), *args],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -95,7 +102,7 @@ def last_step(run: str) -> int:
 def finish(proc: subprocess.Popen, log: Path, timeout_s: float = 1200) -> str:
     code = proc.wait(timeout=timeout_s)
     text = log.read_text(errors="replace")
-    assert code == 0, f"tune exited {code}:\n{text[-6000:]}"
+    assert code == 0, f"the train job exited {code}:\n{text[-6000:]}"
     return text
 
 
@@ -105,8 +112,9 @@ def trajectory(run: str) -> tuple[list[list[str]], list[dict]]:
     return state["extra"]["batches"], read_metrics(storage.join(run, "metrics.csv"))
 
 
+@pytest.mark.parametrize("job", sorted(JOB_ARGS))
 def test_train_survives_losing_a_worker_node(
-    multinode_cluster: MultiNodeCluster, s3_outage_server: OutageServer, tmp_path: Path
+    multinode_cluster: MultiNodeCluster, s3_outage_server: OutageServer, tmp_path: Path, job: str
 ) -> None:
     # The private server: nobody else restarts it (and wipes it) during the run.
     s3_server = s3_outage_server.server
@@ -114,13 +122,17 @@ def test_train_survives_losing_a_worker_node(
     before = storage.get_options()
     storage.configure(s3_outage_server.options())
     try:
-        _run_scenario(multinode_cluster, s3_server, s3_outage_server.bucket(), tmp_path)
+        _run_scenario(multinode_cluster, s3_server, s3_outage_server.bucket(), tmp_path, job)
     finally:
         storage.configure(before)
 
 
 def _run_scenario(
-    multinode_cluster: MultiNodeCluster, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+    multinode_cluster: MultiNodeCluster,
+    s3_server: S3Server,
+    s3_bucket: str,
+    tmp_path: Path,
+    job: str,
 ) -> None:
     cluster = multinode_cluster
     cluster.add_node("a", resources={"train_slot": 1})
@@ -128,9 +140,9 @@ def _run_scenario(
     storage.write_parquet(f"{s3_bucket}/mined/part-0.parquet", mined_rows(ROWS))
     log = tmp_path / "log.txt"
 
-    finish(start_tune(cluster, tune_args(s3_bucket, s3_server, "clean"), log), log)
+    finish(start_tune(cluster, tune_args(s3_bucket, s3_server, "clean", job), log, job), log)
 
-    proc = start_tune(cluster, tune_args(s3_bucket, s3_server, "faulted"), log)
+    proc = start_tune(cluster, tune_args(s3_bucket, s3_server, "faulted", job), log, job)
     run = f"{s3_bucket}/runs/faulted"
     deadline = time.monotonic() + 900
     while last_step(run) < LOSE_AFTER:
@@ -152,7 +164,7 @@ def _run_scenario(
     ids = [i for b in batches for i in b]
     final, clean_final = float(metrics[-1]["loss"]), float(clean_metrics[-1]["loss"])
     record(
-        "train: lose a worker node after a checkpoint",
+        f"train ({job}): lose a worker node after a checkpoint",
         recovered=len(batches) == STEPS,
         recover_s=recover_s,
         lost=ROWS - len(set(ids)) + (len(ids) - len(set(ids))),
