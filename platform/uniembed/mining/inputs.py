@@ -180,7 +180,7 @@ def read_queries(
     skip: frozenset[str],
     image_prefixes: tuple[str, ...] = (),
 ) -> ray.data.Dataset:
-    """A Ray Dataset of query rows (QUERY_SCHEMA), one block per shard, streamed by one task.
+    """A Ray Dataset of query rows (QUERY_SCHEMA), shard after shard, streamed by one task.
     Image paths must stay inside the input's folder or under ``image_prefixes``."""
     s3 = storage.get_options()
     input_files(uri)  # fail fast, in the driver, on a missing input

@@ -49,16 +49,17 @@ class OrderedSplit(DataConfig):
         """One ``{name: DataIterator}`` per rank."""
         out: list[dict[str, Any]] = [{} for _ in range(world_size)]
         for name, ds in datasets.items():
-            # The copy runs under the dataset's own name; Ray Train hands it over without
-            # one, so the trainer's key names it (the Ray Data view's "train-rows").
-            ds, label = ds.copy(ds), ds.name or f"{name}-rows"
-            ds.set_name(label)
+            ds = ds.copy(ds)
+            label = ds.name if ds.name and not ds.name.startswith("dataset_") else f"{name}-rows"
             ds.context.execution_options.preserve_order = True
             # The rows are an in-memory table split once: a progress bar for it would be
             # re-printed every few seconds for the whole run (off a terminal), burying the
             # training log; the run's own progress is its step lines and metrics.
             ds.context.enable_progress_bars = False
             for rank, part in enumerate(ds.split(world_size, equal=True)):
+                # What the Ray Data view lists is each rank's part, read on its worker; Ray
+                # registers it under a generated name (dataset_<id>) unless it has one.
+                part.set_name(f"{label}-rank{rank}")
                 out[rank][name] = part.iterator()
         return out
 
@@ -132,8 +133,7 @@ def build_trainer(
     resources = {"CPU": sc.cpus_per_worker, **sc.resources}
     if sc.use_gpu:
         resources["GPU"] = sc.gpus_per_worker
-    dataset = ray.data.from_arrow(rows)
-    dataset.set_name("train-rows")  # the Ray Data view's name for the run's rows
+    dataset = ray.data.from_arrow(rows)  # named by OrderedSplit: see there
     return TorchTrainer(
         loop,
         train_loop_config={"cfg": cfg},
