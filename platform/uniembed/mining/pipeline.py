@@ -144,10 +144,6 @@ def _judge_dataset(  # noqa: ANN202
         skip,
         tuple(cfg.image_prefixes),
     )
-    # The reader's shards would stream as one block: the whole pass would go to one judge
-    # actor as one call, and the Ray Data view would show it as one unit of progress. Blocks
-    # of one actor call's rows spread the pass over the pool and move as rows are judged.
-    ds = ds.repartition(target_num_rows_per_block=(jc if use_judge else ec).rows_per_call)
     ds = ds.map_batches(
         named(QueryEmbedStage, "mine/embed-queries"),
         fn_constructor_args=(
