@@ -174,6 +174,7 @@ def _run_killed(args: list[str]) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # the resume rules are unit-tested (test_mine_resume.py)
 def test_mine_job_resumes_after_kill(local_run: tuple[Path, Path], tmp_path: Path) -> None:
     from jobs.mine import main
 

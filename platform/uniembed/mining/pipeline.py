@@ -377,21 +377,36 @@ def _judge_queries(cfg: MineConfig, device: str, report: MineReport) -> SanityVe
             write_verdict(cfg.output, verdict)
             skip = finished_shards(cfg.output)
         logger.info(verdict.line(cfg.judge_name or ""))
-    if verdict is None or verdict.action != "stop":
+    if (verdict is None or verdict.action != "stop") and not _calibration_covers_all(cfg):
         use_judge = verdict is not None and verdict.score_source == S.SCORE_JUDGE
         _until_written(cfg, device, use_judge, cfg.max_queries, skip)
     report.stage_seconds["queries: embed+retrieve+judge (wall)"] = time.perf_counter() - start
     return verdict
 
 
+def _calibration_limit(cfg: MineConfig) -> int:
+    """The queries the calibration pass judges: whole shards, at most ``max_queries``."""
+    limit = -(-cfg.sanity.calibration_queries // cfg.shard_size) * cfg.shard_size
+    return limit if cfg.max_queries is None else min(limit, cfg.max_queries)
+
+
+def _calibration_covers_all(cfg: MineConfig) -> bool:
+    """True when the calibration pass judged every query the job mines (e.g. the demo's 64
+    of 64): a second pass would start the actor pools for no row."""
+    return (
+        cfg.selection.mode == "judge"
+        and cfg.max_queries is not None
+        and _calibration_limit(cfg) >= cfg.max_queries
+    )
+
+
 def _calibrate(cfg: MineConfig, device: str, skip: frozenset[str]) -> SanityVerdict:
     """Judge the calibration shards and measure the judge on them."""
-    n = cfg.sanity.calibration_queries
-    limit = -(-n // cfg.shard_size) * cfg.shard_size  # whole shards
-    if cfg.max_queries is not None:
-        limit = min(limit, cfg.max_queries)
+    limit = _calibration_limit(cfg)
     _until_written(cfg, device, True, limit, skip)
-    names = calibration_shards(sorted(finished_shards(cfg.output)), cfg.shard_size, n)
+    names = calibration_shards(
+        sorted(finished_shards(cfg.output)), cfg.shard_size, cfg.sanity.calibration_queries
+    )
     auc, rows = measure(cfg.output, names)
     return decide(auc, rows, tuple(names), cfg.sanity)
 
