@@ -114,6 +114,33 @@ def _login(browser: Browser, head: LocalRayCluster) -> None:
         time.sleep(1)
 
 
+def _datasets(head: LocalRayCluster, job_id: str) -> str:
+    """The dashboard's Ray Data API answer for the job (what its Ray Data section shows)."""
+    req = urllib.request.Request(
+        f"{head.dashboard_url}/api/data/datasets/{job_id}",
+        headers={"Authorization": f"Bearer {head.token}"},
+    )
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return resp.read().decode()
+
+
+def _open_section(browser: Browser, title: str, expect: str, timeout_s: float = 300) -> None:
+    """Click the collapsed section ``title`` open until the page shows ``expect``."""
+    click = (
+        "(() => { const h = [...document.querySelectorAll('h4')].find(e =>"
+        f" e.innerText.trim().toLowerCase() === {title.lower()!r}); if (h) h.click();"
+        " return !!h; })()"
+    )
+    deadline = time.monotonic() + timeout_s
+    while expect not in browser.text():
+        assert time.monotonic() < deadline, f"{title} shows no {expect}: {browser.text()[:3000]}"
+        browser.evaluate(click)
+        for _ in range(10):
+            time.sleep(1)
+            if expect in browser.text():
+                return
+
+
 def test_prometheus_and_the_dashboard_show_a_running_job(
     watched: tuple[LocalRayCluster, str], tmp_path: Path
 ) -> None:
@@ -155,15 +182,12 @@ def test_prometheus_and_the_dashboard_show_a_running_job(
         browser.wait_for_text(
             ["SUCCEEDED", "uniembed.loss", "uniembed.output", "Ray dashboard:"], timeout_s=300
         )
-        # Its Ray Data section lists the run's rows under their name (the section is
-        # collapsed until its title is clicked; the innermost element holding the title).
-        browser.wait_for_text(["Ray Data"], timeout_s=300)
-        browser.evaluate(
-            "(() => { const t = [...document.querySelectorAll('*')].filter(e => e.innerText"
-            " && e.innerText.trim().toLowerCase().startsWith('ray data overview'));"
-            " const leaf = t[t.length - 1]; if (leaf) leaf.click(); return t.length; })()"
-        )
-        browser.wait_for_text(["train-rows"], timeout_s=300)
+        # Its Ray Data section lists the run's rows under their name. The dashboard reads
+        # them from its Ray Data API, and the section starts collapsed: its title (an h4)
+        # opens it; clicked again while the page re-renders, it would close.
+        assert "train-rows" in _datasets(head, info["job_id"])
+        browser.wait_for_text(["Ray Data Overview"], timeout_s=300)
+        _open_section(browser, "Ray Data Overview", "train-rows")
         # Ray 2.60's bundled dashboard has no Train page: the run's workers are on the
         # Actors page, and the run itself in the dashboard's Train API (state tracking).
         browser.goto(f"{head.dashboard_url}/#/actors")
