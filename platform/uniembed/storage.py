@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import posixpath
 import threading
@@ -253,6 +254,34 @@ def _s3_filesystem(options: S3Options) -> pafs.S3FileSystem:
         if fs is None:
             fs = _fs_cache[key] = _build_s3(options, _CONNECT_TIMEOUT_S, max_attempts=3)
         return fs
+
+
+def _sdk_attempts(deadline_s: float) -> int:
+    """SDK attempts whose back-off spans about ``deadline_s`` against a refusing endpoint.
+
+    Measured with pyarrow's ``AwsStandardS3RetryStrategy``: 3 attempts give up after about
+    1 s, 8 after about 28 s, 12 after about 96 s (each retry past the 8th waits ~17 s).
+    """
+    return 8 + max(0, math.ceil((deadline_s - 28.0) / 17.0))
+
+
+def patient_filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
+    """Like :func:`filesystem_for`, for code that writes through the filesystem itself and
+    does not retry (Ray Train's checkpoint uploads and its controller's snapshots): the
+    SDK's own retries ride out an outage of about ``retry_deadline_s``, where the default
+    filesystem gives up within a second and a lost write would end the run."""
+    scheme, path = _parse(uri)
+    if scheme != "s3":
+        return _local_fs, path
+    options = get_options()
+    key = ("patient", *dataclasses.astuple(options))
+    with _lock:
+        fs = _fs_cache.get(key)
+        if fs is None:
+            deadline = options.retry_deadline_s
+            attempts = _sdk_attempts(DEFAULT_RETRY_DEADLINE_S if deadline is None else deadline)
+            fs = _fs_cache[key] = _build_s3(options, _CONNECT_TIMEOUT_S, max_attempts=attempts)
+        return fs, path
 
 
 def _parse(uri: str) -> tuple[str, str]:

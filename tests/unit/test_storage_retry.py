@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pyarrow.fs as pafs
 import pytest
 
 from uniembed import storage
@@ -94,3 +95,12 @@ def test_actor_pool_custom_resources() -> None:
     pool = ActorPoolSection(resources={"judge_slot": 1})
     assert actor_resources(pool, "cpu") == {"num_cpus": 0.5, "resources": {"judge_slot": 1}}
     assert "resources" not in actor_resources(ActorPoolSection(), "cpu")
+
+
+def test_the_train_filesystem_retries_span_the_deadline() -> None:
+    """Ray Train writes through the filesystem itself: its SDK retries must outlast an
+    outage of about the deadline (measured: 8 attempts ~28 s, each one after ~17 s)."""
+    assert storage._sdk_attempts(0) == storage._sdk_attempts(28) == 8
+    assert storage._sdk_attempts(120) == 14
+    fs, path = storage.patient_filesystem_for("/tmp/x")
+    assert path == "/tmp/x" and isinstance(fs, pafs.LocalFileSystem)

@@ -113,7 +113,7 @@ def training_rows(cfg: TrainConfig) -> pa.Table:
 
 def _run_config(cfg: AnyTrainConfig) -> RunConfig:
     ck = cfg.checkpoint
-    fs, path = storage.filesystem_for(ck.storage_path)
+    fs, path = storage.patient_filesystem_for(ck.storage_path)
     return RunConfig(
         name=ck.name,
         storage_path=path,
