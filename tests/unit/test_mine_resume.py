@@ -41,3 +41,26 @@ def test_shards_of_an_unrecorded_run_are_not_resumed(tmp_path) -> None:  # noqa:
     (tmp_path / "judged" / "shard-000000.parquet").write_bytes(b"x")
     with pytest.raises(ValueError, match="not recorded"):
         check_resume(str(tmp_path), _cfg(str(tmp_path)))
+
+
+def test_a_judge_retrained_under_the_same_name_is_refused(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from uniembed.models import adapters
+
+    root = tmp_path / "models"
+    judge = root / "my-judge"
+    judge.mkdir(parents=True)
+    (judge / "adapter_config.json").write_text("{}")
+    (judge / "adapter_model.safetensors").write_bytes(b"weights v1")
+    monkeypatch.setattr(adapters, "ADAPTERS_ROOT", root)
+    out = tmp_path / "out"
+    cfg = _cfg(
+        str(out),
+        judge=dataclasses.replace(MineConfig.__dataclass_fields__["judge"].default_factory()),
+    )
+    cfg.judge.model = dataclasses.replace(cfg.judge.model, name="my-judge")
+    check_resume(str(out), cfg)
+    (judge / "adapter_model.safetensors").write_bytes(b"weights v2")
+    with pytest.raises(
+        ValueError, match=r"judge\.model\.revision: '[0-9a-f]{12}' -> '[0-9a-f]{12}'"
+    ):
+        check_resume(str(out), cfg)

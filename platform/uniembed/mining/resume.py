@@ -14,6 +14,7 @@ from typing import Any
 
 from uniembed import storage
 from uniembed.mining.config import MineConfig
+from uniembed.models.adapters import model_revision
 
 RUN_FILE = "mine_run.json"
 
@@ -29,9 +30,12 @@ def fingerprint(cfg: MineConfig) -> dict[str, Any]:
         "shard_size": cfg.shard_size,
         "group_field": cfg.group_field,
         "embedder.name": cfg.embedder.name,
+        "embedder.revision": model_revision(cfg.embedder.name),
         **{f"retrieval.{k}": v for k, v in dataclasses.asdict(cfg.retrieval).items()},
         "selection.mode": cfg.selection.mode,
         "judge.model.name": judge.model.name if judge else None,
+        # a committed adapter retrained under the same name scores differently
+        "judge.model.revision": model_revision(judge.model.name) if judge else None,
         "judge.include_instruction": judge.include_instruction if judge else None,
         "sanity.auc_floor": cfg.sanity.auc_floor if judge else None,
         "sanity.calibration_queries": cfg.sanity.calibration_queries if judge else None,

@@ -36,6 +36,15 @@ def adapter_digest(folder: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def model_revision(name: str) -> str | None:
+    """The content hash of the committed adapter ``name`` (its weights change under the same
+    registry name when it is retrained); None for any other model name."""
+    folder = ADAPTERS_ROOT / name
+    if not all((folder / f).is_file() for f in ADAPTER_FILES):
+        return None
+    return adapter_digest(folder)
+
+
 def merge_adapter(base: Path, adapter: Path, out: Path) -> None:
     """Write ``base`` (a causal-LM folder) with the LoRA ``adapter`` merged into ``out``."""
     import torch
