@@ -265,23 +265,32 @@ def _sdk_attempts(deadline_s: float) -> int:
     return 8 + max(0, math.ceil((deadline_s - 28.0) / 17.0))
 
 
+@dataclasses.dataclass(frozen=True)
+class _PatientBuild:
+    """Builds the S3 filesystem of ``options`` with ``attempts`` SDK attempts (picklable)."""
+
+    options: S3Options
+    attempts: int
+
+    def __call__(self) -> pafs.S3FileSystem:
+        return _build_s3(self.options, _CONNECT_TIMEOUT_S, max_attempts=self.attempts)
+
+
 def patient_filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     """Like :func:`filesystem_for`, for code that writes through the filesystem itself and
     does not retry (Ray Train's checkpoint uploads and its controller's snapshots): the
     SDK's own retries ride out an outage of about ``retry_deadline_s``, where the default
-    filesystem gives up within a second and a lost write would end the run."""
+    filesystem gives up within a second or two and a lost write would end the run. It stays
+    so when pickled to other processes (:mod:`uniembed.patient_fs`)."""
+    from uniembed.patient_fs import PatientS3Handler
+
     scheme, path = _parse(uri)
     if scheme != "s3":
         return _local_fs, path
     options = get_options()
-    key = ("patient", *dataclasses.astuple(options))
-    with _lock:
-        fs = _fs_cache.get(key)
-        if fs is None:
-            deadline = options.retry_deadline_s
-            attempts = _sdk_attempts(DEFAULT_RETRY_DEADLINE_S if deadline is None else deadline)
-            fs = _fs_cache[key] = _build_s3(options, _CONNECT_TIMEOUT_S, max_attempts=attempts)
-        return fs, path
+    deadline = options.retry_deadline_s
+    attempts = _sdk_attempts(DEFAULT_RETRY_DEADLINE_S if deadline is None else deadline)
+    return pafs.PyFileSystem(PatientS3Handler(_PatientBuild(options, attempts))), path
 
 
 def _parse(uri: str) -> tuple[str, str]:

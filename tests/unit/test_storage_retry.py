@@ -104,3 +104,20 @@ def test_the_train_filesystem_retries_span_the_deadline() -> None:
     assert storage._sdk_attempts(120) == 14
     fs, path = storage.patient_filesystem_for("/tmp/x")
     assert path == "/tmp/x" and isinstance(fs, pafs.LocalFileSystem)
+
+
+def test_the_train_filesystem_keeps_its_retries_when_pickled() -> None:
+    """pyarrow's S3FileSystem forgets its retry strategy when pickled (Ray Train pickles
+    it to its controller and workers); ours is rebuilt with the same attempts."""
+    import pickle
+
+    before = storage.get_options()
+    storage.configure(storage.S3Options(endpoint_url="http://127.0.0.1:9", retry_deadline_s=120))
+    try:
+        fs, path = storage.patient_filesystem_for("s3://bucket/runs")
+    finally:
+        storage.configure(before)
+    copy = pickle.loads(pickle.dumps(fs))
+    assert path == "bucket/runs" and copy.type_name == "py::patient-s3"
+    assert copy.handler.build.attempts == 14
+    assert copy.handler.build.options.endpoint_url == "http://127.0.0.1:9"
