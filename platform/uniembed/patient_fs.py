@@ -34,11 +34,8 @@ class PatientS3Handler(pafs.FileSystemHandler):
             self._fs = self.build()
         return self._fs
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: object) -> bool:  # unhashable, like the S3 options it holds
         return isinstance(other, PatientS3Handler) and other.build == self.build
-
-    def __hash__(self) -> int:
-        return hash(self.build)
 
     def get_type_name(self) -> str:
         return "patient-s3"
