@@ -5,15 +5,12 @@ export that ``JudgeScorer.load`` reads for pairwise and listwise reranking."""
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
-from fixtures.train_jobs import load_job
+from fixtures.train_jobs import load_job, mined_rows
 from uniembed import storage
-from uniembed.data import schema as S
 from uniembed.reranker.listwise import ListwiseReranker
 from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 from uniembed.training.export import download_model
@@ -22,32 +19,6 @@ from uniembed.training.metrics import read_metrics
 pytestmark = pytest.mark.integration
 
 ROWS = 12
-
-
-def mined_rows(n: int) -> pa.Table:
-    """Mined rows: 6 negatives each, except row 0 (2 negatives) and row 1 (none)."""
-    rng = random.Random(0)
-    rows = []
-    for i in range(n):
-        k = {0: 2, 1: 0}.get(i, 6)
-        negs = rng.sample([j for j in range(n) if j != i], k)
-        rows.append(
-            {
-                S.QUERY_ID: f"q{i}",
-                S.QUERY_TEXT: f"what does word{i} mean",
-                S.POS_ID: f"d{i}",
-                S.POS_TEXT: f"the meaning of word{i}",
-                S.POS_SCORE: 0.9,
-                S.NEG_IDS: [f"d{j}" for j in negs],
-                S.NEG_TEXTS: [f"the meaning of word{j}" for j in negs],
-                S.NEG_IMAGES: [None] * k,
-                S.NEG_SCORES: [0.1 * (j + 1) for j in range(k)],
-                S.NEG_RANKS: list(range(1, k + 1)),
-                S.FILLED: False,
-                S.N_FILLED: 0,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=S.MINED_SCHEMA)
 
 
 def _args(bucket: str, server, max_steps: int) -> list[str]:  # noqa: ANN001
@@ -79,7 +50,9 @@ def _args(bucket: str, server, max_steps: int) -> list[str]:  # noqa: ANN001
 
 def test_reranker_trains_resumes_and_exports_a_judge(ray_start_2_cpus, s3_server, s3_bucket):
     job = load_job("train_reranker")
-    storage.write_parquet(f"{s3_bucket}/mined/part-0.parquet", mined_rows(ROWS))
+    # 6 negatives each, except row 0 (2 negatives) and row 1 (none)
+    rows = mined_rows(ROWS, negatives=6, per_row={0: 2, 1: 0})
+    storage.write_parquet(f"{s3_bucket}/mined/part-0.parquet", rows)
     run = f"{s3_bucket}/runs/rr"
 
     assert job.main(_args(s3_bucket, s3_server, max_steps=3)) == 0

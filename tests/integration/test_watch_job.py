@@ -114,16 +114,6 @@ def _login(browser: Browser, head: LocalRayCluster) -> None:
         time.sleep(1)
 
 
-def _datasets(head: LocalRayCluster, job_id: str) -> str:
-    """The dashboard's Ray Data API answer for the job (what its Ray Data section shows)."""
-    req = urllib.request.Request(
-        f"{head.dashboard_url}/api/data/datasets/{job_id}",
-        headers={"Authorization": f"Bearer {head.token}"},
-    )
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        return resp.read().decode()
-
-
 def _open_section(browser: Browser, title: str, expect: str, timeout_s: float = 300) -> None:
     """Click the collapsed section ``title`` open until the page shows ``expect``."""
     click = (
@@ -185,7 +175,7 @@ def test_prometheus_and_the_dashboard_show_a_running_job(
         # Its Ray Data section lists the run's rows under their name. The dashboard reads
         # them from its Ray Data API, and the section starts collapsed: its title (an h4)
         # opens it; clicked again while the page re-renders, it would close.
-        assert "train-rows" in _datasets(head, info["job_id"])
+        assert b"train-rows" in head.api(f"api/data/datasets/{info['job_id']}", timeout_s=120)
         browser.wait_for_text(["Ray Data Overview"], timeout_s=300)
         _open_section(browser, "Ray Data Overview", "train-rows")
         # Ray 2.60's bundled dashboard has no Train page: the run's workers are on the
@@ -194,10 +184,5 @@ def test_prometheus_and_the_dashboard_show_a_running_job(
         browser.wait_for_text(["RayTrainWorker", "TrainController"], timeout_s=300)
     finally:
         browser.close()
-    req = urllib.request.Request(
-        f"{head.dashboard_url}/api/train/v2/runs/v1",
-        headers={"Authorization": f"Bearer {head.token}"},
-    )
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        runs = resp.read().decode()
+    runs = head.api("api/train/v2/runs/v1").decode()
     assert RUN in runs, runs[:2000]

@@ -50,7 +50,7 @@ class OrderedSplit(DataConfig):
         out: list[dict[str, Any]] = [{} for _ in range(world_size)]
         for name, ds in datasets.items():
             ds = ds.copy(ds)
-            label = ds.name if ds.name and not ds.name.startswith("dataset_") else f"{name}-rows"
+            label = ds.name or f"{name}-rows"
             ds.context.execution_options.preserve_order = True
             # The rows are an in-memory table split once: a progress bar for it would be
             # re-printed every few seconds for the whole run (off a terminal), burying the
