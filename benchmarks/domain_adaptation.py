@@ -290,7 +290,7 @@ def main() -> None:
             "scaling.cpus_per_worker=1",
             "prompt.max_length=null",
         ]
-        t0 = time.perf_counter()
+        t0, launched = time.perf_counter(), time.time()
         with RssSampler() as rss:
             tune_main(tune_args)
         wall = time.perf_counter() - t0
@@ -298,6 +298,8 @@ def main() -> None:
 
         metrics = read_metrics(str(out / "runs" / run / "metrics.csv"))
         sps = _samples_per_s([m["time"] for m in metrics], args.batch)
+        # Start-up: the job's launch to the start of its first optimizer step.
+        startup = metrics[0]["time"] - metrics[0]["step_time_s"] - launched
         export = out / "runs" / run / "export"
         exports[loss] = export
         rows.append(
@@ -307,6 +309,7 @@ def main() -> None:
                 "samples/s": sps,
                 "wall_s": wall,
                 "rss_mb": rss.worker_peak(),
+                "startup_s": startup,
                 "mine_s": mine_s,
             }
         )
@@ -371,8 +374,11 @@ def main() -> None:
         f"\ndict-{args.dict}: {len(train)} train pairs, {len(test)} test terms x {args.candidates} "
         f"candidates; {args.steps} steps x {args.batch}, lr {args.lr}, {args.negatives} negative(s)"
     )
-    print("| model | p@1 | MRR | nDCG@10 | train samples/s | wall s | peak RSS MB | mine s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| model | p@1 | MRR | nDCG@10 | train samples/s | wall s | start-up s | peak RSS MB "
+        "| mine s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
 
         def f(key: str, fmt: str) -> str:
@@ -380,7 +386,8 @@ def main() -> None:
 
         print(
             f"| {r['model']} | {f('p@1', '.3f')} | {f('mrr', '.3f')} | {f('ndcg@10', '.3f')} | "
-            f"{f('samples/s', '.1f')} | {f('wall_s', '.0f')} | {f('rss_mb', '.0f')} | "
+            f"{f('samples/s', '.1f')} | {f('wall_s', '.0f')} | {f('startup_s', '.1f')} | "
+            f"{f('rss_mb', '.0f')} | "
             f"{f('mine_s', '.0f')} |"
         )
     peer = next((r for r in rows if r["model"].startswith("sentence-transformers")), None)
