@@ -11,19 +11,21 @@ jobs/configs/serve.yaml`` calls :func:`build_app` with the file's ``args``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
-from uniembed import storage
 from uniembed.serving.auth import load_api_key
-from uniembed.serving.backend import ServeBackend
 from uniembed.serving.config import ServeConfig, load_serve_config
 from uniembed.serving.deployments import RerankerDeployment, RetrieverDeployment
-from uniembed.serving.embedder_host import EmbedderHost, load_served_embedder
-from uniembed.serving.http_app import create_http_app
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+# torch, transformers and FastAPI are imported by the replicas that use them, never at
+# module level: Serve imports this module in a build task before any replica starts, and
+# on 2 cores that import took 5 s of the start-up.
 
 
 @serve.deployment(name="Ingress")
@@ -32,6 +34,10 @@ class Ingress:
     """The HTTP entry point and the embedder; builds its FastAPI app once loaded."""
 
     def __init__(self, cfg: ServeConfig, reranker: Any | None, retriever: Any | None) -> None:
+        from uniembed import storage
+        from uniembed.serving.backend import ServeBackend
+        from uniembed.serving.embedder_host import EmbedderHost, load_served_embedder
+
         # Read the key now, so that a missing secret file fails the deployment at start-up.
         self.api_key = load_api_key(cfg.auth)
         self.cfg = cfg
@@ -44,6 +50,8 @@ class Ingress:
         return self.embedder.stats()
 
     async def __serve_build_asgi_app__(self) -> FastAPI:
+        from uniembed.serving.http_app import create_http_app
+
         return await create_http_app(self.backend, self.cfg, self.api_key)
 
 

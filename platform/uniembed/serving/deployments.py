@@ -11,31 +11,49 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ray import serve
 
 from uniembed import storage
+from uniembed.priority import background_priority
 from uniembed.runtime import local_device
 from uniembed.serving.artifacts import ArtifactError, resolve_model_source
-from uniembed.serving.batching import (
-    raise_failure,
-    run_isolated,
-)
 from uniembed.serving.config import DeploymentSection, ServeConfig
-from uniembed.serving.demo_index import build_demo_index
-from uniembed.serving.rerank_budget import batch_cost, fit_pair, request_cost
-from uniembed.serving.retrieval import (
-    Hit,
-    IndexNotReadyError,
-    SearchIndex,
-    index_info,
-    load_search_index,
-)
 
+if TYPE_CHECKING:
+    from uniembed.serving.retrieval import Hit, SearchIndex
+
+# torch, transformers and FAISS are imported inside the replicas (see app.py: Serve
+# imports this module in its build task before any replica starts).
 Pair = tuple[str | None, Any]  # (text, PIL image or None)
 logger = logging.getLogger(__name__)
+
+
+def _batch_cost(requests: Any) -> int:
+    from uniembed.serving.rerank_budget import batch_cost
+
+    return batch_cost(requests)
+
+
+def _load_scorer(source: str, device: str) -> Any:
+    """The reranker's judge, loaded at background priority (see uniembed.priority)."""
+    from uniembed.reranker.scorer import JudgeScorer
+
+    with background_priority():
+        return JudgeScorer.load(source, device=device)
+
+
+def _load_index(cfg: ServeConfig) -> tuple[SearchIndex, bool | None]:
+    """The configured index, or the demo index and whether it came from the cache."""
+    from uniembed.serving.demo_index import build_demo_index
+    from uniembed.serving.retrieval import load_search_index
+
+    with background_priority():
+        if cfg.retriever.index:
+            return load_search_index(cfg.retriever, None), None
+        return build_demo_index(cfg.embedder, cfg.retriever)
 
 
 def _configure_batching(method: Any, section: DeploymentSection) -> None:
@@ -48,12 +66,10 @@ class RerankerDeployment:
     """Holds one judge; batches rerank requests and scores each with its shared prefix."""
 
     def __init__(self, cfg: ServeConfig) -> None:
-        from uniembed.reranker.scorer import JudgeScorer
-
         storage.configure(cfg.storage)
         section = cfg.reranker
         source = resolve_model_source(section.model, "reranker.model")
-        self.scorer = JudgeScorer.load(source, device=local_device(section.device))
+        self.scorer = _load_scorer(source, local_device(section.device))
         self.name = section.name
         self.score_batch_size = section.score_batch_size
         self.max_text_tokens = section.max_text_tokens
@@ -75,17 +91,22 @@ class RerankerDeployment:
         return np.asarray(scores, dtype=np.float32)
 
     def _score_all(self, requests: list[tuple[Pair, list[Pair], int]]) -> list[Any]:
+        from uniembed.serving.batching import run_isolated
+
         # Each request has its own query (its own shared prefix): score them in turn.
         return run_isolated(requests, lambda rs: [self._score_one(r) for r in rs], self._score_one)
 
     # Bounded in tokens, not requests (see rerank_budget): set from reranker.max_batch_tokens.
-    @serve.batch(max_batch_size=8192, batch_wait_timeout_s=0.01, batch_size_fn=batch_cost)
+    @serve.batch(max_batch_size=8192, batch_wait_timeout_s=0.01, batch_size_fn=_batch_cost)
     async def _score_batch(self, requests: list[tuple[Pair, list[Pair], int]]) -> list[Any]:
         return await asyncio.to_thread(self._score_all, requests)
 
     async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
         """P(Yes) (len(documents),) of each document for the query; texts are cut to
         ``reranker.max_text_tokens`` tokens first."""
+        from uniembed.serving.batching import raise_failure
+        from uniembed.serving.rerank_budget import fit_pair, request_cost
+
         tok, cap = self.scorer.tokenizer, self.max_text_tokens
         query = fit_pair(tok, query, cap)
         documents = [fit_pair(tok, d, cap) for d in documents]
@@ -114,18 +135,15 @@ class RetrieverDeployment:
 
     async def _load(self, cfg: ServeConfig) -> None:
         try:
-            if self.section.index:
-                self.index = await asyncio.to_thread(load_search_index, self.section, None)
-            else:
-                self.index, self.cached = await asyncio.to_thread(
-                    build_demo_index, cfg.embedder, self.section
-                )
+            self.index, self.cached = await asyncio.to_thread(_load_index, cfg)
         except Exception as e:  # noqa: BLE001 - reported by info() and every search
             self.error = str(e)
             logger.exception("retriever: the index could not be loaded")
 
     def info(self) -> dict[str, Any]:
         """Readiness, size, width and origin of the index."""
+        from uniembed.serving.retrieval import index_info
+
         if self.index is None:
             return {"ready": False, "count": None, "dim": None, "source": self.source,
                     "error": self.error}  # fmt: skip
@@ -141,6 +159,8 @@ class RetrieverDeployment:
         """Top-``k`` hits for one query vector (dim,); IndexNotReadyError until the index
         is loaded, ArtifactError if it could not be, ValueError for a vector of another
         width than the index's."""
+        from uniembed.serving.retrieval import IndexNotReadyError
+
         if self.index is None:
             if self.error is not None:
                 raise ArtifactError(f"retriever.index: {self.error}")

@@ -38,7 +38,7 @@ from uniembed.training.export import export_model
 from uniembed.training.gather import is_distributed
 from uniembed.training.lora import prepare_trainable, trainable_parameters
 from uniembed.training.metrics import METRICS_FILE, MetricsLog
-from uniembed.training.priority import set_niceness
+from uniembed.priority import set_niceness
 from uniembed.training.sampler import random_batches, task_homogeneous_batches
 from uniembed.training.state import (
     Fingerprint,
