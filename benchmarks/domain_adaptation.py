@@ -39,6 +39,7 @@ import gzip
 import json
 import random
 import shlex
+import statistics
 import subprocess
 import sys
 import threading
@@ -201,6 +202,107 @@ def load_job(name: str):  # noqa: ANN201
     return module.main
 
 
+def ours_tune(tune_main, args, out: Path, loss: str, steps: int, run: str, export: bool = True):  # noqa: ANN001, ANN201
+    """One ``jobs/tune.py`` run on the mined rows: its samples/s (between optimizer-step
+    ends after the first two), wall and start-up seconds, the train worker's peak RSS."""
+    from uniembed.training.metrics import read_metrics
+
+    tune_args = [
+        "--input",
+        str(out / "mine"),
+        "--model",
+        "minilm",
+        "--loss",
+        loss,
+        "--storage-path",
+        str(out / "runs"),
+        "--name",
+        run,
+        "lora.enabled=false",
+        f"train.max_steps={steps}",
+        f"train.batch_size={args.batch}",
+        f"train.lr={args.lr}",
+        f"train.warmup_steps={max(1, args.steps // 10)}",
+        f"loss.num_negatives={args.negatives}",
+        f"checkpoint.every_steps={steps}",
+        f"checkpoint.export={str(export).lower()}",
+        "scaling.cpus_per_worker=1",
+        "prompt.max_length=null",
+        *([f"loss.temperature={args.temperature}"] if args.temperature else []),
+    ]
+    t0, launched = time.perf_counter(), time.time()
+    with RssSampler() as rss:
+        tune_main(tune_args)
+    wall = time.perf_counter() - t0
+    metrics = read_metrics(str(out / "runs" / run / "metrics.csv"))
+    return {
+        "samples/s": _samples_per_s([m["time"] for m in metrics], args.batch),
+        "wall_s": wall,
+        "rss_mb": rss.worker_peak(),
+        # Start-up: the job's launch to the start of its first optimizer step.
+        "startup_s": metrics[0]["time"] - metrics[0]["step_time_s"] - launched,
+        "export": out / "runs" / run / "export",
+    }
+
+
+def peer_train(args, out: Path, pairs: Path, steps: int) -> dict:  # noqa: ANN001
+    """sentence-transformers' recipe in its own venv (``_peer_st_recipe.py``)."""
+    from uniembed.models.packaged import minilm_folder
+
+    cmd = [
+        str(PEER_PYTHON),
+        str(REPO / "benchmarks" / "_peer_st_recipe.py"),
+        "--pairs",
+        str(pairs),
+        "--model",
+        str(minilm_folder()),
+        "--out",
+        str(out),
+        "--negatives",
+        str(args.negatives),
+        "--steps",
+        str(steps),
+        "--batch",
+        str(args.batch),
+        "--lr",
+        str(args.lr),
+        "--warmup",
+        str(max(1, args.steps // 10)),
+        "--scale",
+        str(1.0 / args.peer_temperature),
+    ]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    peer = json.loads((out / "peer.json").read_text())
+    return {
+        "samples/s": _samples_per_s(peer["step_ends"], args.batch),
+        "wall_s": wall,
+        "rss_mb": peer["peak_rss_mb"],
+        "mine_s": peer["mine_s"],
+    }
+
+
+def speed_rounds(args, out: Path, pairs: Path, tune_main) -> list[tuple[float, float]]:  # noqa: ANN001
+    """Train samples/s of ours and the peer, interleaved (the order alternates per round)
+    on the same rows, batch and negatives: ``--speed-rounds`` x ``--speed-steps``."""
+    pairs_of: list[tuple[float, float]] = []
+    for r in range(1, args.speed_rounds + 1):
+        got: dict[str, float] = {}
+        for side in ("ours", "peer") if r % 2 else ("peer", "ours"):
+            if side == "ours":
+                run = ours_tune(
+                    tune_main, args, out, args.speed_loss, args.speed_steps, f"speed-r{r}",
+                    export=False,
+                )  # fmt: skip
+            else:
+                run = peer_train(args, out / f"speed-peer-r{r}", pairs, args.speed_steps)
+            got[side] = run["samples/s"]
+            print(f"speed round {r}: {side} {run['samples/s']:.1f} samples/s", flush=True)
+        pairs_of.append((got["ours"], got["peer"]))
+    return pairs_of
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dict", default="vera")
@@ -215,12 +317,24 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/bench-domain")
     p.add_argument("--skip-peer", action="store_true")
+    p.add_argument(
+        "--peer-temperature",
+        type=float,
+        default=0.05,
+        help="the peer loss' 1/scale (MNRL's default scale 20)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="ours' loss.temperature (default: tune.yaml's)",
+    )
+    p.add_argument("--speed-rounds", type=int, default=2, help="interleaved throughput rounds")
+    p.add_argument("--speed-steps", type=int, default=30)
+    p.add_argument("--speed-loss", default="infonce")
     args = p.parse_args()
     command = "python benchmarks/domain_adaptation.py " + shlex.join(sys.argv[1:])
     out = Path(args.out).resolve()
-    warmup = max(1, args.steps // 10)
-
-    from uniembed.models.packaged import minilm_folder
 
     entries = dictionary_entries(args.dict)
     train, test = split(entries, args.train, args.test, args.seed)
@@ -268,48 +382,13 @@ def main() -> None:
     mine_s = time.perf_counter() - t0
     exports = {}
     for loss in [x for x in args.losses.split(",") if x]:
-        run = f"tune-{loss}"
-        tune_args = [
-            "--input",
-            str(out / "mine"),
-            "--model",
-            "minilm",
-            "--loss",
-            loss,
-            "--storage-path",
-            str(out / "runs"),
-            "--name",
-            run,
-            "lora.enabled=false",
-            f"train.max_steps={args.steps}",
-            f"train.batch_size={args.batch}",
-            f"train.lr={args.lr}",
-            f"train.warmup_steps={warmup}",
-            f"loss.num_negatives={args.negatives}",
-            f"checkpoint.every_steps={args.steps}",
-            "scaling.cpus_per_worker=1",
-            "prompt.max_length=null",
-        ]
-        t0, launched = time.perf_counter(), time.time()
-        with RssSampler() as rss:
-            tune_main(tune_args)
-        wall = time.perf_counter() - t0
-        from uniembed.training.metrics import read_metrics
-
-        metrics = read_metrics(str(out / "runs" / run / "metrics.csv"))
-        sps = _samples_per_s([m["time"] for m in metrics], args.batch)
-        # Start-up: the job's launch to the start of its first optimizer step.
-        startup = metrics[0]["time"] - metrics[0]["step_time_s"] - launched
-        export = out / "runs" / run / "export"
-        exports[loss] = export
+        run = ours_tune(tune_main, args, out, loss, args.steps, f"tune-{loss}")
+        exports[loss] = run.pop("export")
         rows.append(
             {
                 "model": f"uniembed tune --loss {loss}",
-                **evaluate(evaluate_main, str(export), paths["test"], out / f"eval-{loss}"),
-                "samples/s": sps,
-                "wall_s": wall,
-                "rss_mb": rss.worker_peak(),
-                "startup_s": startup,
+                **evaluate(evaluate_main, str(exports[loss]), paths["test"], out / f"eval-{loss}"),
+                **run,
                 "mine_s": mine_s,
             }
         )
@@ -332,43 +411,17 @@ def main() -> None:
             )
 
     if not args.skip_peer:
-        peer_out = out / "peer"
-        cmd = [
-            str(PEER_PYTHON),
-            str(REPO / "benchmarks" / "_peer_st_recipe.py"),
-            "--pairs",
-            str(paths["pairs"]),
-            "--model",
-            str(minilm_folder()),
-            "--out",
-            str(peer_out),
-            "--negatives",
-            str(args.negatives),
-            "--steps",
-            str(args.steps),
-            "--batch",
-            str(args.batch),
-            "--lr",
-            str(args.lr),
-            "--warmup",
-            str(warmup),
-        ]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        wall = time.perf_counter() - t0
-        peer = json.loads((peer_out / "peer.json").read_text())
+        run = peer_train(args, out / "peer", paths["pairs"], args.steps)
         rows.append(
             {
                 "model": "sentence-transformers mine_hard_negatives + MNRL",
                 **evaluate(
-                    evaluate_main, str(peer_out / "model"), paths["test"], out / "eval-peer"
+                    evaluate_main, str(out / "peer" / "model"), paths["test"], out / "eval-peer"
                 ),
-                "samples/s": _samples_per_s(peer["step_ends"], args.batch),
-                "wall_s": wall,
-                "rss_mb": peer["peak_rss_mb"],
-                "mine_s": peer["mine_s"],
+                **run,
             }
         )
+    speed = speed_rounds(args, out, paths["pairs"], tune_main) if args.speed_rounds else []
 
     print(
         f"\ndict-{args.dict}: {len(train)} train pairs, {len(test)} test terms x {args.candidates} "
@@ -401,7 +454,14 @@ def main() -> None:
                 f"peak RSS ratio {r['rss_mb'] / peer['rss_mb']:.2f}"
             )
         print(f"mining: ours {ours[0]['mine_s']:.0f} s, peer {peer['mine_s']:.0f} s")
-    (out / "table.json").write_text(json.dumps(rows, indent=2))
+    for r, (a, b) in enumerate(speed, 1):
+        print(f"speed round {r} ({args.speed_steps} steps): ours {a:.1f}, peer {b:.1f} samples/s")
+    if speed:
+        ratio = statistics.median(a / b for a, b in speed)
+        print(
+            f"train samples/s ours/peer, interleaved, median of {len(speed)} rounds: {ratio:.2f}x"
+        )
+    (out / "table.json").write_text(json.dumps({"rows": rows, "speed": speed}, indent=2))
     print(f"reproduce: {command}")
 
 

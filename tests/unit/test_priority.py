@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-
 import threading
 
 from uniembed.priority import background_priority, can_lower_niceness, set_niceness

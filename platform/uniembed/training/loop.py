@@ -33,12 +33,12 @@ from uniembed.models import EmbedInput, TransformerEmbedder, load_embedder
 from uniembed.models.pooling import set_bidirectional
 from uniembed.models.pooling_config import PoolingConfig
 from uniembed.models.registry import resolve_model
+from uniembed.priority import set_niceness
 from uniembed.reranker.config import RerankConfig
 from uniembed.training.export import export_model
 from uniembed.training.gather import is_distributed
 from uniembed.training.lora import prepare_trainable, trainable_parameters
 from uniembed.training.metrics import METRICS_FILE, MetricsLog
-from uniembed.priority import set_niceness
 from uniembed.training.sampler import random_batches, task_homogeneous_batches
 from uniembed.training.state import (
     Fingerprint,
