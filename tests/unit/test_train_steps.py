@@ -4,12 +4,14 @@ every loss; the batch builder masks missing negatives; the similarity statistics
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import pytest
 import torch
 
 from uniembed.data import schema as S
 from uniembed.losses import DistillLoss, InfoNCELoss, SoftLabelLoss, UniMEHardNegativeLoss
+from uniembed.models import EmbedInput
 from uniembed.training.lora import prepare_trainable, trainable_parameters
 from uniembed.training.metrics import similarity_stats
 from uniembed.training.steps import distill_step, tune_batch, tune_step
@@ -105,3 +107,24 @@ def test_similarity_stats_by_hand() -> None:
     # pos: 1.0 and 0.8; hardest neg: row 0 max(0.6, 0.0) = 0.6, row 1 (mined masked) 0.0
     assert stats["pos_sim"] == pytest.approx(0.9)
     assert stats["hard_neg_sim"] == pytest.approx(0.3)
+
+
+def test_grouped_encode_chunks_long_groups_by_length_and_keeps_the_order() -> None:
+    from uniembed.training.steps import grouped_encode
+
+    seen: list[list[str]] = []
+    weight = torch.ones(1, requires_grad=True)
+
+    def encode(inputs: Sequence[EmbedInput]) -> torch.Tensor:
+        seen.append([str(inp.text) for inp in inputs])
+        return torch.tensor([[float(len(str(inp.text)))] for inp in inputs]) * weight
+
+    texts = ["q1", "q2", "p1", "p2", "nxxxxx", "nx", "nxxxxxxxxx", "nxxx", "nxx", "nxxxxxxx"]
+    out = grouped_encode(encode, [0, 2, 4, 10], chunk=2)([EmbedInput(text=t) for t in texts])
+    # Queries and positives in one forward each; the 6 negatives in 3 forwards of 2
+    # inputs of similar length (shortest first); the rows come back in input order.
+    assert seen[:2] == [["q1", "q2"], ["p1", "p2"]]
+    assert seen[2:] == [["nx", "nxx"], ["nxxx", "nxxxxx"], ["nxxxxxxx", "nxxxxxxxxx"]]
+    assert out[:, 0].tolist() == [float(len(t)) for t in texts]
+    out.sum().backward()
+    assert weight.grad is not None and float(weight.grad) == sum(len(t) for t in texts)

@@ -89,22 +89,41 @@ def run_backward(
     return loss.detach()
 
 
-def grouped_encode(encode: Encode, bounds: Sequence[int]) -> Encode:
+def grouped_encode(encode: Encode, bounds: Sequence[int], chunk: int = 0) -> Encode:
     """``encode`` run once per group ``inputs[bounds[i]:bounds[i + 1]]`` of text-only
-    inputs, the results concatenated in order.
+    inputs, the results concatenated in order; a group longer than ``chunk`` (> 0) is
+    encoded in forwards of ``chunk`` inputs of similar length (sorted by text length, the
+    results put back in order).
 
     A short query padded to the length of the longest definition in one forward costs as
     much as that definition; encoding queries, positives and negatives apart pads each
-    group to its own longest (what sentence-transformers does). Inputs with images keep
+    group to its own longest (what sentence-transformers does), and 8 negatives per row
+    in chunks of a row count pad each chunk to its own longest. Inputs with images keep
     one forward (their length is the image's, not the text's)."""
 
     def run(inputs: Sequence[EmbedInput]) -> Tensor:
         if any(inp.image is not None for inp in inputs) or len(inputs) != bounds[-1]:
             return encode(inputs)
-        parts = [encode(inputs[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        parts = [
+            _encode_by_length(encode, inputs[a:b], chunk)
+            for a, b in zip(bounds[:-1], bounds[1:])
+            if b > a
+        ]
         return torch.cat(parts, dim=0)
 
     return run
+
+
+def _encode_by_length(encode: Encode, group: Sequence[EmbedInput], chunk: int) -> Tensor:
+    if chunk <= 0 or len(group) <= chunk:
+        return encode(group)
+    order = sorted(range(len(group)), key=lambda i: len(group[i].text or ""))
+    reps = torch.cat(
+        [encode([group[i] for i in order[s : s + chunk]]) for s in range(0, len(order), chunk)]
+    )
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return reps[inverse.to(reps.device)]
 
 
 def tune_step(
@@ -115,7 +134,7 @@ def tune_step(
     n, k = batch.n, batch.mask.shape[1]
     stats: dict[str, float] = {}
     if chunk == 0:  # GradCache chunks the list itself
-        encode = grouped_encode(encode, [0, n, 2 * n, len(batch.inputs)])
+        encode = grouped_encode(encode, [0, n, 2 * n, len(batch.inputs)], chunk=max(n, 1))
 
     def loss_fn(reps: Tensor) -> Tensor:
         q, p, flat = reps[:n], reps[n : 2 * n], reps[2 * n :]
