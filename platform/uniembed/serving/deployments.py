@@ -38,19 +38,20 @@ def _batch_cost(requests: Any) -> int:
 
 
 def _load_scorer(source: str, device: str) -> Any:
-    """The reranker's judge, loaded at background priority (see uniembed.priority)."""
-    from uniembed.reranker.scorer import JudgeScorer
-
+    """The reranker's judge, imported and loaded at background priority (see
+    uniembed.priority)."""
     with background_priority():
+        from uniembed.reranker.scorer import JudgeScorer
+
         return JudgeScorer.load(source, device=device)
 
 
 def _load_index(cfg: ServeConfig) -> tuple[SearchIndex, bool | None]:
     """The configured index, or the demo index and whether it came from the cache."""
-    from uniembed.serving.demo_index import build_demo_index
-    from uniembed.serving.retrieval import load_search_index
-
     with background_priority():
+        from uniembed.serving.demo_index import build_demo_index
+        from uniembed.serving.retrieval import load_search_index
+
         if cfg.retriever.index:
             return load_search_index(cfg.retriever, None), None
         return build_demo_index(cfg.embedder, cfg.retriever)
