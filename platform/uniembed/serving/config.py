@@ -97,6 +97,13 @@ class EmbedderSection:
         default=None,
         metadata={"help": "torch threads on CPU (null: deployment.num_cpus rounded up)"},
     )
+    adaptive_wait: bool = field(
+        default=True,
+        metadata={
+            "help": "wait up to deployment.batch_wait_timeout_s for a batch to fill only "
+            "after a batch of more than one input (a lone client never waits)"
+        },
+    )
     deployment: DeploymentSection = field(default_factory=DeploymentSection)
 
     def __post_init__(self) -> None:

@@ -58,7 +58,9 @@ class EmbedderHost:
         # the next one; torch's own threads parallelise each forward pass.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         self._batch.set_max_batch_size(section.deployment.max_batch_size)
-        self._batch.set_batch_wait_timeout_s(section.deployment.batch_wait_timeout_s)
+        self.wait_s = section.deployment.batch_wait_timeout_s
+        self.adaptive_wait = section.adaptive_wait
+        self._batch.set_batch_wait_timeout_s(0.0 if self.adaptive_wait else self.wait_s)
 
     def info(self) -> dict[str, Any]:
         """Name, width and modalities of the served model."""
@@ -77,8 +79,17 @@ class EmbedderHost:
         self.batch_sizes[len(inputs)] += 1
         return embed_isolated(self.model, inputs, self.micro_batch_size)
 
+    def _adapt_wait(self, batch: int) -> None:
+        # Under concurrent load a short wait lets the event loop parse the requests that
+        # arrived during the last forward pass, so batches fill instead of the model thread
+        # running many small ones (32 clients on 2 cores: 69 -> 125 req/s with 20 ms); a
+        # lone client (batches of one) is never made to wait.
+        if self.adaptive_wait:
+            self._batch.set_batch_wait_timeout_s(self.wait_s if batch > 1 else 0.0)
+
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def _batch(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
+        self._adapt_wait(len(inputs))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._run, list(inputs))
 
