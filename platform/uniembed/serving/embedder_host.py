@@ -60,7 +60,7 @@ class EmbedderHost:
         self._batch.set_max_batch_size(section.deployment.max_batch_size)
         self.wait_s = section.deployment.batch_wait_timeout_s
         self.adaptive_wait = section.adaptive_wait
-        self._batch.set_batch_wait_timeout_s(0.0 if self.adaptive_wait else self.wait_s)
+        self._set_wait(0.0 if self.adaptive_wait else self.wait_s)
 
     def info(self) -> dict[str, Any]:
         """Name, width and modalities of the served model."""
@@ -85,7 +85,11 @@ class EmbedderHost:
         # running many small ones (32 clients on 2 cores: 69 -> 125 req/s with 20 ms); a
         # lone client (batches of one) is never made to wait.
         if self.adaptive_wait:
-            self._batch.set_batch_wait_timeout_s(self.wait_s if batch > 1 else 0.0)
+            self._set_wait(self.wait_s if batch > 1 else 0.0)
+
+    def _set_wait(self, seconds: float) -> None:
+        self.batch_wait_now_s = seconds  # what the next batch may wait to fill
+        self._batch.set_batch_wait_timeout_s(seconds)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def _batch(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
