@@ -202,6 +202,11 @@ def load_job(name: str):  # noqa: ANN201
     return module.main
 
 
+def _warmup(args) -> int:  # noqa: ANN001
+    """Warmup steps of both sides: a tenth of ``--steps`` (speed rounds keep it too)."""
+    return max(1, args.steps // 10)
+
+
 def ours_tune(tune_main, args, out: Path, loss: str, steps: int, run: str, export: bool = True):  # noqa: ANN001, ANN201
     """One ``jobs/tune.py`` run on the mined rows: its samples/s (between optimizer-step
     ends after the first two), wall and start-up seconds, the train worker's peak RSS."""
@@ -222,7 +227,7 @@ def ours_tune(tune_main, args, out: Path, loss: str, steps: int, run: str, expor
         f"train.max_steps={steps}",
         f"train.batch_size={args.batch}",
         f"train.lr={args.lr}",
-        f"train.warmup_steps={max(1, args.steps // 10)}",
+        f"train.warmup_steps={_warmup(args)}",
         f"loss.num_negatives={args.negatives}",
         f"checkpoint.every_steps={steps}",
         f"checkpoint.export={str(export).lower()}",
@@ -267,7 +272,7 @@ def peer_train(args, out: Path, pairs: Path, steps: int) -> dict:  # noqa: ANN00
         "--lr",
         str(args.lr),
         "--warmup",
-        str(max(1, args.steps // 10)),
+        str(_warmup(args)),
         "--scale",
         str(1.0 / args.peer_temperature),
     ]
