@@ -5,6 +5,7 @@ store that does not answer."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Iterable
@@ -78,6 +79,36 @@ def local_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _cgroup_cpu_limit() -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (v2 ``cpu.max``, else v1's CFS
+    quota), None when unlimited or unknown."""
+    v1 = "/sys/fs/cgroup/cpu/cpu.cfs_"
+    files = (("/sys/fs/cgroup/cpu.max", None), (v1 + "quota_us", v1 + "period_us"))
+    for quota_file, period_file in files:
+        try:
+            with open(quota_file, encoding="ascii") as f:
+                fields = f.read().split()
+            if period_file is not None:
+                with open(period_file, encoding="ascii") as f:
+                    fields.append(f.read().strip())
+        except OSError:
+            continue
+        if len(fields) < 2 or fields[0] in ("max", "-1"):
+            return None
+        return int(fields[0]) / int(fields[1])
+    return None
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its CPU affinity, capped by its cgroup's quota
+    (a container's CPU limit), at least 1."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        cpus = min(cpus or 1, math.ceil(limit))
+    return max(1, cpus or 1)
 
 
 def actor_resources(pool: ActorPoolSection, device: str) -> dict[str, Any]:

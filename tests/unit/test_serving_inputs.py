@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 from uniembed.config import ConfigError
 from uniembed.data.demo import demo_root
 from uniembed.models import EmbedInput
+from uniembed.runtime import usable_cpus
 from uniembed.serving import LimitsSection, ServeConfig, load_serve_config
 from uniembed.serving.artifacts import ArtifactError, check_index, resolve_model_source
 from uniembed.serving.auth import AuthConfigError, key_matches, load_api_key, presented_key
@@ -74,6 +76,11 @@ def test_cpu_threads_follow_the_replica_cpus_rounded_up() -> None:
     assert threads(deployment={"num_cpus": 1.75}) == 2
     assert threads(deployment={"num_cpus": 4}) == 4
     assert threads(cpu_threads=3, deployment={"num_cpus": 1}) == 3
+    # auto: every CPU this process may run on (its affinity; a container's quota caps it).
+    assert threads(cpu_threads="auto", deployment={"num_cpus": 1}) == usable_cpus()
+    assert 1 <= usable_cpus() <= len(os.sched_getaffinity(0))
+    with pytest.raises(ConfigError, match="cpu_threads"):
+        threads(cpu_threads="all")
 
 
 def test_image_refs_and_limits() -> None:

@@ -28,6 +28,8 @@ class TransformerEmbedder(Backbone):
     (``AutoModel``: its output has ``last_hidden_state``); arguments as :class:`Backbone`'s.
     """
 
+    backend = "torch"  # what runs the forward pass (see models.onnx_embedder)
+
     def __init__(
         self,
         name: str,

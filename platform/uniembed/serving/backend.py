@@ -17,7 +17,7 @@ import ray
 
 from uniembed.models import EmbedInput
 from uniembed.models.embedder import Embedder
-from uniembed.serving.batching import EmbedOutput, embed_isolated, raise_failure
+from uniembed.serving.batching import EmbedOutput, ItemFailure, embed_isolated, raise_failure
 from uniembed.serving.embedder_host import EmbedderHost
 from uniembed.serving.rerank_budget import fit_pair
 from uniembed.serving.retrieval import Hit, SearchIndex, index_info
@@ -50,6 +50,10 @@ class Backend(Protocol):
 
     async def embed(self, inp: EmbedInput) -> EmbedOutput:
         """One input's embedding; ValueError when the model cannot take the input."""
+        ...
+
+    async def embed_many(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
+        """Each input's embedding, or why that input failed (the others are unaffected)."""
         ...
 
     async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
@@ -102,6 +106,9 @@ class ServeBackend:
 
     async def embed(self, inp: EmbedInput) -> EmbedOutput:
         return await self.embedder.embed(inp)
+
+    async def embed_many(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
+        return await self.embedder.embed_many(inputs)
 
     async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
         assert self.reranker is not None
@@ -160,6 +167,9 @@ class LocalBackend:
     async def embed(self, inp: EmbedInput) -> EmbedOutput:
         (result,) = await asyncio.to_thread(embed_isolated, self.embedder, [inp])
         return raise_failure(result)
+
+    async def embed_many(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
+        return await asyncio.to_thread(embed_isolated, self.embedder, inputs)
 
     async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
         from uniembed.reranker.scorer import JudgeInput

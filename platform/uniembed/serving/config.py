@@ -93,9 +93,19 @@ class EmbedderSection:
     max_length: int | None = field(
         default=None, metadata={"help": "texts cut to this many tokens (null: model's, 8192)"}
     )
-    cpu_threads: int | None = field(
+    cpu_threads: int | Literal["auto"] | None = field(
         default=None,
-        metadata={"help": "torch threads on CPU (null: deployment.num_cpus rounded up)"},
+        metadata={
+            "help": "torch threads on CPU: a number, auto (every CPU this replica may run "
+            "on: a node of its own) or null (deployment.num_cpus rounded up: packed nodes)"
+        },
+    )
+    backend: Literal["auto", "torch", "onnx"] = field(
+        default="auto",
+        metadata={
+            "help": "the forward pass: onnx (ONNX Runtime; text encoders on CPU, exported "
+            "once to the model cache), torch, or auto (onnx where it applies, else torch)"
+        },
     )
     adaptive_wait: bool = field(
         default=True,
@@ -109,7 +119,9 @@ class EmbedderSection:
     def __post_init__(self) -> None:
         require(bool(self.model), "embedder.model must not be empty")
         require(
-            self.cpu_threads is None or self.cpu_threads >= 1, "embedder.cpu_threads must be >= 1"
+            self.cpu_threads in (None, "auto")
+            or (isinstance(self.cpu_threads, int) and self.cpu_threads >= 1),
+            f"embedder.cpu_threads must be >= 1, auto or null, got {self.cpu_threads!r}",
         )
         require(
             self.micro_batch_size is None or self.micro_batch_size >= 1,
@@ -123,8 +135,14 @@ class EmbedderSection:
 
     @property
     def threads(self) -> int:
-        """Torch threads for a CPU replica: Ray's own default rounds fractions down (a
-        replica of 1.75 CPUs would run one thread); a share of a core still gets one."""
+        """Torch threads for a CPU replica: ``cpu_threads``; ``auto``, every CPU this
+        process may use (:func:`uniembed.runtime.usable_cpus`); null, the replica's CPUs
+        (Ray's own default rounds fractions down, so a replica of 1.75 CPUs would run one
+        thread; a share of a core still gets one)."""
+        if self.cpu_threads == "auto":
+            from uniembed.runtime import usable_cpus
+
+            return usable_cpus()
         return self.cpu_threads or max(1, math.ceil(self.deployment.num_cpus))
 
 

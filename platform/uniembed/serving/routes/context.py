@@ -13,6 +13,7 @@ from fastapi import Depends, Header
 from uniembed.models import EmbedInput
 from uniembed.serving.auth import key_matches, presented_key
 from uniembed.serving.backend import Backend, Pair
+from uniembed.serving.batching import EmbedOutput, ItemFailure
 from uniembed.serving.config import LimitsSection, ServeConfig
 from uniembed.serving.inputs import RequestError
 from uniembed.serving.retrieval import Hit, IndexNotReadyError
@@ -58,6 +59,17 @@ class ServeContext:
             return await self.backend.embed(inp)
         except ValueError as e:
             raise RequestError(400, f"{field}: {e}", field) from e
+
+    async def embed_many(self, inputs: list[EmbedInput], field: str) -> list[EmbedOutput]:
+        """The backend's embeddings of ``inputs`` (batched with other requests' inputs);
+        the first bad input is a 400 naming ``field[i]``, a server-side failure a 500."""
+        results = await self.backend.embed_many(inputs)
+        for i, result in enumerate(results):
+            if isinstance(result, ItemFailure):
+                if result.client_error:
+                    raise RequestError(400, f"{field}[{i}]: {result.message}", f"{field}[{i}]")
+                raise RuntimeError(result.message)
+        return results  # type: ignore[return-value]
 
     async def reranker_info(self) -> dict[str, Any]:
         """The served reranker's info (waits while it starts); 404 when none is served."""

@@ -86,9 +86,7 @@ def router(ctx: ServeContext) -> APIRouter:
                 for i, item in enumerate(items)
             )
         )
-        outputs = await asyncio.gather(
-            *(ctx.embed_one(inp, f"input[{i}]") for i, inp in enumerate(inputs))
-        )
+        outputs = await ctx.embed_many(list(inputs), "input")
         matrix = np.stack([o.vector for o in outputs])
         if req.dimensions is not None:
             matrix = truncate(matrix, req.dimensions)
