@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from uniembed.models import EmbedInput
-from uniembed.models.onnx_embedder import MODEL_FILE, onnx_unsupported_reason, to_onnx
+from uniembed.models.onnx_embedder import (
+    MODEL_FILE,
+    export_encoder,
+    load_onnx_embedder,
+    onnx_unsupported_reason,
+)
 from uniembed.serving.config import EmbedderSection
 from uniembed.serving.embedder_host import load_served_embedder
 
@@ -27,32 +32,37 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_onnx_vectors_equal_torch_alone_and_in_a_batch(minilm, cache) -> None:
-    onnx = to_onnx(minilm, threads=2)
+    onnx = load_onnx_embedder("minilm", threads=2)
     inputs = [EmbedInput(text=t) for t in TEXTS]
     batch = onnx.embed(inputs)
     np.testing.assert_allclose(batch, minilm.embed(inputs), atol=1e-5)
     for i, inp in enumerate(inputs):
         np.testing.assert_allclose(onnx.embed([inp])[0], batch[i], atol=1e-5)
     assert batch.dtype == np.float32 and batch.shape == (len(TEXTS), minilm.dim)
-    # The torch model is left as it was (the exporter switches its module to training).
-    assert not minilm.model.training
 
 
 def test_the_export_is_cached_and_reused(minilm, cache) -> None:
-    to_onnx(minilm, threads=1)
+    load_onnx_embedder("minilm", threads=1)
     (folder,) = (cache / "models").glob("onnx-*")
     stamp = (folder / MODEL_FILE).stat().st_mtime_ns
-    again = to_onnx(minilm, threads=1)
+    again = load_onnx_embedder("minilm", threads=1)
+    assert again.model is None  # a cached export loads no torch model
     assert (folder / MODEL_FILE).stat().st_mtime_ns == stamp
     assert list((cache / "models").glob("onnx-*")) == [folder]
     assert again.embed([EmbedInput(text="x")]).shape == (1, minilm.dim)
 
 
 def test_decoders_and_mllms_stay_on_torch(tiny_text_lm, tiny_qwen2_vl) -> None:
-    assert "decoder" in (onnx_unsupported_reason(tiny_text_lm) or "")
-    assert "mllm" in (onnx_unsupported_reason(tiny_qwen2_vl) or "")
+    assert "decoder" in (onnx_unsupported_reason(tiny_text_lm.family, "cpu") or "")
+    assert "mllm" in (onnx_unsupported_reason(tiny_qwen2_vl.family, "cpu") or "")
     with pytest.raises(ValueError, match="not a text encoder"):
-        to_onnx(tiny_text_lm, threads=1)
+        load_onnx_embedder("tiny-text-lm", threads=1)
+
+
+def test_the_export_leaves_the_torch_model_in_eval_mode(minilm, tmp_path) -> None:
+    export_encoder(minilm, tmp_path)  # the exporter switches its module to training
+    assert (tmp_path / MODEL_FILE).stat().st_size > 1_000_000
+    assert not minilm.model.training
 
 
 def test_served_backend_auto_picks_onnx_for_encoders_only(cache) -> None:

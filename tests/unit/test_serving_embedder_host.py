@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from uniembed.models import EmbedInput
-from uniembed.models.onnx_embedder import to_onnx
+from uniembed.models.onnx_embedder import load_onnx_embedder
 from uniembed.serving.batching import EmbedOutput, ItemFailure
 from uniembed.serving.config import DeploymentSection, EmbedderSection
 from uniembed.serving.embedder_host import EmbedderHost
@@ -27,7 +27,7 @@ def host(minilm, tmp_path, monkeypatch) -> EmbedderHost:
         micro_batch_size=2,
         deployment=DeploymentSection(max_batch_size=4, batch_wait_timeout_s=0.01),
     )
-    return EmbedderHost(to_onnx(minilm, threads=2), section)
+    return EmbedderHost(load_onnx_embedder("minilm", threads=2), section)
 
 
 def test_vectors_are_the_same_alone_in_a_request_and_across_requests(host, minilm) -> None:

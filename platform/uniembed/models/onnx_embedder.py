@@ -1,10 +1,12 @@
 """ONNX Runtime as the CPU forward pass of a text-encoder embedder (BERT, MiniLM, ...).
 
-The encoder is exported to ONNX once, from the loaded torch model, into the model cache
+The encoder is exported to ONNX once, from the torch model, into the model cache
 (``$UNIEMBED_CACHE/models/onnx-<key>``, keyed by the weights' files, torch and
-transformers versions); later loads reuse it. Prompts, tokenisation, truncation and
-pooling stay those of :class:`~uniembed.models.transformer_embedder.TransformerEmbedder`:
-only the encoder's forward pass runs in ONNX Runtime, whose fused CPU kernels ran
+transformers versions); later loads read only the tokenizer, the config and that file (no
+torch model, none of its code: seconds off a replica's start). Prompts, tokenisation,
+truncation and pooling stay those of
+:class:`~uniembed.models.transformer_embedder.TransformerEmbedder`: only the encoder's
+forward pass runs in ONNX Runtime, whose fused CPU kernels ran
 all-MiniLM-L6-v2 2.3x faster than torch's eager forward on 2 cores (length-sorted batches
 of 16; ``benchmarks/serve_vs_infinity.py``), with vectors equal to torch's within 1e-6.
 """
@@ -22,14 +24,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from uniembed.models.backbone import Backbone
 from uniembed.models.cache import cached_folder
+from uniembed.models.families import Family
 from uniembed.models.inputs import EmbedInput
 from uniembed.models.pooling import pool_and_normalize
+from uniembed.models.registry import EmbedderParts
 from uniembed.models.transformer_embedder import TransformerEmbedder
 
 OPSET = 17
 MODEL_FILE = "encoder.onnx"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def onnx_runtime_available() -> bool:
@@ -37,15 +43,13 @@ def onnx_runtime_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def onnx_unsupported_reason(embedder: Any) -> str | None:
-    """Why ``embedder`` cannot run on ONNX Runtime, or None when it can: a text encoder
-    (``encoder`` family) loaded as a :class:`TransformerEmbedder` on the CPU."""
-    if not isinstance(embedder, TransformerEmbedder):
-        return f"{type(embedder).__name__} is not a transformers embedder"
-    if embedder.family.kind != "encoder":
-        return f"model {embedder.name} is a {embedder.family.kind}, not a text encoder"
-    if next(embedder.model.parameters()).device.type != "cpu":
-        return "the model is not on the CPU"
+def onnx_unsupported_reason(family: Family, device: str) -> str | None:
+    """Why a model of ``family`` on ``device`` cannot run on ONNX Runtime, or None when it
+    can: a text encoder (``encoder`` family) on the CPU, with onnxruntime installed."""
+    if family.kind != "encoder":
+        return f"the model is a {family.kind}, not a text encoder"
+    if device != "cpu":
+        return f"the model is on {device}, not the CPU"
     if not onnx_runtime_available():
         return "onnxruntime is not installed"
     return None
@@ -63,30 +67,26 @@ class _Encoder(torch.nn.Module):
         return self.model(**dict(zip(self.names, tensors))).last_hidden_state
 
 
-def _input_names(embedder: TransformerEmbedder) -> list[str]:
-    sample = embedder.encode([EmbedInput(text="a b"), EmbedInput(text="a")])
-    return [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
-
-
-def cache_key(embedder: TransformerEmbedder) -> str:
-    """What the exported file depends on: the model folder's weight and config files
-    (name, size, mtime), the exporter's versions and the opset."""
+def cache_key(folder: str) -> str:
+    """What an export depends on: the model folder's weight and config files (name, size,
+    mtime), the exporter's versions and the opset."""
     import transformers
 
-    folder = Path(embedder.model.name_or_path).resolve()
+    path = Path(folder).resolve()
     files = sorted(
         (p.name, p.stat().st_size, int(p.stat().st_mtime))
-        for p in folder.glob("*")
+        for p in path.glob("*")
         if p.is_file() and p.suffix in WEIGHT_SUFFIXES
     )
-    parts = [str(folder), files, torch.__version__, transformers.__version__, OPSET]
+    parts = [str(path), files, torch.__version__, transformers.__version__, OPSET]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:20]
 
 
 def export_encoder(embedder: TransformerEmbedder, folder: Path) -> None:
-    """Write ``folder/encoder.onnx``: the encoder with dynamic batch and sequence axes."""
-    names = _input_names(embedder)
+    """Write ``folder/encoder.onnx``: the torch encoder with dynamic batch and sequence
+    axes, taking the token tensors its tokenizer makes."""
     sample = embedder.encode([EmbedInput(text="an example sentence"), EmbedInput(text="one")])
+    names = [name for name in INPUT_NAMES if name in sample]
     axes = {name: {0: "batch", 1: "sequence"} for name in [*names, "hidden"]}
     model = embedder.model
     was_training = model.training
@@ -108,22 +108,27 @@ def export_encoder(embedder: TransformerEmbedder, folder: Path) -> None:
 
 
 class OnnxEmbedder(TransformerEmbedder):
-    """A :class:`TransformerEmbedder` whose forward pass runs in ONNX Runtime.
-
-    Built by :func:`to_onnx`; the torch model is kept for its config and for
-    :meth:`features` with autograd (training never uses this class).
-    """
+    """A text-encoder :class:`TransformerEmbedder` whose forward pass is an ONNX Runtime
+    session; no torch model is loaded (``model`` is None). Built by
+    :func:`load_onnx_embedder`."""
 
     backend = "onnx"
 
-    def __init__(self, base: TransformerEmbedder, session: Any, names: list[str]) -> None:
-        super().__init__(base.name, base.model, base.tokenizer, base.processor, base.settings)
+    def __init__(self, name: str, parts: EmbedderParts, session: Any) -> None:
+        Backbone.__init__(self, name, None, parts.tokenizer, None, parts.settings)  # type: ignore[arg-type]
+        self.family = parts.settings.family
+        self.dim = int(parts.source.config.get_text_config().hidden_size)
         self.session = session
-        self.input_names = names
+        self.input_names = [i.name for i in session.get_inputs()]
+
+    def encode(self, inputs: Sequence[EmbedInput]) -> dict[str, torch.Tensor]:
+        """Token tensors (n, seq) for a batch (right-padded)."""
+        batch = self._tokenize_text(self.prompts(inputs), "np", self.settings.max_length)
+        return {name: torch.from_numpy(batch[name]) for name in batch}
 
     def hidden_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Final-layer hidden states (n, seq, hidden), computed by ONNX Runtime."""
-        feed = {name: batch[name].cpu().numpy() for name in self.input_names}
+        feed = {name: batch[name].numpy() for name in self.input_names}
         (hidden,) = self.session.run(["hidden"], feed)
         return torch.from_numpy(hidden)
 
@@ -138,19 +143,34 @@ class OnnxEmbedder(TransformerEmbedder):
         return vectors.numpy().astype(np.float32, copy=False)
 
 
-def to_onnx(embedder: TransformerEmbedder, threads: int) -> OnnxEmbedder:
-    """``embedder`` running on ONNX Runtime with ``threads`` intra-op threads, its encoder
-    exported to the model cache on first use.
+def load_onnx_embedder(
+    name_or_path: str,
+    threads: int,
+    *,
+    pooling: str | None = None,
+    max_length: int | None = None,
+) -> OnnxEmbedder:
+    """The embedder :func:`~uniembed.models.registry.load_embedder` would load (same
+    arguments), on the CPU with its forward pass in ONNX Runtime on ``threads`` threads.
+    The first load exports the encoder into the model cache; later ones load neither the
+    torch model nor its code.
 
     Raises:
-        ValueError: the embedder cannot run on ONNX Runtime (the reason is in the message).
+        ValueError: the model cannot run on ONNX Runtime (the reason is in the message).
     """
-    reason = onnx_unsupported_reason(embedder)
+    from uniembed.models.registry import embedder_parts, load_embedder
+
+    parts = embedder_parts(name_or_path, pooling=pooling, max_length=max_length)
+    reason = onnx_unsupported_reason(parts.settings.family, "cpu")
     if reason is not None:
-        raise ValueError(f"ONNX Runtime backend: {reason}")
+        raise ValueError(f"ONNX Runtime backend for {name_or_path}: {reason}")
     import onnxruntime as ort
 
-    folder = cached_folder(f"onnx-{cache_key(embedder)}", lambda tmp: export_encoder(embedder, tmp))
+    def export(tmp: Path) -> None:
+        base = load_embedder(name_or_path, device="cpu", pooling=pooling, max_length=max_length)
+        export_encoder(base, tmp)  # type: ignore[arg-type]
+
+    folder = cached_folder(f"onnx-{cache_key(parts.source.folder)}", export)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -162,5 +182,4 @@ def to_onnx(embedder: TransformerEmbedder, threads: int) -> OnnxEmbedder:
     session = ort.InferenceSession(
         str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
     )
-    names = [i.name for i in session.get_inputs()]
-    return OnnxEmbedder(embedder, session, names)
+    return OnnxEmbedder(name_or_path, parts, session)

@@ -243,18 +243,58 @@ def load_embedder(
     """
     from transformers import AutoModel
 
-    def with_options(config: PoolingConfig | None) -> PoolingConfig | None:
+    loaded = load_backbone(
+        name_or_path, lambda _: AutoModel, device=device, dtype=dtype,
+        override=_with_options(pooling, max_length),
+    )  # fmt: skip
+    settings = _embedder_settings(loaded.settings, loaded.folder, loaded.tokenizer)
+    return TransformerEmbedder(
+        name_or_path, loaded.model, loaded.tokenizer, loaded.processor, settings
+    )
+
+
+def _with_options(
+    pooling: str | None, max_length: int | None
+) -> Callable[[PoolingConfig | None], PoolingConfig | None]:
+    """The ``uniembed.json`` override with a caller's pooling and max_length on top."""
+
+    def apply(config: PoolingConfig | None) -> PoolingConfig | None:
         if pooling is not None:
             config = dataclasses.replace(config or PoolingConfig(), pooling=pooling)
         if max_length is not None:
             config = dataclasses.replace(config or PoolingConfig(), max_length=max_length)
         return config
 
-    loaded = load_backbone(
-        name_or_path, lambda _: AutoModel, device=device, dtype=dtype, override=with_options
-    )
-    settings, tokenizer = loaded.settings, loaded.tokenizer
+    return apply
+
+
+def _embedder_settings(settings: ResolvedPooling, folder: str, tokenizer: Any) -> ResolvedPooling:
+    """An encoder without a configured max_length gets its folder's or tokenizer's."""
     if settings.family.kind == "encoder" and settings.max_length is None:
-        limit = _encoder_max_length(loaded.folder, getattr(tokenizer, "model_max_length", None))
+        limit = _encoder_max_length(folder, getattr(tokenizer, "model_max_length", None))
         settings = dataclasses.replace(settings, max_length=limit)
-    return TransformerEmbedder(name_or_path, loaded.model, tokenizer, loaded.processor, settings)
+    return settings
+
+
+@dataclass(frozen=True)
+class EmbedderParts:
+    """An embedder without its weights: what :func:`load_embedder` resolves first."""
+
+    source: ModelSource
+    settings: ResolvedPooling
+    tokenizer: Any
+    processor: Any | None
+
+
+def embedder_parts(
+    name_or_path: str, *, pooling: str | None = None, max_length: int | None = None
+) -> EmbedderParts:
+    """The folder, config, family settings, tokenizer and processor :func:`load_embedder`
+    would use (same arguments), without importing the model's code or reading weights."""
+    src = inspect_model(name_or_path)
+    with quiet_transformers():
+        settings = resolve_pooling(src.family, _with_options(pooling, max_length)(src.override))
+        tokenizer, processor = load_tokenizer_and_processor(src.folder, src.family)
+    tokenizer.padding_side = "right"
+    settings = _embedder_settings(settings, src.folder, tokenizer)
+    return EmbedderParts(src, settings, tokenizer, processor)

@@ -11,6 +11,8 @@ jobs/configs/serve.yaml`` calls :func:`build_app` with the file's ``args``.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from ray import serve
@@ -23,6 +25,8 @@ from uniembed.serving.deployments import RerankerDeployment, RetrieverDeployment
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+logger = logging.getLogger("ray.serve")
+
 # torch, transformers and FastAPI are imported by the replicas that use them, never at
 # module level: Serve imports this module in a build task before any replica starts, and
 # on 2 cores that import took 5 s of the start-up.
@@ -34,9 +38,12 @@ class Ingress:
     """The HTTP entry point and the embedder; builds its FastAPI app once loaded."""
 
     def __init__(self, cfg: ServeConfig, reranker: Any | None, retriever: Any | None) -> None:
+        started = time.perf_counter()
         from uniembed import storage
         from uniembed.serving.backend import ServeBackend
         from uniembed.serving.embedder_host import EmbedderHost, load_served_embedder
+
+        imported = time.perf_counter()
 
         # Read the key now, so that a missing secret file fails the deployment at start-up.
         self.api_key = load_api_key(cfg.auth)
@@ -44,6 +51,11 @@ class Ingress:
         storage.configure(cfg.storage)
         self.embedder = EmbedderHost(load_served_embedder(cfg.embedder), cfg.embedder)
         self.backend = ServeBackend(self.embedder, reranker, retriever)
+        logger.info(
+            "embedder %s loaded (%s backend): imports %.1f s, model %.1f s",
+            cfg.embedder.name, self.embedder.info()["backend"],
+            imported - started, time.perf_counter() - imported,
+        )  # fmt: skip
 
     def stats(self) -> dict[int, int]:
         """How many forward batches of each size (in inputs) this replica has run."""

@@ -37,20 +37,19 @@ def load_served_embedder(section: EmbedderSection) -> Embedder:
         import torch
 
         torch.set_num_threads(section.threads)
-    model = load_embedder(
-        source, device=device, dtype=section.dtype,
-        pooling=section.pooling, max_length=section.max_length,
-    )  # fmt: skip
-    if section.backend == "torch":
-        return model
-    from uniembed.models.onnx_embedder import onnx_unsupported_reason, to_onnx
+    options: dict[str, Any] = {"pooling": section.pooling, "max_length": section.max_length}
+    if section.backend != "torch":
+        from uniembed.models.onnx_embedder import load_onnx_embedder, onnx_unsupported_reason
+        from uniembed.models.registry import inspect_model
 
-    reason = onnx_unsupported_reason(model)
-    if reason is None:
-        return to_onnx(model, section.threads)
-    if section.backend == "onnx":
-        raise ValueError(f"embedder.backend: onnx does not apply here: {reason} (set torch)")
-    return model
+        reason = onnx_unsupported_reason(inspect_model(source).family, device)
+        if reason is None and section.dtype not in (None, "float32"):
+            reason = f"it runs float32 only (embedder.dtype is {section.dtype})"
+        if reason is None:
+            return load_onnx_embedder(source, section.threads, **options)
+        if section.backend == "onnx":
+            raise ValueError(f"embedder.backend: onnx does not apply here: {reason} (set torch)")
+    return load_embedder(source, device=device, dtype=section.dtype, **options)
 
 
 class EmbedderHost:
