@@ -79,6 +79,26 @@ def test_a_request_longer_than_a_batch_spans_batches_in_order() -> None:
     asyncio.run(main())
 
 
+def test_each_batch_is_reported_with_what_is_still_queued() -> None:
+    async def main() -> None:
+        model = _Model()
+        seen: list[tuple[int, int]] = []
+
+        def record(size: int, waiting: int, seconds: float) -> None:
+            seen.append((size, waiting))
+
+        queue = EmbedQueue(model, ThreadPoolExecutor(max_workers=1), 4, 0.0, on_batch=record)
+        first = await _started(model, queue, ["x"])
+        rest = asyncio.ensure_future(queue.submit([f"t{i}" for i in range(6)]))
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        await first
+        await rest
+        assert seen == [(1, 6), (4, 2), (2, 0)]
+
+    asyncio.run(main())
+
+
 def test_a_failing_batch_fails_its_requests_and_the_queue_goes_on() -> None:
     async def main() -> None:
         model = _Model()

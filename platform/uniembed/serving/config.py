@@ -23,7 +23,9 @@ class DeploymentSection:
 
     num_cpus: float = field(default=0.5, metadata={"help": "CPUs per replica (fractional ok)"})
     num_gpus: float = field(default=0.0, metadata={"help": "GPUs per replica (fractional ok)"})
-    max_batch_size: int = field(default=32, metadata={"help": "@serve.batch max_batch_size"})
+    max_batch_size: int = field(
+        default=32, metadata={"help": "per batch: inputs (embedder), requests (the others)"}
+    )
     batch_wait_timeout_s: float = field(
         default=0.01, metadata={"help": "how long a partial batch waits for more requests"}
     )

@@ -49,6 +49,8 @@ class EmbedQueue(Generic[T, R]):
         max_batch_size: inputs per batch.
         wait_s: how long a batch may wait to fill after a batch of more than one input.
         adaptive_wait: False: every batch may wait ``wait_s``.
+        on_batch: called on the event loop after each batch with its size in inputs, the
+            inputs still queued and the seconds the batch ran (metrics).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class EmbedQueue(Generic[T, R]):
         max_batch_size: int,
         wait_s: float,
         adaptive_wait: bool = True,
+        on_batch: Callable[[int, int, float], None] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -66,6 +69,7 @@ class EmbedQueue(Generic[T, R]):
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
         self.adaptive_wait = adaptive_wait
+        self.on_batch = on_batch
         self.batch_sizes: Counter[int] = Counter()
         self._entries: deque[_Entry[T, R]] = deque()
         self._queued = 0  # inputs queued and not yet taken into a batch
@@ -151,6 +155,7 @@ class EmbedQueue(Generic[T, R]):
             self._last_batch = len(batch)
             self.batch_sizes[len(batch)] += 1
             inputs = [entry.inputs[i] for entry, i in batch]
+            started = loop.time()
             try:
                 results = await loop.run_in_executor(self.executor, self.run, inputs)
                 if len(results) != len(inputs):
@@ -160,6 +165,9 @@ class EmbedQueue(Generic[T, R]):
                     if not entry.future.done():
                         entry.future.set_exception(e)
                 continue
+            finally:
+                if self.on_batch is not None:
+                    self.on_batch(len(inputs), self._queued, loop.time() - started)
             for (entry, i), result in zip(batch, results):
                 entry.results[i] = result
                 entry.done += 1

@@ -9,6 +9,7 @@ reading requests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,6 +53,34 @@ def load_served_embedder(section: EmbedderSection) -> Embedder:
     return load_embedder(source, device=device, dtype=section.dtype, **options)
 
 
+BATCH_INPUTS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+BATCH_MS = [5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+
+
+def _batch_metrics() -> Callable[[int, int, float], None] | None:
+    """Ray metrics of the embedder's batches (Prometheus and the dashboard, as
+    ``ray_uniembed_serve_embed_*``): inputs per batch, the model's milliseconds per batch,
+    inputs waiting; None outside Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    from ray.util.metrics import Gauge, Histogram
+
+    sizes = Histogram("uniembed_serve_embed_batch_inputs", "inputs per embedder batch",
+                      boundaries=BATCH_INPUTS)  # fmt: skip
+    times = Histogram("uniembed_serve_embed_batch_ms", "milliseconds per embedder batch",
+                      boundaries=BATCH_MS)  # fmt: skip
+    queued = Gauge("uniembed_serve_embed_queued_inputs", "inputs waiting for a batch")
+
+    def record(size: int, waiting: int, seconds: float) -> None:
+        sizes.observe(size)
+        times.observe(1000 * seconds)
+        queued.set(waiting)
+
+    return record
+
+
 class EmbedderHost:
     """One embedder, batched in-process: the inputs of concurrent calls share forward
     passes (``deployment.max_batch_size`` inputs, waiting at most
@@ -74,6 +103,7 @@ class EmbedderHost:
             max_batch_size=section.deployment.max_batch_size,
             wait_s=section.deployment.batch_wait_timeout_s,
             adaptive_wait=section.adaptive_wait,
+            on_batch=_batch_metrics(),
         )
 
     def info(self) -> dict[str, Any]:
