@@ -156,3 +156,20 @@ def test_after_a_crowd_the_next_batch_waits_to_fill() -> None:
         assert model.batches == [["a", "b"], ["c", "d"]]
 
     asyncio.run(main())
+
+
+def test_if_the_batching_task_fails_no_request_waits_forever() -> None:
+    async def main() -> None:
+        model = _Model()
+        queue = _queue(model, max_batch_size=4)
+
+        def broken() -> list:
+            raise KeyError("a bug in batching")
+
+        queue._take = broken  # type: ignore[method-assign]
+        with pytest.raises(KeyError, match="a bug in batching"):
+            await asyncio.wait_for(queue.submit(["a"]), 5)
+        del queue._take  # the next request starts a new task, which works
+        assert await asyncio.wait_for(queue.submit(["b"]), 5) == ["B"]
+
+    asyncio.run(main())

@@ -101,12 +101,26 @@ class EmbedQueue(Generic[T, R]):
         if self._worker is None or self._worker.done():
             self._arrived = asyncio.Event()
             self._worker = loop.create_task(self._work())
+            self._worker.add_done_callback(self._worker_ended)
         entry: _Entry[T, R] = _Entry(inputs, loop.create_future())
         self._entries.append(entry)
         self._queued += len(inputs)
         assert self._arrived is not None
         self._arrived.set()
         return await entry.future
+
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        """The batching task never returns; should it fail, no queued request is left
+        waiting forever: each gets the error (the next submit starts a new task)."""
+        if task.cancelled():
+            error: BaseException = RuntimeError("the embedder's batching task was cancelled")
+        else:
+            error = task.exception() or RuntimeError("the embedder's batching task ended")
+        while self._entries:
+            entry = self._entries.popleft()
+            if not entry.future.done():
+                entry.future.set_exception(error)
+        self._queued = 0
 
     async def _fill(self) -> None:
         """Wait until a batch is full or the wait after the last batch has passed."""
