@@ -4,7 +4,8 @@ One Serve instance per module holds two apps on tiny random models:
 
 - ``secure`` at ``/``: API key from a secret file, Matryoshka on, tiny-text-lm reranker, and
   the FAISS index written by the embed job (text, image and image+text items);
-- ``open`` at ``/open``: no auth, no reranker, an index built at start-up from the demo
+- ``open`` at ``/open``: no auth, no reranker, the packaged all-MiniLM-L6-v2 on ONNX
+  Runtime (the shipped config's embedder), an index built at start-up from the demo
   WordNet corpus.
 """
 
@@ -122,7 +123,7 @@ def served(ray_start_2_cpus, tmp_path_factory):  # noqa: ANN001, ANN201
                    "image_uri_prefixes": [str(demo_root())]},
     }  # fmt: skip
     open_ = {
-        "embedder": {"model": "tiny-qwen2-vl", "device": "cpu", "deployment": DEPLOY},
+        "embedder": {"model": "minilm", "device": "cpu", "deployment": DEPLOY},
         "reranker": {"enabled": False},
         "retriever": {"demo_limit": 40, "deployment": DEPLOY},
         "ingress": {"num_cpus": 0.1},
@@ -383,6 +384,42 @@ def test_search_over_the_embed_job_index(served, client) -> None:  # noqa: ANN00
     assert reranked["reranker"] == "tiny-text-lm" and len(reranked["results"]) == 4
     rerank_scores = [h["rerank_score"] for h in reranked["results"]]
     assert rerank_scores == sorted(rerank_scores, reverse=True)
+
+
+def test_onnx_encoder_alone_in_a_request_and_across_requests(served) -> None:  # noqa: ANN001
+    from ray import serve
+
+    url = served["url"] + "/open"
+    health = httpx.get(url + "/healthz", timeout=60).json()
+    assert health["embedder"]["name"] == "minilm" and health["embedder"]["backend"] == "onnx"
+    texts = ["a cat", "x", "the bark of a dog at night", " ".join(["long text"] * 60), "Paris"]
+
+    def post(inputs: list[str]) -> np.ndarray:
+        r = httpx.post(url + "/v1/embeddings", json={"input": inputs}, timeout=60)
+        assert r.status_code == 200, r.text
+        return np.array([d["embedding"] for d in r.json()["data"]], dtype=np.float32)
+
+    alone = np.concatenate([post([t]) for t in texts])
+    assert alone.shape == (len(texts), 384)
+    np.testing.assert_allclose(post(texts), alone, atol=1e-5)
+    handle = serve.get_deployment_handle("Ingress", app_name="open")
+    before = handle.stats.remote().result()
+
+    async def concurrent() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+            bodies = [{"input": [t]} for t in texts] + [{"input": texts}]
+            return await asyncio.gather(*(c.post("/v1/embeddings", json=b) for b in bodies))
+
+    responses = asyncio.run(concurrent())
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+    singles = np.array([r.json()["data"][0]["embedding"] for r in responses[:-1]], np.float32)
+    together = np.array([d["embedding"] for d in responses[-1].json()["data"]], np.float32)
+    np.testing.assert_allclose(singles, alone, atol=1e-5)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    after = handle.stats.remote().result()
+    grown = {size: n - before.get(size, 0) for size, n in after.items()}
+    # The requests' inputs shared forward passes (batches of up to 16 inputs).
+    assert max(size for size, n in grown.items() if n > 0) > len(texts), grown
 
 
 def test_search_over_the_start_up_demo_index(served) -> None:  # noqa: ANN001
