@@ -35,9 +35,9 @@ def test_vectors_are_the_same_alone_in_a_request_and_across_requests(host, minil
 
     async def main() -> tuple[list, list]:
         many = host.embed_many([EmbedInput(text=t) for t in TEXTS])
-        singles = [host.embed(EmbedInput(text=t)) for t in TEXTS]
+        singles = [host.embed_many([EmbedInput(text=t)]) for t in TEXTS]
         together = await asyncio.gather(many, *singles)
-        return together[0], list(together[1:])
+        return together[0], [single for (single,) in together[1:]]
 
     many, singles = asyncio.run(main())
     assert all(isinstance(o, EmbedOutput) for o in many)

@@ -21,14 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from uniembed.models.backbone import Backbone
 from uniembed.models.cache import cached_folder
 from uniembed.models.families import Family
 from uniembed.models.inputs import EmbedInput
-from uniembed.models.pooling import pool_and_normalize
 from uniembed.models.registry import EmbedderParts
 from uniembed.models.transformer_embedder import TransformerEmbedder
 
@@ -109,7 +107,8 @@ def export_encoder(embedder: TransformerEmbedder, folder: Path) -> None:
 
 class OnnxEmbedder(TransformerEmbedder):
     """A text-encoder :class:`TransformerEmbedder` whose forward pass is an ONNX Runtime
-    session; no torch model is loaded (``model`` is None). Built by
+    session; no torch model is loaded (``model`` is None). ``embed`` is the parent's: only
+    tokenising (no device move) and the hidden states differ. Built by
     :func:`load_onnx_embedder`."""
 
     backend = "onnx"
@@ -131,16 +130,6 @@ class OnnxEmbedder(TransformerEmbedder):
         feed = {name: batch[name].numpy() for name in self.input_names}
         (hidden,) = self.session.run(["hidden"], feed)
         return torch.from_numpy(hidden)
-
-    def embed(self, inputs: Sequence[EmbedInput]) -> np.ndarray:
-        """Embed ``inputs`` in one ONNX Runtime pass: (n, dim) float32, unit rows."""
-        if len(inputs) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        batch = self.encode(inputs)
-        with torch.inference_mode():
-            hidden = self.hidden_states(batch)
-            vectors = pool_and_normalize(hidden, batch["attention_mask"], self.settings.pooling)
-        return vectors.numpy().astype(np.float32, copy=False)
 
 
 def load_onnx_embedder(

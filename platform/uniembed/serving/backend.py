@@ -17,7 +17,7 @@ import ray
 
 from uniembed.models import EmbedInput
 from uniembed.models.embedder import Embedder
-from uniembed.serving.batching import EmbedOutput, ItemFailure, embed_isolated, raise_failure
+from uniembed.serving.batching import EmbedOutput, ItemFailure, embed_isolated
 from uniembed.serving.embedder_host import EmbedderHost
 from uniembed.serving.rerank_budget import fit_pair
 from uniembed.serving.retrieval import Hit, SearchIndex, index_info
@@ -46,10 +46,6 @@ class Backend(Protocol):
     async def retriever_info(self) -> dict[str, Any] | None:
         """``{"ready", "count", "dim", "source", "error"}`` or None; ``ready`` is false
         while the index is still being loaded or built."""
-        ...
-
-    async def embed(self, inp: EmbedInput) -> EmbedOutput:
-        """One input's embedding; ValueError when the model cannot take the input."""
         ...
 
     async def embed_many(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
@@ -103,9 +99,6 @@ class ServeBackend:
 
     async def retriever_info(self) -> dict[str, Any] | None:
         return None if self.retriever is None else await self.retriever.info.remote()
-
-    async def embed(self, inp: EmbedInput) -> EmbedOutput:
-        return await self.embedder.embed(inp)
 
     async def embed_many(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
         return await self.embedder.embed_many(inputs)
@@ -163,10 +156,6 @@ class LocalBackend:
         if self.index is None:
             return None
         return index_info(self.index, "local")
-
-    async def embed(self, inp: EmbedInput) -> EmbedOutput:
-        (result,) = await asyncio.to_thread(embed_isolated, self.embedder, [inp])
-        return raise_failure(result)
 
     async def embed_many(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
         return await asyncio.to_thread(embed_isolated, self.embedder, inputs)

@@ -15,7 +15,7 @@ from typing import Any
 
 from uniembed.models import EmbedInput
 from uniembed.models.embedder import Embedder
-from uniembed.serving.batching import EmbedOutput, ItemFailure, embed_isolated, raise_failure
+from uniembed.serving.batching import EmbedOutput, ItemFailure, embed_isolated
 from uniembed.serving.config import EmbedderSection
 from uniembed.serving.embed_queue import EmbedQueue
 
@@ -122,11 +122,6 @@ class EmbedderHost:
 
     def _run(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
         return embed_isolated(self.model, inputs, self.micro_batch_size)
-
-    async def embed(self, inp: EmbedInput) -> EmbedOutput:
-        """``inp``'s embedding; ValueError when the model cannot take this input."""
-        (result,) = await self.queue.submit([inp])
-        return raise_failure(result)
 
     async def embed_many(self, inputs: list[EmbedInput]) -> list[EmbedOutput | ItemFailure]:
         """Every input of one request, queued as one entry (they fill batches with those

@@ -13,7 +13,7 @@ from fastapi import Depends, Header
 from uniembed.models import EmbedInput
 from uniembed.serving.auth import key_matches, presented_key
 from uniembed.serving.backend import Backend, Pair
-from uniembed.serving.batching import EmbedOutput, ItemFailure
+from uniembed.serving.batching import EmbedOutput, ItemFailure, raise_failure
 from uniembed.serving.config import LimitsSection, ServeConfig
 from uniembed.serving.inputs import RequestError
 from uniembed.serving.retrieval import Hit, IndexNotReadyError
@@ -53,23 +53,16 @@ class ServeContext:
         """The request limits of the config."""
         return self.cfg.limits
 
-    async def embed_one(self, inp: EmbedInput, field: str) -> Any:
+    async def embed_one(self, inp: EmbedInput, field: str) -> EmbedOutput:
         """The backend's embedding of ``inp``; a bad input is a 400 naming ``field``."""
-        try:
-            return await self.backend.embed(inp)
-        except ValueError as e:
-            raise RequestError(400, f"{field}: {e}", field) from e
+        (result,) = await self.backend.embed_many([inp])
+        return _output(result, field)
 
     async def embed_many(self, inputs: list[EmbedInput], field: str) -> list[EmbedOutput]:
         """The backend's embeddings of ``inputs`` (batched with other requests' inputs);
         the first bad input is a 400 naming ``field[i]``, a server-side failure a 500."""
         results = await self.backend.embed_many(inputs)
-        for i, result in enumerate(results):
-            if isinstance(result, ItemFailure):
-                if result.client_error:
-                    raise RequestError(400, f"{field}[{i}]: {result.message}", f"{field}[{i}]")
-                raise RuntimeError(result.message)
-        return results  # type: ignore[return-value]
+        return [_output(result, f"{field}[{i}]") for i, result in enumerate(results)]
 
     async def reranker_info(self) -> dict[str, Any]:
         """The served reranker's info (waits while it starts); 404 when none is served."""
@@ -138,6 +131,15 @@ class ServeContext:
             "reranker": reranker,
             "retriever": retriever,
         }
+
+
+def _output(result: EmbedOutput | ItemFailure, field: str) -> EmbedOutput:
+    """``result``'s output; a client's bad input is a 400 naming ``field``, a failure of
+    ours a RuntimeError (500)."""
+    try:
+        return raise_failure(result)
+    except ValueError as e:
+        raise RequestError(400, f"{field}: {e}", field) from e
 
 
 def check_model(requested: str | None, served: str, field: str = "model") -> None:
