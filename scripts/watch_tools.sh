@@ -2,6 +2,8 @@
 # Debian packages for watching jobs, installed once (idempotent; needs root to install):
 #   prometheus  scripts/prometheus.sh scrapes a Ray cluster's metrics (tests/integration/test_watch_job.py)
 #   chromium    the headless browser of the dashboard test (tests/fixtures/browser.py)
+# Only the dashboard scenario (-m chaos) uses them: its test runs this script when it starts
+# (about 730 MB of packages the first time), the demo and the default test run never do.
 # Without root and with a package missing it only says so: the tests that need it fail
 # with a message naming the package.
 set -euo pipefail

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import urllib.parse
@@ -40,8 +41,13 @@ OUR_METRICS = ("ray_uniembed_train_loss", "ray_uniembed_train_samples_per_s")
 
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRayCluster, str]]:
-    """A head whose dashboard reads a Prometheus that scrapes it; yields (head, prom URL)."""
-    assert chromium_binary(), "chromium missing: bash scripts/setup.sh installs it (root)"
+    """A head whose dashboard reads a Prometheus that scrapes it; yields (head, prom URL).
+    Installs Prometheus and Chromium (Debian packages, once) if they are missing."""
+    if not (chromium_binary() and shutil.which("prometheus")):
+        print("[test_watch_job] installing prometheus and chromium: bash scripts/watch_tools.sh")
+        subprocess.run(["bash", str(REPO / "scripts" / "watch_tools.sh")], check=True, timeout=1800)
+    assert chromium_binary(), "chromium missing: bash scripts/watch_tools.sh installs it (root)"
+    assert shutil.which("prometheus"), "prometheus missing: bash scripts/watch_tools.sh (root)"
     state = tmp_path_factory.mktemp("prometheus")
     port = free_port()
     prom_env = dict(os.environ, UNIEMBED_PROMETHEUS_DIR=str(state))
