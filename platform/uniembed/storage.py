@@ -537,6 +537,115 @@ def list_files(uri: str, suffix: str | None = None) -> list[str]:
     return sorted(out)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A name :func:`list_input_files` left out: the link (or second name of a file), the
+    real path it leads to, whether that is a folder, and why."""
+
+    path: str
+    target: str
+    folder: bool
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.path} -> {self.target}: {self.why}"
+
+
+@dataclass(frozen=True)
+class InputListing:
+    """The files of an input folder as :func:`list_input_files` found them.
+
+    ``files``: URIs in the input's form, sorted, each real file once; ``skipped``: every
+    link or second name left out (:class:`Skipped`).
+    """
+
+    files: list[str]
+    skipped: list[Skipped]
+
+
+def list_input_files(uri: str, follow_symlinks: bool = False) -> InputListing:
+    """The files under the input folder ``uri`` (recursive), each real file once.
+
+    Local folders are walked here rather than by pyarrow, which follows every folder link
+    (a loop such as ``again -> .`` lists each file 40 times over). Links are judged by the
+    path they resolve to (``realpath``):
+
+    - a link to a folder is followed only with ``follow_symlinks``; one that leads back to a
+      folder above it (a loop) or to a folder already listed is never followed;
+    - a link to a file outside the input folder is left out unless ``follow_symlinks``;
+    - two names of one file (a link beside its target) list the file once, under the name
+      that is not a link (else the first in name order).
+
+    What is left out is named in ``skipped``. ``s3://`` has no links: its listing is
+    :func:`list_files`'s.
+    """
+    scheme, path = _parse(uri)
+    if scheme != "file":
+        return InputListing(list_files(uri), [])
+    if os.path.isfile(path):
+        return InputListing([uri], [])
+    root_real = os.path.realpath(path)
+    found: list[tuple[str, str, bool]] = []  # (path, real path, reached through a link)
+    skipped: list[Skipped] = []
+
+    def walk(folder: str, chain: frozenset[str], linked: bool) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise StorageError(f"cannot list {folder}: {exc}") from exc
+        for entry in entries:
+            if entry.name.startswith(_TMP_PREFIX):
+                continue
+            if not entry.is_symlink():
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, chain | {os.path.realpath(entry.path)}, linked)
+                elif entry.is_file(follow_symlinks=False):
+                    found.append((entry.path, os.path.realpath(entry.path), linked))
+                continue
+            target = os.path.realpath(entry.path)
+            if not os.path.exists(target):
+                skipped.append(Skipped(entry.path, target, False, "a broken link"))
+            elif os.path.isdir(target):
+                if any(_inside(target, c) for c in chain):
+                    why = (
+                        f"a symlink loop (leads back to {target}, a folder it is in), not followed"
+                    )
+                elif not follow_symlinks:
+                    why = "a folder link, not followed (set follow_symlinks=true to read it)"
+                elif target in walked:
+                    why = "a folder already listed"
+                else:
+                    walked.add(target)
+                    walk(entry.path, chain | {target}, True)
+                    continue
+                skipped.append(Skipped(entry.path, target, True, why))
+            elif follow_symlinks or _inside(root_real, target):
+                found.append((entry.path, target, True))
+            else:
+                why = (
+                    f"a link to a file outside the input folder {root_real} "
+                    "(set follow_symlinks=true to read it)"
+                )
+                skipped.append(Skipped(entry.path, target, False, why))
+
+    walked: set[str] = {root_real}
+    walk(path, frozenset({root_real}), False)
+    first: dict[str, tuple[str, bool]] = {}
+    for p, real, linked in sorted(found, key=lambda f: (f[2], f[0])):
+        if real in first:
+            skipped.append(Skipped(p, real, False, f"the same file as {first[real][0]}, read once"))
+        else:
+            first[real] = (p, linked)
+    files = sorted(_to_uri(uri, path, p) for p, _ in first.values())
+    return InputListing(files, skipped)
+
+
+def _inside(folder: str, path: str) -> bool:
+    """True when ``path`` is ``folder`` or below it (both real, absolute paths)."""
+    folder = folder.rstrip("/") or "/"
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
     """Read one Parquet file, or every ``*.parquet`` file under a folder (sorted by name,
     skipping names starting with ``_`` or ``.``), as one table."""

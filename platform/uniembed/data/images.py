@@ -35,21 +35,41 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder + "/")
 
 
+def real_location(uri: str) -> str:
+    """Where ``uri`` really points, for containment checks: a local path (or ``file://``
+    URI) resolved through every link (``realpath``), a storage URI with ``..`` collapsed."""
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    if "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(rest)}"
+    return os.path.realpath(uri)
+
+
+def link_note(uri: str) -> str:
+    """`` (a link to /real/path)`` when the local ``uri`` goes through a link, else ``""``:
+    for messages that refuse a path by where it really points."""
+    real = real_location(uri)
+    if "://" in real:
+        return ""
+    plain = os.path.abspath(uri[len("file://") :] if uri.startswith("file://") else uri)
+    return "" if real == plain else f" (a link to {real})"
+
+
 def path_allowed(uri: str, root: str | None, prefixes: Sequence[str] = ()) -> bool:
     """True when ``uri`` (already resolved by :func:`resolve_uri`) lies inside the folder
-    ``root`` or under one of ``prefixes``. ``..`` is collapsed first, so a relative path
-    cannot climb out; ``root=None`` allows everything. Pure: no storage access."""
+    ``root`` or under one of ``prefixes``; ``root=None`` allows everything.
+
+    Both sides are compared where they really point (:func:`real_location`): ``..`` cannot
+    climb out, and neither can a link inside the folder (``link.png -> ../x.png``,
+    ``-> /etc/hostname``) or a folder link on the way. Local paths are resolved on this
+    machine's filesystem; storage URIs are compared as written."""
     if root is None:
         return True
-
-    def norm(u: str) -> str:
-        if "://" in u:
-            scheme, rest = u.split("://", 1)
-            return f"{scheme}://{posixpath.normpath(rest)}"
-        return os.path.abspath(u)
-
-    target = norm(uri)
-    return any(_under(target, norm(r)) for r in (root, *prefixes))
+    if "\x00" in uri:  # no file system takes a NUL: nothing to resolve, never allowed
+        return False
+    target = real_location(uri)
+    return any(_under(target, real_location(r)) for r in (root, *prefixes))
 
 
 def decode_image(

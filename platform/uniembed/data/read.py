@@ -18,7 +18,7 @@ import ray
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.data.images import path_allowed
+from uniembed.data.images import link_note, path_allowed
 from uniembed.data.record_files import (
     PARQUET_SUFFIXES,
     file_records,
@@ -27,7 +27,7 @@ from uniembed.data.record_files import (
     parquet_batches,
     source_of,
 )
-from uniembed.data.records import FORMATS, convert_records
+from uniembed.data.records import FORMATS, RecordError, convert_records, record_id
 from uniembed.observe.names import named
 
 # Arrow types of the rows that leave the reader.
@@ -50,7 +50,9 @@ class ReadOptions:
     """How the embed job reads: picklable, shipped to the read tasks.
 
     ``root``: image paths must resolve inside this folder or under ``image_prefixes``
-    (None: no check). ``duplicates``: source -> (id, source of the first row with that id)
+    (None: no check), judged where they really point (links resolved).
+    ``follow_symlinks``: read record files through folder links (see ``input_files``).
+    ``duplicates``: source -> (id, source of the first row with that id)
     for every later row; ``dedupe`` says what becomes of them (see :mod:`.embed_dedupe`).
     """
 
@@ -59,6 +61,7 @@ class ReadOptions:
     image_prefixes: tuple[str, ...] = ()
     duplicates: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     dedupe: str = "quarantine"
+    follow_symlinks: bool = False
 
 
 def _check_row(row: dict[str, Any], options: ReadOptions) -> dict[str, Any] | None:
@@ -77,8 +80,8 @@ def _check_row(row: dict[str, Any], options: ReadOptions) -> dict[str, Any] | No
     if uri and not path_allowed(uri, options.root, options.image_prefixes):
         allowed = ", ".join((options.root or "", *options.image_prefixes))
         row[S.ERROR] = (
-            f"{source}: field 'image_uri': {uri} is outside the input folder and the "
-            f"allowed image prefixes ({allowed}); set image_prefixes to allow it"
+            f"{source}: field 'image_uri': {uri}{link_note(uri)} is outside the input folder "
+            f"and the allowed image prefixes ({allowed}); set image_prefixes to allow it"
         )
     return row
 
@@ -94,9 +97,18 @@ def iter_item_rows(
             yield checked
 
 
+def _valid_id(value: Any, source: str) -> str | None:
+    try:
+        return record_id(value, source)
+    except RecordError:
+        return None  # the reader quarantines the row, naming the field
+
+
 def id_rows(uri: str) -> Iterator[tuple[str, str]]:
-    """``(id, source)`` of every item-format record of one file that has an id, in file
-    order; cheap (Parquet: the id column only). For finding duplicate ids before any work."""
+    """``(id, source)`` of every item-format record of one file that has a valid id (see
+    ``records.record_id``), in file order; cheap (Parquet: the id column only). For finding
+    duplicate ids before any work: a row whose id is bad is left to the reader, which
+    quarantines it naming the field."""
     if uri.endswith(PARQUET_SUFFIXES):
         fs, path = storage.filesystem_for(uri)
         with fs.open_input_file(path) as f:
@@ -106,12 +118,14 @@ def id_rows(uri: str) -> Iterator[tuple[str, str]]:
         for batch in parquet_batches(uri, columns=[S.ID]):
             for rec in batch:
                 n += 1
-                if rec[S.ID] not in (None, ""):
-                    yield str(rec[S.ID]), source_of(uri, n)
+                id_ = _valid_id(rec[S.ID], source_of(uri, n))
+                if id_ is not None:
+                    yield id_, source_of(uri, n)
         return
     for rec, source in file_records(uri):
-        if isinstance(rec, dict) and rec.get(S.ID) not in (None, ""):
-            yield str(rec[S.ID]), source
+        id_ = _valid_id(rec.get(S.ID), source) if isinstance(rec, dict) else None
+        if id_ is not None:
+            yield id_, source
 
 
 def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[pa.Table]:
@@ -157,10 +171,11 @@ def read_items(
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown input format {fmt!r}; expected one of {list(FORMATS)}")
-    files = input_files(uri)
+    options = options or ReadOptions(fmt=fmt)
+    files = input_files(uri, options.follow_symlinks)
     files_ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
     return files_ds.map_batches(
-        named(_read_files_fn(options or ReadOptions(fmt=fmt), storage.get_options()), stage),
+        named(_read_files_fn(options, storage.get_options()), stage),
         batch_size=1,
         batch_format="numpy",
         num_cpus=cpus_per_task,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import posixpath
 from collections.abc import Iterator
 from typing import Any, Literal, overload
@@ -28,6 +29,7 @@ JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 PARQUET_SUFFIXES = (".parquet",)
 RECORD_SUFFIXES = JSON_SUFFIXES + PARQUET_SUFFIXES
 PARQUET_BATCH_ROWS = 1024
+logger = logging.getLogger(__name__)
 
 OnError = Literal["quarantine", "raise"]
 Record = dict[str, Any]
@@ -38,18 +40,24 @@ def source_of(uri: str, n: int) -> str:
     return f"{uri}:{n}"
 
 
-def input_files(uri: str) -> list[str]:
+def input_files(uri: str, follow_symlinks: bool = False) -> list[str]:
     """The record files at ``uri``: the file itself, or every JSON/JSONL/Parquet file below
-    the folder (names starting ``_`` or ``.`` left out), sorted. Raises FileNotFoundError
-    naming the URI when there are none."""
+    the folder (names starting ``_`` or ``.`` left out), sorted, each real file once.
+    Folder links are followed only with ``follow_symlinks``, loops never; what is left out
+    is logged (see :func:`storage.list_input_files`). Raises FileNotFoundError naming the
+    URI when there are none."""
     if not storage.exists(uri):
         raise FileNotFoundError(f"input {uri} does not exist")
     fs, path = storage.filesystem_for(uri)
     if fs.get_file_info(path).type == pafs.FileType.File:
         return [uri]
+    listing = storage.list_input_files(uri, follow_symlinks)
+    for skipped in listing.skipped:
+        if skipped.folder or skipped.path.endswith(RECORD_SUFFIXES):
+            logger.warning("input %s: left out %s", uri, skipped)
     files = [
         f
-        for f in storage.list_files(uri)
+        for f in listing.files
         if f.endswith(RECORD_SUFFIXES) and not posixpath.basename(f).startswith(("_", "."))
     ]
     if not files:
@@ -180,17 +188,19 @@ def file_records(
 
 
 @overload
-def folder_records(uri: str, on_error: Literal["raise"]) -> Iterator[tuple[Record, str, str]]: ...
+def folder_records(
+    uri: str, on_error: Literal["raise"], follow_symlinks: bool = ...
+) -> Iterator[tuple[Record, str, str]]: ...
 @overload
 def folder_records(
-    uri: str, on_error: Literal["quarantine"] = ...
+    uri: str, on_error: Literal["quarantine"] = ..., follow_symlinks: bool = ...
 ) -> Iterator[tuple[Record | RecordError, str, str]]: ...
 def folder_records(
-    uri: str, on_error: OnError = "quarantine"
+    uri: str, on_error: OnError = "quarantine", follow_symlinks: bool = False
 ) -> Iterator[tuple[Record | RecordError, str, str]]:
     """``(record, source, folder of its file)`` of every record of every file at ``uri``
     (see :func:`input_files`), in order; ``on_error`` as in :func:`file_records`."""
-    for f in input_files(uri):
+    for f in input_files(uri, follow_symlinks):
         base = folder_of(f)
         for rec, src in file_records(f, on_error):
             yield rec, src, base

@@ -7,6 +7,7 @@ the job can quarantine it instead of dropping it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -45,13 +46,62 @@ def strip_image_placeholders(text: str | None) -> str | None:
     return cleaned or None
 
 
-def _opt_str(rec: Mapping[str, Any], key: str, source: str) -> str | None:
+def printable(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udXXX`` escapes: safe to store, print
+    and write as UTF-8 (for ids and reasons of quarantined rows)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_text(value: str, source: str, field: str, path: bool = False) -> str:
+    """``value``, or RecordError naming ``field`` when it is not valid Unicode (a lone
+    surrogate such as JSON's ``"\\ud800"``, which no UTF-8 writer or tokenizer accepts) or,
+    for a ``path``, holds a NUL character (no file system takes one)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RecordError(
+            source,
+            field,
+            f"not valid Unicode: lone surrogate U+{ord(value[e.start]):04X} at character {e.start}",
+        ) from None
+    if path and "\x00" in value:
+        raise RecordError(source, field, f"a path with a NUL character: {value!r}")
+    return value
+
+
+def _opt_str(rec: Mapping[str, Any], key: str, source: str, path: bool = False) -> str | None:
     value = rec.get(key)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise RecordError(source, key, f"expected a string, got {type(value).__name__}")
-    return value
+    return check_text(value, source, key, path)
+
+
+def _opt_path(rec: Mapping[str, Any], key: str, source: str) -> str | None:
+    return _opt_str(rec, key, source, path=True)
+
+
+def _list_entry(value: Any, source: str, field: str, path: bool = False) -> str | None:
+    """An entry of a list of texts or image paths: a string, or None/"" for none."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise RecordError(source, field, f"expected a string, got {type(value).__name__}")
+    return check_text(value, source, field, path)
+
+
+def record_id(value: Any, source: str, field: str = S.ID) -> str | None:
+    """A record's id as a string: a string or an integer (a JSON number without fraction);
+    None when missing or empty. RecordError naming ``field`` for any other type (a float,
+    a bool, a list, an object) or text that is not valid Unicode."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RecordError(
+            source, field, f"expected a string or an integer, got {type(value).__name__}"
+        )
+    return check_text(str(value), source, field)
 
 
 def _item(
@@ -78,21 +128,21 @@ def items_from_item_record(
 ) -> list[dict[str, Any]]:
     """Our own item format: ``id`` (required), ``text``, ``image`` (bytes, or a path/URI
     string), ``image_uri``/``image_path``, ``instruction``."""
-    id_ = rec.get(S.ID)
-    if id_ is None or id_ == "":
+    id_ = record_id(rec.get(S.ID), source)
+    if id_ is None:
         raise RecordError(source, S.ID, "missing required field")
     image = rec.get(S.IMAGE)
     image_bytes = None
-    image_uri = _opt_str(rec, S.IMAGE_URI, source) or _opt_str(rec, "image_path", source)
+    image_uri = _opt_path(rec, S.IMAGE_URI, source) or _opt_path(rec, "image_path", source)
     if isinstance(image, (bytes, bytearray)):
         image_bytes = bytes(image) or None
     elif isinstance(image, str) and image:
-        image_uri = image_uri or image
-    elif image is not None:
+        image_uri = image_uri or check_text(image, source, S.IMAGE, path=True)
+    elif image is not None and image != "":
         raise RecordError(source, S.IMAGE, f"expected bytes or a path, got {type(image).__name__}")
     return [
         _item(
-            str(id_),
+            id_,
             _opt_str(rec, S.TEXT, source),
             image_uri,
             _opt_str(rec, S.INSTRUCTION, source),
@@ -103,13 +153,22 @@ def items_from_item_record(
     ]
 
 
-def _check_lists(rec: Mapping[str, Any], source: str) -> tuple[list[Any], list[Any]]:
-    texts = rec.get("tgt_text")
-    images = rec.get("tgt_img_path")
+def _str_list(rec: Mapping[str, Any], key: str, source: str, path: bool) -> list[str | None] | None:
+    values = rec.get(key)
+    if values is None:
+        return None
+    if not isinstance(values, (list, tuple)):
+        raise RecordError(source, key, f"expected a list, got {type(values).__name__}")
+    return [_list_entry(v, source, f"{key}[{i}]", path) for i, v in enumerate(values)]
+
+
+def _check_lists(rec: Mapping[str, Any], source: str) -> tuple[list[str | None], list[str | None]]:
+    texts = _str_list(rec, "tgt_text", source, path=False)
+    images = _str_list(rec, "tgt_img_path", source, path=True)
     if texts is None and images is None:
         raise RecordError(source, "tgt_text", "missing required field")
-    texts = list(texts) if texts is not None else [None] * len(images or [])
-    images = list(images) if images is not None else [None] * len(texts)
+    texts = texts if texts is not None else [None] * len(images or [])
+    images = images if images is not None else [None] * len(texts)
     if len(texts) == 0:
         raise RecordError(source, "tgt_text", "empty candidate list")
     if len(texts) != len(images):
@@ -132,7 +191,7 @@ def items_from_mmeb_eval(
         _item(
             f"{source}#qry",
             strip_image_placeholders(_opt_str(rec, "qry_text", source)),
-            _opt_str(rec, "qry_img_path", source),
+            _opt_path(rec, "qry_img_path", source),
             None,
             source,
             base,
@@ -182,12 +241,11 @@ def _side(rec: Mapping[str, Any], text_key: str, image_key: str, source: str) ->
     if text_key not in rec and image_key not in rec:
         raise RecordError(source, text_key, "missing required field")
     text = strip_image_placeholders(_opt_str(rec, text_key, source))
-    return Side(text, _opt_str(rec, image_key, source))
+    return Side(text, _opt_path(rec, image_key, source))
 
 
-def _record_id(rec: Mapping[str, Any]) -> str | None:
-    id_ = rec.get(S.ID)
-    return None if id_ in (None, "") else str(id_)
+def _record_id(rec: Mapping[str, Any], source: str) -> str | None:
+    return record_id(rec.get(S.ID), source)
 
 
 def parse_mmeb_train(rec: Mapping[str, Any], source: str) -> PublishedRecord:
@@ -195,10 +253,10 @@ def parse_mmeb_train(rec: Mapping[str, Any], source: str) -> PublishedRecord:
     negative ``neg_text, neg_image_path``; no scores."""
     neg = Side(
         strip_image_placeholders(_opt_str(rec, "neg_text", source)),
-        _opt_str(rec, "neg_image_path", source),
+        _opt_path(rec, "neg_image_path", source),
     )
     return PublishedRecord(
-        _record_id(rec),
+        _record_id(rec, source),
         _side(rec, "qry", "qry_image_path", source),
         _side(rec, "pos_text", "pos_image_path", source),
         (neg,) if neg.text or neg.image else (),
@@ -209,8 +267,22 @@ def _pos_score(rec: Mapping[str, Any], source: str) -> float | None:
     score = rec.get("query_pos_scores")
     if isinstance(score, list):  # some releases store the single score in a list
         score = score[0] if score else None
-    if score is not None and not isinstance(score, (int, float)):
-        raise RecordError(source, "query_pos_scores", f"expected a number, got {score!r}")
+    return _score(score, source, "query_pos_scores")
+
+
+def _score(value: Any, source: str, field: str) -> float | None:
+    """A judge score: a finite number, or None; RecordError naming ``field`` otherwise
+    (a string, a bool, NaN, an infinity, an integer too large for a float)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecordError(source, field, f"expected a number, got {printable(repr(value))}")
+    try:
+        score = float(value)
+    except OverflowError:
+        score = math.inf
+    if not math.isfinite(score):
+        raise RecordError(source, field, f"expected a finite number, got {value!r:.40}")
     return score
 
 
@@ -218,25 +290,36 @@ def parse_unime_v2(rec: Mapping[str, Any], source: str) -> PublishedRecord:
     """A UniME-V2 scored row: ``query_text, query_image, pos_text, pos_image,
     query_pos_scores`` (a number, or a list of one), ``hard_negatives [[text, image]...]``
     and ``hard_negatives_scores`` (one per hard negative)."""
-    negs = rec.get("hard_negatives") or []
+    negs = rec.get("hard_negatives")
+    negs = [] if negs is None else negs
+    if not isinstance(negs, (list, tuple)):
+        raise RecordError(source, "hard_negatives", f"expected a list, got {type(negs).__name__}")
     scores = rec.get("hard_negatives_scores")
+    if scores is not None and not isinstance(scores, (list, tuple)):
+        raise RecordError(
+            source, "hard_negatives_scores", f"expected a list, got {type(scores).__name__}"
+        )
     if scores is not None and len(scores) != len(negs):
         raise RecordError(
             source, "hard_negatives_scores", f"has {len(scores)} scores for {len(negs)} negatives"
         )
+    if scores is not None:
+        scores = [_score(v, source, f"hard_negatives_scores[{i}]") for i, v in enumerate(scores)]
     negatives = []
     for i, neg in enumerate(negs):
         pair = isinstance(neg, (list, tuple)) and len(neg) == 2
         if not pair or not all(v is None or isinstance(v, str) for v in neg):
             raise RecordError(source, f"hard_negatives[{i}]", "expected [text, image]")
-        negatives.append(Side(strip_image_placeholders(neg[0] or None), neg[1] or None))
+        text = _list_entry(neg[0], source, f"hard_negatives[{i}][0]")
+        image = _list_entry(neg[1], source, f"hard_negatives[{i}][1]", path=True)
+        negatives.append(Side(strip_image_placeholders(text), image))
     return PublishedRecord(
-        _record_id(rec),
+        _record_id(rec, source),
         _side(rec, "query_text", "query_image", source),
         _side(rec, "pos_text", "pos_image", source),
         tuple(negatives),
         _pos_score(rec, source),
-        list(scores) if scores is not None else None,
+        scores,
     )
 
 
@@ -274,9 +357,10 @@ CONVERTERS: dict[str, Callable[[Mapping[str, Any], str, str | None], list[dict[s
 
 
 def error_item(source: str, reason: str, id_: str | None = None) -> dict[str, Any]:
-    """A placeholder row for a record that could not be converted."""
-    row = _item(id_ or source, None, None, None, source, None)
-    row[S.ERROR] = reason
+    """A placeholder row for a record that could not be converted; its id, source and
+    reason are made :func:`printable` (the bad text may be in any of them)."""
+    row = _item(printable(id_ or source), None, None, None, printable(source), None)
+    row[S.ERROR] = printable(reason)
     return row
 
 
@@ -285,17 +369,8 @@ def check_unicode(row: Mapping[str, Any], source: str) -> None:
     surrogate such as JSON's ``"\\ud800"``, which no UTF-8 writer or tokenizer accepts)."""
     for key in (S.ID, S.TEXT, S.IMAGE_URI, S.INSTRUCTION):
         value = row.get(key)
-        if not isinstance(value, str):
-            continue
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as e:
-            bad = value[e.start]
-            raise RecordError(
-                source,
-                key,
-                f"not valid Unicode: lone surrogate U+{ord(bad):04X} at character {e.start}",
-            ) from None
+        if isinstance(value, str):
+            check_text(value, source, key, path=key == S.IMAGE_URI)
 
 
 def convert_records(
@@ -314,20 +389,17 @@ def convert_records(
             for row in rows:
                 check_unicode(row, source)
         except RecordError as e:
-            rid = rec.get(S.ID) if isinstance(rec, Mapping) else None
-            rid = str(rid) if rid not in (None, "") else None
-            if rid is not None and not _encodes(rid):
-                rid = None  # the id itself is the bad text: the row goes by its source
-            yield error_item(source, str(e), rid)
+            yield error_item(source, str(e), _usable_id(rec, source))
             continue
         for row in rows:
             row[S.ERROR] = None
             yield row
 
 
-def _encodes(text: str) -> bool:
+def _usable_id(rec: Any, source: str) -> str | None:
+    """The record's id when it is a valid one, for naming its quarantined row; None (the
+    row then goes by its source) when the id itself is the bad value."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        return record_id(rec.get(S.ID), source) if isinstance(rec, Mapping) else None
+    except RecordError:
+        return None

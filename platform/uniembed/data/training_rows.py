@@ -32,8 +32,10 @@ from uniembed.data.record_files import folder_records
 from uniembed.data.records import (
     PublishedRecord,
     RecordError,
+    check_text,
     parse_mmeb_train,
     parse_unime_v2,
+    record_id,
 )
 from uniembed.data.shards import MANIFEST
 
@@ -196,7 +198,12 @@ def read_texts(uri: str) -> pa.Table:
         text = rec.get(S.TEXT)
         if not isinstance(text, str) or not text.strip():
             raise TrainingDataError(f"{src}: field '{S.TEXT}' is missing or empty")
-        rows.append({S.ID: str(rec.get(S.ID) or src), S.TEXT: text, S.SOURCE: src})
+        try:
+            check_text(text, src, S.TEXT)
+            id_ = record_id(rec.get(S.ID), src) or src
+        except RecordError as e:
+            raise TrainingDataError(str(e)) from e
+        rows.append({S.ID: id_, S.TEXT: text, S.SOURCE: src})
     return pa.Table.from_pylist(rows, schema=DISTILL_SCHEMA)
 
 

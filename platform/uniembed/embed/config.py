@@ -44,6 +44,10 @@ class EmbedConfig:
         default_factory=list,
         metadata={"help": "folders/URIs images may come from besides the input folder"},
     )
+    follow_symlinks: bool = field(
+        default=False,
+        metadata={"help": "read input files through folder links (loops are never followed)"},
+    )
     overwrite: bool = field(
         default=False,
         metadata={"help": "let the job replace files in output it did not write (--overwrite)"},

@@ -20,6 +20,7 @@ drops rows it cannot read, since that would silently change the number it report
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import resolve_uri
 from uniembed.data.record_files import file_records
-from uniembed.data.records import RecordError, items_from_mmeb_eval
+from uniembed.data.records import RecordError, check_text, items_from_mmeb_eval
 
 TaskKind = Literal["candidates", "captions", "compositional"]
 TASK_KINDS: tuple[str, ...] = ("candidates", "captions", "compositional")
@@ -46,6 +47,7 @@ CAPTION = "caption"
 NEGATIVE_CAPTION = "negative_caption"
 CATEGORY = "category"
 
+logger = logging.getLogger(__name__)
 EVAL_SUFFIX = ".jsonl"
 EVAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")  # one task per file, whichever
 
@@ -92,9 +94,13 @@ def task_files(uris: Sequence[str]) -> list[str]:
         if uri.endswith(EVAL_SUFFIXES):
             files.append(uri)
             continue
+        listing = storage.list_input_files(uri)  # folder links not followed, loops named
+        for skipped in listing.skipped:
+            if skipped.folder or skipped.path.endswith(EVAL_SUFFIXES):
+                logger.warning("data %s: left out %s", uri, skipped)
         found = [
             f
-            for f in storage.list_files(uri)
+            for f in listing.files
             if f.endswith(EVAL_SUFFIXES) and not posixpath.basename(f).startswith(("_", "."))
         ]
         if not found:
@@ -145,13 +151,13 @@ def _content(text: str | None, image_uri: str | None) -> dict[str, Any]:
     return {S.TEXT: text, S.IMAGE: None, S.IMAGE_URI: image_uri, S.INSTRUCTION: None}
 
 
-def _req_str(rec: Mapping[str, Any], key: str, source: str) -> str:
+def _req_str(rec: Mapping[str, Any], key: str, source: str, path: bool = False) -> str:
     value = rec.get(key)
     if value is None:
         raise RecordError(source, key, "missing required field")
     if not isinstance(value, str) or not value.strip():
-        raise RecordError(source, key, f"expected a non-empty string, got {value!r}")
-    return value
+        raise RecordError(source, key, f"expected a non-empty string, got {value!r:.80}")
+    return check_text(value, source, key, path)
 
 
 class _Builder:
@@ -179,11 +185,12 @@ def _candidates_row(b: _Builder, rec: Mapping[str, Any], src: str, base: str) ->
 
 
 def _compositional_row(b: _Builder, rec: Mapping[str, Any], src: str, base: str) -> None:
-    image = resolve_uri(_req_str(rec, IMAGE, src), base)
+    image = resolve_uri(_req_str(rec, IMAGE, src, path=True), base)
     true, altered = _req_str(rec, CAPTION, src), _req_str(rec, NEGATIVE_CAPTION, src)
     category = rec.get(CATEGORY, b.task.name)
     if not isinstance(category, str) or not category:
-        raise RecordError(src, CATEGORY, f"expected a non-empty string, got {category!r}")
+        raise RecordError(src, CATEGORY, f"expected a non-empty string, got {category!r:.80}")
+    check_text(category, src, CATEGORY)
     refs = (
         b.add(_content(None, image)),
         b.add(_content(true, None)),
@@ -196,12 +203,15 @@ def _caption_texts(rec: Mapping[str, Any], src: str) -> list[str]:
     if CAPTIONS in rec:
         caps = rec[CAPTIONS]
         if isinstance(caps, str) or not isinstance(caps, list):
-            raise RecordError(src, CAPTIONS, f"expected a list of strings, got {caps!r}")
+            raise RecordError(src, CAPTIONS, f"expected a list of strings, got {caps!r:.80}")
         if not caps:
             raise RecordError(src, CAPTIONS, "empty caption list")
         for i, c in enumerate(caps):
             if not isinstance(c, str) or not c.strip():
-                raise RecordError(src, f"{CAPTIONS}[{i}]", f"expected a non-empty string: {c!r}")
+                raise RecordError(
+                    src, f"{CAPTIONS}[{i}]", f"expected a non-empty string: {c!r:.80}"
+                )
+            check_text(c, src, f"{CAPTIONS}[{i}]")
         return list(caps)
     if CAPTION in rec:
         return [_req_str(rec, CAPTION, src)]
@@ -222,7 +232,7 @@ def read_task(uri: str) -> EvalTask:
         # image URI -> (first source, caption texts), in first-seen order
         by_image: dict[str, tuple[str, list[str]]] = {}
         for rec, src in records:
-            image = resolve_uri(_req_str(rec, IMAGE, src), base)
+            image = resolve_uri(_req_str(rec, IMAGE, src, path=True), base)
             by_image.setdefault(image, (src, []))[1].extend(_caption_texts(rec, src))
         for image, (src, caps) in by_image.items():
             refs = [b.add(_content(None, image))] + [b.add(_content(c, None)) for c in caps]

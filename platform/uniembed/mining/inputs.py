@@ -24,7 +24,7 @@ import ray
 from uniembed import storage
 from uniembed.data import demo
 from uniembed.data import schema as S
-from uniembed.data.images import path_allowed
+from uniembed.data.images import link_note, path_allowed
 from uniembed.data.read import READ_SCHEMA
 from uniembed.data.record_files import (
     file_records,
@@ -33,7 +33,14 @@ from uniembed.data.record_files import (
     input_files,
     input_root,
 )
-from uniembed.data.records import RecordError, error_item, items_from_item_record
+from uniembed.data.records import (
+    RecordError,
+    check_text,
+    check_unicode,
+    error_item,
+    items_from_item_record,
+    record_id,
+)
 from uniembed.observe.names import named
 
 PAIR_QUERY_SUFFIX = "#image"
@@ -72,8 +79,8 @@ def check_image_path(item: dict[str, Any], source: str, allowed: Allowed) -> dic
         raise RecordError(
             source,
             S.IMAGE_URI,
-            f"{uri} is outside the input folder {root} and the allowed image prefixes "
-            f"({', '.join(prefixes) or 'none'}); set image_prefixes to allow it",
+            f"{uri}{link_note(uri)} is outside the input folder {root} and the allowed image "
+            f"prefixes ({', '.join(prefixes) or 'none'}); set image_prefixes to allow it",
         )
     return item
 
@@ -83,12 +90,13 @@ def query_row(
 ) -> dict[str, Any]:
     """One query record as an item row with ``pos_id``; RecordError when malformed."""
     if fmt == "pairs":
-        pid = rec.get(S.ID)
-        if pid in (None, ""):
+        pid = record_id(rec.get(S.ID), source)
+        if pid is None:
             raise RecordError(source, S.ID, "missing required field")
         image = rec.get(demo.PAIR_IMAGE)
         if not isinstance(image, str) or not image:
             raise RecordError(source, demo.PAIR_IMAGE, "missing image path")
+        check_text(image, source, demo.PAIR_IMAGE, path=True)
         item = items_from_item_record(
             {S.ID: f"{pid}{PAIR_QUERY_SUFFIX}", S.IMAGE_URI: image}, source, base
         )[0]
@@ -96,8 +104,8 @@ def query_row(
         item[S.POS_ID] = f"{pid}{PAIR_POS_SUFFIX}"
         return check_image_path(item, source, allowed)
     item = check_image_path(items_from_item_record(rec, source, base)[0], source, allowed)
-    pos = rec.get(S.POS_ID)
-    if not isinstance(pos, str) or not pos:
+    pos = record_id(rec.get(S.POS_ID), source, S.POS_ID)
+    if pos is None:
         raise RecordError(source, S.POS_ID, "missing the positive's id")
     item[S.POS_ID] = pos
     return item
@@ -113,16 +121,16 @@ def pool_row(
 ) -> dict[str, Any]:
     """One pool record as an item row with its group; RecordError when malformed."""
     if fmt == "pairs":
-        pid = rec.get(S.ID)
+        pid = record_id(rec.get(S.ID), source)
         title = rec.get(demo.TITLE)
-        if pid in (None, ""):
+        if pid is None:
             raise RecordError(source, S.ID, "missing required field")
         if not isinstance(title, str) or not title.strip():
             raise RecordError(source, demo.TITLE, "empty title")
+        check_text(title, source, demo.TITLE)
         rec = {S.ID: f"{pid}{PAIR_POS_SUFFIX}", S.TEXT: title}
     item = check_image_path(items_from_item_record(rec, source, base)[0], source, allowed)
-    group = rec.get(group_field) if group_field else None
-    item[S.GROUP] = None if group is None else str(group)
+    item[S.GROUP] = record_id(rec.get(group_field), source, group_field) if group_field else None
     return item
 
 
@@ -131,11 +139,15 @@ def _convert(rec: dict[str, Any] | Exception, source: str, convert: Any) -> dict
         return error_item(source, str(rec))
     try:
         row = convert(rec, source)
+        check_unicode(row, source)
         row[S.ERROR] = None
         return row
     except RecordError as e:
-        rid = rec.get(S.ID)
-        return error_item(source, str(e), str(rid) if rid not in (None, "") else None)
+        try:
+            rid = record_id(rec.get(S.ID), source)
+        except RecordError:
+            rid = None  # the id itself is the bad value: the row goes by its source
+        return error_item(source, str(e), rid)
 
 
 def iter_query_shards(
@@ -145,8 +157,10 @@ def iter_query_shards(
     max_queries: int | None,
     skip: frozenset[str],
     allowed: Allowed = ANYWHERE,
+    follow_symlinks: bool = False,
 ) -> Iterator[pa.Table]:
-    """Query shards (QUERY_SCHEMA tables) in input order, leaving out the shards in ``skip``."""
+    """Query shards (QUERY_SCHEMA tables) in input order, leaving out the shards in ``skip``;
+    ``follow_symlinks``: read record files through folder links (see ``input_files``)."""
     buf: list[dict[str, Any]] = []
 
     def flush(index: int) -> Iterator[pa.Table]:
@@ -158,7 +172,7 @@ def iter_query_shards(
         buf.clear()
 
     ordinal = 0
-    for rec, source, base in folder_records(uri):
+    for rec, source, base in folder_records(uri, follow_symlinks=follow_symlinks):
         if max_queries is not None and ordinal >= max_queries:
             break
         row = _convert(rec, source, lambda r, s: query_row(r, s, base, fmt, allowed))
@@ -179,16 +193,19 @@ def read_queries(
     max_queries: int | None,
     skip: frozenset[str],
     image_prefixes: tuple[str, ...] = (),
+    follow_symlinks: bool = False,
 ) -> ray.data.Dataset:
     """A Ray Dataset of query rows (QUERY_SCHEMA), shard after shard, streamed by one task.
     Image paths must stay inside the input's folder or under ``image_prefixes``."""
     s3 = storage.get_options()
-    input_files(uri)  # fail fast, in the driver, on a missing input
+    input_files(uri, follow_symlinks)  # fail fast, in the driver, on a missing input
     allowed = (input_root(uri), image_prefixes)
 
     def read(batch: dict[str, Any]) -> Iterator[pa.Table]:
         storage.configure(s3)
-        yield from iter_query_shards(uri, fmt, shard_size, max_queries, skip, allowed)
+        yield from iter_query_shards(
+            uri, fmt, shard_size, max_queries, skip, allowed, follow_symlinks
+        )
 
     return ray.data.from_items([{"path": uri}]).map_batches(
         named(read, "mine/read-queries"), batch_size=1, batch_format="numpy", num_cpus=0.25
@@ -213,12 +230,16 @@ def iter_pool_rows(
 
 
 def read_pool(
-    uri: str, fmt: str, group_field: str | None, image_prefixes: tuple[str, ...] = ()
+    uri: str,
+    fmt: str,
+    group_field: str | None,
+    image_prefixes: tuple[str, ...] = (),
+    follow_symlinks: bool = False,
 ) -> ray.data.Dataset:
     """A Ray Dataset of pool rows (POOL_SCHEMA), one read task per file. Image paths must
     stay inside the input's folder or under ``image_prefixes``."""
     s3 = storage.get_options()
-    files = input_files(uri)
+    files = input_files(uri, follow_symlinks)
     allowed = (input_root(uri), image_prefixes)
 
     def read(batch: dict[str, Any]) -> Iterator[pa.Table]:
