@@ -116,7 +116,7 @@ def prepare_output(cfg: EmbedConfig) -> list[str]:
     files, and the output holds nothing the job did not write (unless ``overwrite``).
     Returns the input files."""
     storage.check_reachable(cfg.output)
-    files = input_files(cfg.input)
+    files = input_files(cfg.input, cfg.follow_symlinks)
     check_output(cfg.output, JOB, LAYOUT, cfg.overwrite)
     return files
 
@@ -189,6 +189,7 @@ def run_embed(cfg: EmbedConfig, stage: str = "embed") -> EmbedSummary:
         image_prefixes=tuple(cfg.image_prefixes),
         duplicates=find_duplicates(files, cfg.format, cfg.dedupe),
         dedupe=cfg.dedupe,
+        follow_symlinks=cfg.follow_symlinks,
     )
     run_id = new_run_id()
     staged = staging_folder(cfg.output, run_id)
