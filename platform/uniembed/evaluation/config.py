@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from uniembed.config import require
+from uniembed.reranker.config import JudgeEngine, VllmSection
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
 
 
@@ -42,6 +43,14 @@ class EvalConfig:
     )
     rerank_top_k: int = field(default=10, metadata={"help": "candidates the reranker scores"})
     rerank_compute: RerankPoolSection = field(default_factory=RerankPoolSection)
+    rerank_engine: JudgeEngine = field(
+        default="transformers",
+        metadata={
+            "help": "transformers: our packed shared-prefix scorer | vllm: vLLM in its own venv "
+            "(UNIEMBED_VLLM=1 bash scripts/setup.sh)"
+        },
+    )
+    rerank_vllm: VllmSection = field(default_factory=VllmSection)
     groups: str | None = field(
         default=None, metadata={"help": "YAML {group: [task, ...]}; default MMEB's CLS/VQA/RET/VG"}
     )

@@ -115,6 +115,7 @@ def _rerank(
     from uniembed.evaluation.rerank import finish_rerank, plan_rerank
     from uniembed.evaluation.rerank_pool import score_on_pool
     from uniembed.mining.judge_stage import JudgeOptions
+    from uniembed.reranker.vllm_engine import actor_setup
     from uniembed.runtime import actor_resources, resolve_device
     from uniembed.training.export import download_model
 
@@ -123,15 +124,19 @@ def _rerank(
     pool = cfg.rerank_compute
     device = resolve_device(cfg.model)
     source = download_model(cfg.rerank) if storage.is_remote(cfg.rerank) else cfg.rerank
+    model, remote = actor_setup(cfg.rerank_engine, source, device, cfg.rerank_vllm)
     rerank = plan_rerank(tasks, plan, run.embeddings, failed, cfg.rerank_top_k)
     options = JudgeOptions(
-        model=source,
+        model=model,
         device=device,
         batch_size=pool.micro_batch_size,
         s3=storage.get_options(),
         cpu_threads=pool.cpu_threads,
+        engine=cfg.rerank_engine,
+        vllm=cfg.rerank_vllm,
     )
-    scored = score_on_pool(rerank.requests, options, pool, actor_resources(pool, device))
+    resources = {**actor_resources(pool, device), **remote}
+    scored = score_on_pool(rerank.requests, options, pool, resources)
     reranked = finish_rerank(rerank, scored.scores, cfg.ks)
     ours.extra["Reranker"] = f"{cfg.rerank} (pairwise P(Yes) over the top {cfg.rerank_top_k})"
     ours.extra["Embedder alone"] = {n: round(ours.tasks[n].score, 4) for n in reranked}

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from uniembed.config import require
+from uniembed.reranker.config import JudgeEngine, VllmSection
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
 
 # Input layouts the mine job reads (see ``mine_inputs``).
@@ -78,6 +79,14 @@ class JudgeSection:
     include_instruction: bool = field(
         default=True, metadata={"help": "put the query's task instruction in the judge prompt"}
     )
+    engine: JudgeEngine = field(
+        default="transformers",
+        metadata={
+            "help": "transformers: our packed shared-prefix scorer | vllm: vLLM in its own venv "
+            "(UNIEMBED_VLLM=1 bash scripts/setup.sh)"
+        },
+    )
+    vllm: VllmSection = field(default_factory=VllmSection)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -32,7 +32,11 @@ from uniembed.data.schema import (
 from uniembed.mining.columns import judge_fields
 from uniembed.mining.report import positive_auc
 from uniembed.observe.figures import count
+from uniembed.reranker.config import VllmSection
 from uniembed.reranker.scorer import JudgeInput, JudgeScorer
+
+if TYPE_CHECKING:
+    from uniembed.reranker.vllm_engine import VllmJudge
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +58,10 @@ class JudgeOptions:
     # (at least 1). On a shared 2-core machine more threads than reserved CPUs made the
     # judge many times slower (benchmarks/judge_throughput.py --threads 1,2).
     cpu_threads: int | None = None
+    # "transformers" (JudgeScorer) or "vllm" (reranker/vllm_engine.py: the actor must run in
+    # vLLM's venv and ``model`` be a plain folder; ``vllm_engine.actor_setup`` gives both).
+    engine: str = "transformers"
+    vllm: VllmSection | None = None
 
 
 def query_text(text: str | None, instruction: str | None, include_instruction: bool) -> str | None:
@@ -63,13 +71,20 @@ def query_text(text: str | None, instruction: str | None, include_instruction: b
     return joined or None
 
 
-def load_judge(options: JudgeOptions) -> JudgeScorer:
-    """A judge actor's setup: storage options, CPU threads, then the scorer."""
+def load_judge(options: JudgeOptions) -> JudgeScorer | VllmJudge:
+    """A judge actor's setup: storage options, CPU threads, then the scorer of
+    ``options.engine``."""
     import torch
 
     storage.configure(options.s3)
     if options.device == "cpu" and options.cpu_threads is not None:
         torch.set_num_threads(options.cpu_threads)
+    if options.engine == "vllm":
+        from uniembed.reranker.vllm_engine import VllmJudge
+
+        return VllmJudge.load(
+            options.model, device=options.device, dtype=options.dtype, section=options.vllm
+        )
     scorer = JudgeScorer.load(options.model, device=options.device, dtype=options.dtype)
     logger.info(
         "judge %s on %s: %d torch threads, %s",

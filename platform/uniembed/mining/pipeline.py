@@ -61,6 +61,7 @@ from uniembed.mining.sanity_stage import SANITY_FILE, measure, read_verdict, wri
 from uniembed.mining.selection_stage import SelectOptions, selector
 from uniembed.mining.shards import ShardBuffer, finished_shards
 from uniembed.observe.names import dataset_name, named
+from uniembed.reranker.vllm_engine import actor_setup
 from uniembed.runtime import actor_resources, init_ray, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -179,22 +180,28 @@ def _judge_dataset(  # noqa: ANN202
     )
     if use_judge:
         judge_device = resolve_device(cfg.judge.model)
+        judge_model, judge_remote = actor_setup(
+            cfg.judge.engine, cfg.judge.model.name, judge_device, cfg.judge.vllm
+        )
         ds = ds.map_batches(
             named(JudgeWorker, "mine/judge"),
             fn_constructor_args=(
                 JudgeOptions(
-                    model=cfg.judge.model.name,
+                    model=judge_model,
                     device=judge_device,
                     dtype=cfg.judge.model.dtype,
                     batch_size=jc.micro_batch_size,
                     include_instruction=cfg.judge.include_instruction,
                     s3=s3,
+                    engine=cfg.judge.engine,
+                    vllm=cfg.judge.vllm,
                 ),
             ),
             compute=ActorPoolStrategy(size=jc.num_actors),
             batch_size=jc.rows_per_call,
             batch_format="pyarrow",
             **actor_resources(jc, judge_device),
+            **judge_remote,
         )
     # The writer holds part-shards in memory: restarted elsewhere it would have lost them
     # and wait forever for rows that already passed. It is not restarted; its loss fails the
