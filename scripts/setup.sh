@@ -16,6 +16,12 @@ want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) torch=${UN
 # Prometheus and Chromium (the dashboard scenario's Debian packages) are not installed here:
 # the scenario's test installs them when it runs (scripts/watch_tools.sh).
 
+# The judge's vLLM engine (judge.engine=vllm) in its own venv, .venv-vllm, on request:
+# UNIEMBED_VLLM=1 (with UNIEMBED_TORCH=cuda on GPU machines). .venv never gets vLLM.
+if [ "${UNIEMBED_VLLM:-0}" = "1" ]; then
+  bash scripts/setup_vllm.sh
+fi
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi
