@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from uniembed.cli import run_job
 from uniembed.config import parse_config
 from uniembed.data.locations import place
 from uniembed.observe.figures import publish
@@ -50,4 +51,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main, "distill"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from uniembed.cli import run_job
 from uniembed.config import parse_config
 from uniembed.data.locations import place
 from uniembed.embed.config import EmbedConfig
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": "model.name",
             "format": "format",
             "overwrite": "overwrite",
+            "allow_empty": "allow_empty",
         },
     )
     cfg = place(cfg, ("output",), ("input", "model.name"))
@@ -43,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main, "embed"))

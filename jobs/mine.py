@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from uniembed.cli import run_job
 from uniembed.config import parse_config
 from uniembed.data.locations import place
 from uniembed.mining.config import MineConfig
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             "embedder": "embedder.name",
             "judge": "judge.model.name",
             "overwrite": "overwrite",
+            "allow_empty": "allow_empty",
         },
     )
     cfg = place(cfg, ("output",), ("queries", "pool", "embedder.name", "judge.model.name"))
@@ -72,4 +74,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main, "mine"))

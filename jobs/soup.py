@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from uniembed.cli import run_job
 from uniembed.config import parse_config
 from uniembed.training.soup_job import SoupConfig, run_soup
 
@@ -42,4 +43,4 @@ def storage_uri(uri: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main, "soup"))

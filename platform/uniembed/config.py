@@ -20,11 +20,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from uniembed.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A config value is missing, of the wrong type or out of range; the message names it."""
+class ConfigError(UserError, ValueError):
+    """A config value is missing, of the wrong type or out of range; the message names it
+    (a user error: the job prints it as one line and exits 2)."""
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -147,7 +150,11 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.path=value")
         key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw != "" else "")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML; quote it") from e
+        _set_dotted(data, key.strip(), value)
     return data
 
 
@@ -155,8 +162,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config (local path or storage URI); an empty file is an empty mapping."""
     from uniembed import storage
 
+    if not storage.exists(str(path)):
+        raise ConfigError(f"config {path} does not exist; check --config")
     text = storage.read_text(str(path))
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"config {path}{line}: not valid YAML ({problem}); fix the file") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level of a config must be a mapping")
     return data
@@ -256,6 +271,12 @@ def parse_config(
         help=f"YAML config (default: {default_config or 'none'})",
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the traceback of a user error (else one line, exit code 2; "
+        "the traceback goes to the log file that line names)",
+    )
     for flag, key in flags.items():
         if _key_type(cls, key, hints_cache) is bool:  # a switch: --overwrite sets it true
             parser.add_argument(

@@ -52,6 +52,10 @@ class EmbedConfig:
         default=False,
         metadata={"help": "let the job replace files in output it did not write (--overwrite)"},
     )
+    allow_empty: bool = field(
+        default=False,
+        metadata={"help": "let a run that embedded no row replace an existing output"},
+    )
 
     def __post_init__(self) -> None:
         require(bool(self.input), "input is required (--input URI)")

@@ -141,6 +141,10 @@ class MineConfig:
         default_factory=list,
         metadata={"help": "folders or s3:// prefixes images may come from besides the inputs'"},
     )
+    allow_empty: bool = field(
+        default=False,
+        metadata={"help": "let a run that mined no row replace an existing output"},
+    )
     embedder: ModelSection = field(default_factory=ModelSection)
     embed_compute: ActorPoolSection = field(default_factory=ActorPoolSection)
     retrieval: RetrievalSection = field(default_factory=RetrievalSection)

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from uniembed import storage
-from uniembed.data.training_rows import read_tune_rows
+from uniembed.data.training_rows import TrainingDataError, read_tune_rows
 from uniembed.reranker.config import RerankConfig
 from uniembed.reranker.data import ChatCounts, plan_rows
 from uniembed.reranker.loop import rerank_loop_per_worker
@@ -31,9 +31,10 @@ def reranker_rows(cfg: RerankConfig) -> tuple[pa.Table, ChatCounts]:
     """
     table = read_tune_rows(cfg.input, cfg.format, need_scores=False)
     if table.num_rows < cfg.train.batch_size:
-        raise ValueError(
+        raise TrainingDataError(
             f"{cfg.input}: {table.num_rows} rows, fewer than one batch "
-            f"(train.batch_size {cfg.train.batch_size})"
+            f"(train.batch_size {cfg.train.batch_size}); give more rows or a smaller "
+            "train.batch_size"
         )
     _, counts = plan_rows(
         table.to_pylist(), cfg.data.list_size, cfg.data.seed, cfg.data.pairwise_negatives

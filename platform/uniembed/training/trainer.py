@@ -21,7 +21,12 @@ from ray.train.torch import TorchTrainer
 
 from uniembed import storage
 from uniembed.data.job_outputs import clear_run_manifest, write_run_manifest
-from uniembed.data.training_rows import attach_teacher_embeddings, read_texts, read_tune_rows
+from uniembed.data.training_rows import (
+    TrainingDataError,
+    attach_teacher_embeddings,
+    read_texts,
+    read_tune_rows,
+)
 from uniembed.losses import LOSSES
 from uniembed.runtime import init_ray
 from uniembed.training.loop import EXPORT_DIR, AnyTrainConfig, run_uri, train_loop_per_worker
@@ -103,9 +108,10 @@ def training_rows(cfg: TrainConfig) -> pa.Table:
         if cfg.teacher.embeddings:
             table = attach_teacher_embeddings(table, cfg.teacher.embeddings)
     if table.num_rows < cfg.train.batch_size:
-        raise ValueError(
+        raise TrainingDataError(
             f"{cfg.input}: {table.num_rows} rows, fewer than one batch "
-            f"(train.batch_size {cfg.train.batch_size})"
+            f"(train.batch_size {cfg.train.batch_size}); give more rows or a smaller "
+            "train.batch_size"
         )
     order = np.random.default_rng(cfg.train.seed).permutation(table.num_rows)
     return table.take(order)
