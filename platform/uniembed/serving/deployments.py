@@ -1,10 +1,11 @@
 """The Serve deployments behind the ingress: Reranker and Retriever.
 
-(The embedder lives in the ingress replica itself, see :mod:`.embedder_host`.) Each
-batches with ``@serve.batch``; batch size and wait come from the config (set on the replica
-at start-up) and ``max_ongoing_requests`` is raised by the app builder so that batches can
-fill. Failures are isolated per item (see :mod:`.batching`). Model calls run in a worker
-thread so that the replica keeps collecting the next batch.
+(The embedder lives in the ingress replica itself, see :mod:`.embedder_host`.) The
+Reranker batches a request's documents by tokens in its own queue (:mod:`.reranker_host`);
+the Retriever batches query vectors with ``@serve.batch``, its size and wait from the
+config (set on the replica at start-up), ``max_ongoing_requests`` raised by the app builder
+so that batches can fill. Failures are isolated per item (see :mod:`.batching`). Model calls
+run in a worker thread so that the replica keeps collecting the next batch.
 """
 
 from __future__ import annotations
@@ -29,12 +30,6 @@ if TYPE_CHECKING:
 # imports this module in its build task before any replica starts).
 Pair = tuple[str | None, Any]  # (text, PIL image or None)
 logger = logging.getLogger(__name__)
-
-
-def _batch_cost(requests: Any) -> int:
-    from uniembed.serving.rerank_budget import batch_cost
-
-    return batch_cost(requests)
 
 
 def _load_scorer(source: str, device: str) -> Any:
@@ -64,55 +59,26 @@ def _configure_batching(method: Any, section: DeploymentSection) -> None:
 
 @serve.deployment(name="Reranker")
 class RerankerDeployment:
-    """Holds one judge; batches rerank requests and scores each with its shared prefix."""
+    """Holds one judge; scores each request's documents behind its query, in batches of at
+    most ``reranker.max_batch_tokens`` document tokens (see :mod:`.reranker_host`)."""
 
     def __init__(self, cfg: ServeConfig) -> None:
+        from uniembed.serving.reranker_host import RerankerHost
+
         storage.configure(cfg.storage)
         section = cfg.reranker
         source = resolve_model_source(section.model, "reranker.model")
-        self.scorer = _load_scorer(source, local_device(section.device))
+        self.host = RerankerHost(_load_scorer(source, local_device(section.device)), section)
         self.name = section.name
-        self.score_batch_size = section.score_batch_size
-        self.max_text_tokens = section.max_text_tokens
-        self.max_batch_tokens = section.max_batch_tokens
-        _configure_batching(self._score_batch, section.deployment)
-        self._score_batch.set_max_batch_size(section.max_batch_tokens)
 
     def info(self) -> dict[str, Any]:
         """Name and modalities of the served reranker."""
-        return {"name": self.name, "supports_images": self.scorer.supports_images}
-
-    def _score_one(self, request: tuple[Pair, list[Pair], int]) -> np.ndarray:
-        from uniembed.reranker.scorer import JudgeInput
-
-        (q_text, q_image), docs, _ = request
-        query = JudgeInput(text=q_text, image=q_image)
-        candidates = [JudgeInput(text=t, image=i) for t, i in docs]
-        scores = self.scorer.score(query, candidates, batch_size=self.score_batch_size)
-        return np.asarray(scores, dtype=np.float32)
-
-    def _score_all(self, requests: list[tuple[Pair, list[Pair], int]]) -> list[Any]:
-        from uniembed.serving.batching import run_isolated
-
-        # Each request has its own query (its own shared prefix): score them in turn.
-        return run_isolated(requests, lambda rs: [self._score_one(r) for r in rs], self._score_one)
-
-    # Bounded in tokens, not requests (see rerank_budget): set from reranker.max_batch_tokens.
-    @serve.batch(max_batch_size=8192, batch_wait_timeout_s=0.01, batch_size_fn=_batch_cost)
-    async def _score_batch(self, requests: list[tuple[Pair, list[Pair], int]]) -> list[Any]:
-        return await asyncio.to_thread(self._score_all, requests)
+        return {"name": self.name, "supports_images": self.host.scorer.supports_images}
 
     async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
         """P(Yes) (len(documents),) of each document for the query; texts are cut to
         ``reranker.max_text_tokens`` tokens first."""
-        from uniembed.serving.batching import raise_failure
-        from uniembed.serving.rerank_budget import fit_pair, request_cost
-
-        tok, cap = self.scorer.tokenizer, self.max_text_tokens
-        query = fit_pair(tok, query, cap)
-        documents = [fit_pair(tok, d, cap) for d in documents]
-        cost = request_cost(query, documents, self.max_batch_tokens)
-        return raise_failure(await self._score_batch((query, documents, cost)))
+        return await self.host.score(query, documents)
 
 
 @serve.deployment(name="Retriever")

@@ -2,7 +2,7 @@
 
 The ingress replica holds the model itself, so an embeddings request never leaves the
 process that parsed it: concurrent requests queue whole in an :class:`~uniembed.serving.
-embed_queue.EmbedQueue` (asyncio, no Ray call) and each batch runs on the replica's one
+batch_queue.BatchQueue` (asyncio, no Ray call) and each batch runs on the replica's one
 model thread, where tokenisation and the forward pass happen, off the event loop that keeps
 reading requests.
 """
@@ -15,9 +15,9 @@ from typing import Any
 
 from uniembed.models import EmbedInput
 from uniembed.models.embedder import Embedder
+from uniembed.serving.batch_queue import BatchQueue
 from uniembed.serving.batching import EmbedOutput, ItemFailure, embed_isolated
 from uniembed.serving.config import EmbedderSection
-from uniembed.serving.embed_queue import EmbedQueue
 
 
 def load_served_embedder(section: EmbedderSection) -> Embedder:
@@ -84,7 +84,7 @@ def _batch_metrics() -> Callable[[int, int, float], None] | None:
 class EmbedderHost:
     """One embedder, batched in-process: the inputs of concurrent calls share forward
     passes (``deployment.max_batch_size`` inputs, waiting at most
-    ``deployment.batch_wait_timeout_s`` for a batch to fill, see :class:`EmbedQueue`).
+    ``deployment.batch_wait_timeout_s`` for a batch to fill, see :class:`BatchQueue`).
 
     A failing input fails alone (see :func:`~uniembed.serving.batching.embed_isolated`).
     """
@@ -97,7 +97,7 @@ class EmbedderHost:
         # One model thread: batches run one after the other while the event loop gathers
         # the next one; torch's own threads parallelise each forward pass.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
-        self.queue: EmbedQueue[EmbedInput, EmbedOutput | ItemFailure] = EmbedQueue(
+        self.queue: BatchQueue[EmbedInput, EmbedOutput | ItemFailure] = BatchQueue(
             self._run,
             self._thread,
             max_batch_size=section.deployment.max_batch_size,

@@ -1,14 +1,14 @@
 """Bounding what one rerank request can cost, so that a long one cannot hold others up.
 
 Texts are cut to ``reranker.max_text_tokens`` tokens before they are queued, and the
-Reranker's dynamic batch is bounded in (estimated) tokens rather than in requests: a long
-request fills a batch alone, and short requests queued behind it wait for at most that one
-batch instead of sharing it.
+Reranker's batches are bounded in (estimated) document tokens rather than in requests: a
+request's documents enter the Reranker's :class:`~uniembed.serving.batch_queue.BatchQueue`
+whole and are scored ``reranker.max_batch_tokens`` at a time, one request per batch, so a
+short request queued behind a long one waits for one such batch, not for all of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from uniembed.models.truncation import truncate_text
@@ -26,19 +26,9 @@ def fit_pair(tokenizer: Any, pair: Pair, max_tokens: int) -> Pair:
     return truncate_text(tokenizer, text, max_tokens)[0], image
 
 
-def pair_cost(pair: Pair) -> int:
-    """Estimated tokens of one (text, image) pair."""
+def document_tokens(pair: Pair, max_text_tokens: int) -> int:
+    """Estimated tokens of one document already cut to ``max_text_tokens`` (its cost in a
+    rerank batch)."""
     text, image = pair
-    return len(text or "") // CHARS_PER_TOKEN + 1 + (IMAGE_TOKENS if image is not None else 0)
-
-
-def request_cost(query: Pair, documents: Sequence[Pair], budget: int) -> int:
-    """Estimated tokens a rerank request takes (query once, as its prefix is shared, plus
-    every document), at most ``budget`` so that a single request always forms a batch."""
-    return min(budget, pair_cost(query) + sum(pair_cost(d) for d in documents))
-
-
-def batch_cost(requests: Sequence[tuple[Pair, list[Pair], int]]) -> int:
-    """``serve.batch``'s ``batch_size_fn``: the summed cost of queued ``(query, documents,
-    cost)`` requests."""
-    return sum(r[2] for r in requests)
+    text_tokens = min(max_text_tokens, len(text or "") // CHARS_PER_TOKEN + 1)
+    return text_tokens + (IMAGE_TOKENS if image is not None else 0)

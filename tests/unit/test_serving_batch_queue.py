@@ -1,6 +1,7 @@
-"""The serve embedder's queue: requests share batches, long requests span batches, a
-failing batch fails only its requests, a cancelled request leaves the queue, and a lone
-client never waits."""
+"""The serve batch queue (the embedder's inputs, the reranker's documents): requests share
+batches, long requests span batches without holding up the short ones behind them, batches
+are bounded in cost, a failing batch fails only its requests, a cancelled request leaves the
+queue, and a lone client never waits."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from uniembed.serving.embed_queue import EmbedQueue
+from uniembed.serving.batch_queue import BatchQueue
 
 
 class _Model:
@@ -21,8 +22,10 @@ class _Model:
         self.batches: list[list[str]] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.running = threading.Event()  # set when a batch has started
 
     def __call__(self, inputs: list[str]) -> list[str]:
+        self.running.set()
         self.gate.wait(timeout=10)
         self.batches.append(list(inputs))
         if "bad" in inputs:
@@ -30,17 +33,17 @@ class _Model:
         return [x.upper() for x in inputs]
 
 
-def _queue(model: _Model, max_batch_size: int = 4, wait_s: float = 0.0) -> EmbedQueue:
-    return EmbedQueue(model, ThreadPoolExecutor(max_workers=1), max_batch_size, wait_s)
+def _queue(model: _Model, max_batch_size: int = 4, wait_s: float = 0.0) -> BatchQueue:
+    return BatchQueue(model, ThreadPoolExecutor(max_workers=1), max_batch_size, wait_s)
 
 
-async def _started(model: _Model, queue: EmbedQueue, first: list[str]) -> asyncio.Task:
-    """Submit ``first`` with the model held, and wait until its batch has been taken."""
+async def _started(model: _Model, queue: BatchQueue, first: list[str]) -> asyncio.Task:
+    """Submit ``first`` with the model held, and wait until its (first) batch is running."""
     model.gate.clear()
+    model.running.clear()
     task = asyncio.ensure_future(queue.submit(first))
-    while queue.queued:
+    while not model.running.is_set():
         await asyncio.sleep(0.001)
-    await asyncio.sleep(0.01)
     return task
 
 
@@ -72,9 +75,65 @@ def test_a_request_longer_than_a_batch_spans_batches_in_order() -> None:
         await first
         assert await long == [f"T{i}" for i in range(10)]
         assert await short == ["S"]
-        # Batches are cut from the queue's front: the short request rides in the last one.
-        assert [len(b) for b in model.batches] == [1, 4, 4, 3]
-        assert model.batches[-1] == ["t8", "t9", "s"]
+        # The long request's first share goes, then it queues behind the short one: the
+        # short request rides in the very next batch, not behind all ten inputs.
+        assert model.batches == [
+            ["x"],
+            ["t0", "t1", "t2", "t3"],
+            ["s", "t4", "t5", "t6"],
+            ["t7", "t8", "t9"],
+        ]
+
+    asyncio.run(main())
+
+
+def test_a_short_request_arriving_during_a_long_one_waits_for_one_batch() -> None:
+    async def main() -> None:
+        model = _Model()
+        queue = _queue(model, max_batch_size=4)
+        long = await _started(model, queue, [f"t{i}" for i in range(12)])
+        short = asyncio.ensure_future(queue.submit(["s1", "s2"]))
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        assert await short == ["S1", "S2"]
+        # it came while the long request's first batch ran, and is in the next one
+        assert model.batches[:2] == [["t0", "t1", "t2", "t3"], ["s1", "s2", "t4", "t5"]]
+        assert await long == [f"T{i}" for i in range(12)]
+        assert [len(b) for b in model.batches] == [4, 4, 4, 2]
+
+    asyncio.run(main())
+
+
+def test_batches_are_bounded_in_cost_and_take_at_least_one_input() -> None:
+    async def main() -> None:
+        model = _Model()
+        queue = BatchQueue(model, ThreadPoolExecutor(max_workers=1), 10, 0.0, cost=len)
+        first = await _started(model, queue, ["x"])
+        # costs 4, 4, 4, 12 (over the bound alone), 1
+        rest = asyncio.ensure_future(queue.submit(["aaaa", "bbbb", "cccc", "d" * 12, "e"]))
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        await first
+        assert await rest == ["AAAA", "BBBB", "CCCC", "D" * 12, "E"]
+        assert model.batches == [["x"], ["aaaa", "bbbb"], ["cccc"], ["d" * 12], ["e"]]
+        assert queue.queued == 0
+
+    asyncio.run(main())
+
+
+def test_unshared_batches_hold_one_request_each() -> None:
+    async def main() -> None:
+        model = _Model()
+        queue = BatchQueue(model, ThreadPoolExecutor(max_workers=1), 3, 0.5, shared=False)
+        assert queue.next_wait_s(3) == 0.0  # nothing to wait for: no company is taken
+        long = await _started(model, queue, [f"t{i}" for i in range(8)])
+        short = [asyncio.ensure_future(queue.submit([x])) for x in ("a", "b")]
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        assert [await t for t in short] == [["A"], ["B"]]
+        assert await long == [f"T{i}" for i in range(8)]
+        # one request per batch; each short one waits for one share of the long one
+        assert model.batches == [["t0", "t1", "t2"], ["a"], ["b"], ["t3", "t4", "t5"], ["t6", "t7"]]
 
     asyncio.run(main())
 
@@ -87,7 +146,7 @@ def test_each_batch_is_reported_with_what_is_still_queued() -> None:
         def record(size: int, waiting: int, seconds: float) -> None:
             seen.append((size, waiting))
 
-        queue = EmbedQueue(model, ThreadPoolExecutor(max_workers=1), 4, 0.0, on_batch=record)
+        queue = BatchQueue(model, ThreadPoolExecutor(max_workers=1), 4, 0.0, on_batch=record)
         first = await _started(model, queue, ["x"])
         rest = asyncio.ensure_future(queue.submit([f"t{i}" for i in range(6)]))
         await asyncio.sleep(0.01)
@@ -136,11 +195,11 @@ def test_a_cancelled_request_leaves_the_queue() -> None:
 
 
 def test_a_lone_request_never_waits_and_a_crowd_waits_for_its_batch() -> None:
-    queue = EmbedQueue(_Model(), ThreadPoolExecutor(max_workers=1), 8, wait_s=0.5)
+    queue = BatchQueue(_Model(), ThreadPoolExecutor(max_workers=1), 8, wait_s=0.5)
     assert queue.next_wait_s(0) == 0.0  # before any batch
     assert queue.next_wait_s(1) == 0.0  # a batch of one: the next one starts at once
     assert queue.next_wait_s(4) == 0.5  # a crowd: the next batch may wait to fill
-    fixed = EmbedQueue(_Model(), ThreadPoolExecutor(max_workers=1), 8, 0.5, adaptive_wait=False)
+    fixed = BatchQueue(_Model(), ThreadPoolExecutor(max_workers=1), 8, 0.5, adaptive_wait=False)
     assert fixed.next_wait_s(0) == fixed.next_wait_s(1) == 0.5
 
 

@@ -1,14 +1,21 @@
-"""Dynamic batching of embedding inputs inside one process, a request at a time.
+"""Dynamic batching inside one process, a request at a time: the embedder's inputs and the
+reranker's documents.
 
 Each request enters the queue whole (its inputs, one future), not as one queued call per
-input: a request of 32 texts costs one queue entry, and a batch of ``max_batch_size``
-inputs is cut from the front of the queue, splitting a request across batches where it
-does not fit. One batch runs at a time, on the caller's executor (the model thread),
-while the event loop keeps queueing the requests that arrive meanwhile.
+input: a request of 32 texts costs one queue entry. A batch is cut from the front of the
+queue, bounded in cost (``max_batch_size``: inputs by default, tokens for the reranker),
+splitting a request across batches where it does not fit; a request split so goes behind
+the requests queued after it before the next batch is cut, so they ride in that batch
+instead of waiting for all of it: a short request waits for at most the one batch running
+when it came. With ``shared=False`` a batch holds the inputs of one request only (the reranker's:
+each request's documents share its own query prefix, so requests gain nothing from a
+common batch, and a short one need not wait for a long one's share of it). One batch runs
+at a time, on the caller's executor (the model thread), while the event loop keeps
+queueing the requests that arrive meanwhile.
 
 After a batch of more than one input the next one may wait ``wait_s`` for company (under
 concurrent load the requests that arrived during the last forward pass are still being
-parsed); a lone client's batches of one never wait (:meth:`EmbedQueue.next_wait_s`).
+parsed); a lone client's batches of one never wait (:meth:`BatchQueue.next_wait_s`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class _Entry(Generic[T, R]):
 
     inputs: Sequence[T]
     future: asyncio.Future[list[R]]
+    costs: list[int]
     taken: int = 0
     results: list[R | None] = field(default_factory=list)
     done: int = 0
@@ -38,7 +46,7 @@ class _Entry(Generic[T, R]):
         self.results = [None] * len(self.inputs)
 
 
-class EmbedQueue(Generic[T, R]):
+class BatchQueue(Generic[T, R]):
     """Batches the inputs of concurrent :meth:`submit` calls for ``run``.
 
     Args:
@@ -46,11 +54,15 @@ class EmbedQueue(Generic[T, R]):
             values: it must isolate them, see :func:`~uniembed.serving.batching.
             embed_isolated`); an exception fails every request in the batch.
         executor: where ``run`` runs (one worker: batches never overlap).
-        max_batch_size: inputs per batch.
+        max_batch_size: the most a batch may cost, in ``cost`` units (inputs by default); a
+            batch always takes at least one input, whatever it costs.
         wait_s: how long a batch may wait to fill after a batch of more than one input.
         adaptive_wait: False: every batch may wait ``wait_s``.
         on_batch: called on the event loop after each batch with its size in inputs, the
             inputs still queued and the seconds the batch ran (metrics).
+        cost: what one input costs (e.g. its tokens); None: 1 each.
+        shared: False: a batch holds the inputs of one request only (and never waits to
+            fill).
     """
 
     def __init__(
@@ -61,6 +73,8 @@ class EmbedQueue(Generic[T, R]):
         wait_s: float,
         adaptive_wait: bool = True,
         on_batch: Callable[[int, int, float], None] | None = None,
+        cost: Callable[[T], int] | None = None,
+        shared: bool = True,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -70,9 +84,12 @@ class EmbedQueue(Generic[T, R]):
         self.wait_s = wait_s
         self.adaptive_wait = adaptive_wait
         self.on_batch = on_batch
+        self.cost = cost
+        self.shared = shared
         self.batch_sizes: Counter[int] = Counter()
         self._entries: deque[_Entry[T, R]] = deque()
         self._queued = 0  # inputs queued and not yet taken into a batch
+        self._queued_cost = 0  # their cost
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._last_batch = 0
@@ -83,6 +100,8 @@ class EmbedQueue(Generic[T, R]):
         requests that arrived during the last forward pass, so that batches fill instead
         of the model thread running many small ones (32 clients on 2 cores: 69 -> 125
         req/s with 20 ms); a lone client (batches of one) is never made to wait."""
+        if not self.shared:
+            return 0.0
         if not self.adaptive_wait or last_batch > 1:
             return self.wait_s
         return 0.0
@@ -102,9 +121,11 @@ class EmbedQueue(Generic[T, R]):
             self._arrived = asyncio.Event()
             self._worker = loop.create_task(self._work())
             self._worker.add_done_callback(self._worker_ended)
-        entry: _Entry[T, R] = _Entry(inputs, loop.create_future())
+        costs = [max(0, self.cost(x)) for x in inputs] if self.cost else [1] * len(inputs)
+        entry: _Entry[T, R] = _Entry(inputs, loop.create_future(), costs)
         self._entries.append(entry)
         self._queued += len(inputs)
+        self._queued_cost += sum(costs)
         assert self._arrived is not None
         self._arrived.set()
         return await entry.future
@@ -113,21 +134,21 @@ class EmbedQueue(Generic[T, R]):
         """The batching task never returns; should it fail, no queued request is left
         waiting forever: each gets the error (the next submit starts a new task)."""
         if task.cancelled():
-            error: BaseException = RuntimeError("the embedder's batching task was cancelled")
+            error: BaseException = RuntimeError("the batching task was cancelled")
         else:
-            error = task.exception() or RuntimeError("the embedder's batching task ended")
+            error = task.exception() or RuntimeError("the batching task ended")
         while self._entries:
             entry = self._entries.popleft()
             if not entry.future.done():
                 entry.future.set_exception(error)
-        self._queued = 0
+        self._queued = self._queued_cost = 0
 
     async def _fill(self) -> None:
         """Wait until a batch is full or the wait after the last batch has passed."""
         assert self._arrived is not None
         wait = self.next_wait_s(self._last_batch)
         deadline = asyncio.get_running_loop().time() + wait
-        while self._queued < self.max_batch_size:
+        while self._queued_cost < self.max_batch_size:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 return
@@ -138,21 +159,36 @@ class EmbedQueue(Generic[T, R]):
                 return
 
     def _take(self) -> list[tuple[_Entry[T, R], int]]:
-        """Up to ``max_batch_size`` (entry, input index) pairs from the queue's front;
-        requests cancelled by their callers are dropped."""
+        """(entry, input index) pairs from the queue's front, costing at most
+        ``max_batch_size`` (at least one input); requests cancelled by their callers are
+        dropped. A request part-served by the last batch first goes behind the requests
+        queued after it, so that they need not wait for the rest of it."""
         batch: list[tuple[_Entry[T, R], int]] = []
-        while self._entries and len(batch) < self.max_batch_size:
+        cost = 0
+        if len(self._entries) > 1 and self._entries[0].taken:
+            self._entries.rotate(-1)
+        while self._entries and cost < self.max_batch_size:
             entry = self._entries[0]
             if entry.future.done():  # the caller went away: skip what is left of it
                 self._queued -= len(entry.inputs) - entry.taken
+                self._queued_cost -= sum(entry.costs[entry.taken :])
                 self._entries.popleft()
                 continue
-            n = min(len(entry.inputs) - entry.taken, self.max_batch_size - len(batch))
-            batch.extend((entry, i) for i in range(entry.taken, entry.taken + n))
-            entry.taken += n
-            self._queued -= n
-            if entry.taken == len(entry.inputs):
-                self._entries.popleft()
+            if batch and not self.shared:
+                break
+            start = entry.taken
+            while entry.taken < len(entry.inputs):
+                c = entry.costs[entry.taken]
+                if batch and cost + c > self.max_batch_size:
+                    break
+                batch.append((entry, entry.taken))
+                cost += c
+                entry.taken += 1
+            self._queued -= entry.taken - start
+            self._queued_cost -= sum(entry.costs[start : entry.taken])
+            if entry.taken < len(entry.inputs):
+                break  # the batch is full
+            self._entries.popleft()
         return batch
 
     async def _work(self) -> None:
