@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 from collections.abc import Sequence
 
 from PIL import Image, UnidentifiedImageError
@@ -98,9 +99,12 @@ def decode_image(
     except ImageError:
         raise
     except Image.DecompressionBombError as e:  # over PIL's own limit: refused, never decoded
+        # One whole sentence with our limit, not PIL's message (its own, larger limit).
+        size = re.search(r"\((\d+) pixels\)", str(e))
+        pixels = f"has {size.group(1)} pixels, " if size else "is "
         raise ImageError(
-            f"record {record}: image from {source} is over the limit of {max_pixels} pixels "
-            f"(decompression bomb: {e})"
+            f"record {record}: image from {source} {pixels}over the limit of {max_pixels} "
+            "pixels (a decompression bomb: refused, not decoded)"
         ) from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"record {record}: cannot decode image from {source}: {e}") from e
