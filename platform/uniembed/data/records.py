@@ -133,11 +133,16 @@ def items_from_item_record(
         raise RecordError(source, S.ID, "missing required field")
     image = rec.get(S.IMAGE)
     image_bytes = None
-    image_uri = _opt_path(rec, S.IMAGE_URI, source) or _opt_path(rec, "image_path", source)
+    image_uri, image_path = (
+        _opt_path(rec, S.IMAGE_URI, source),
+        _opt_path(rec, "image_path", source),
+    )
+    image_uri = image_uri or image_path  # both checked: a bad one is never passed over
     if isinstance(image, (bytes, bytearray)):
         image_bytes = bytes(image) or None
     elif isinstance(image, str) and image:
-        image_uri = image_uri or check_text(image, source, S.IMAGE, path=True)
+        image_uri = image_uri or image
+        check_text(image, source, S.IMAGE, path=True)
     elif image is not None and image != "":
         raise RecordError(source, S.IMAGE, f"expected bytes or a path, got {type(image).__name__}")
     return [
