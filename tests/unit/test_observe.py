@@ -52,6 +52,8 @@ def test_dataset_names_hold_no_slash() -> None:
 def test_the_progress_line_names_the_stage() -> None:
     assert stage_of("MapBatches(mine/judge)") == "mine/judge"
     assert stage_of("MapBatches(read)") == "MapBatches(read)"
+    fused = "MapBatches(mine/read-pool)->MapBatches(mine/stage-pool)"
+    assert stage_of(fused) == "mine/read-pool->mine/stage-pool"
     line = progress_line("mine-queries", "mine/judge", 96, 64, 2)
     assert line == "[mine-queries] mine/judge: 96 rows in, 64 out, 2 tasks"
 

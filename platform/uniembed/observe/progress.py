@@ -8,7 +8,8 @@ one line per stage that has work left::
     [mine-queries] mine/judge: 96 rows in, 64 out, 2 tasks
 
 The interval is ``RAY_DATA_NON_TTY_PROGRESS_LOG_INTERVAL`` (Ray's own variable, seconds).
-Terminal runs keep Ray Data's progress bars.
+Terminal runs keep Ray Data's progress bars. Stages shown live (:mod:`observe.live`: pairs
+judged, rows embedded, per call) are left out here: rows only move when a block is done.
 """
 
 from __future__ import annotations
@@ -16,13 +17,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from uniembed.observe.live import watched
+
 _OP_NAME = re.compile(r"^\w+\((?P<inner>.+)\)$")
 
 
 def stage_of(op_name: str) -> str:
-    """``MapBatches(mine/judge)`` -> ``mine/judge``; other names as they are."""
-    m = _OP_NAME.match(op_name)
-    return m.group("inner") if m and "/" in m.group("inner") else op_name
+    """``MapBatches(mine/judge)`` -> ``mine/judge``; fused operators stage by stage
+    (``MapBatches(mine/read-pool)->MapBatches(mine/stage-pool)`` ->
+    ``mine/read-pool->mine/stage-pool``); other names as they are."""
+    parts = []
+    for part in op_name.split("->"):
+        m = _OP_NAME.match(part)
+        parts.append(m.group("inner") if m and "/" in m.group("inner") else part)
+    return "->".join(parts)
 
 
 def progress_line(dataset: str, stage: str, rows_in: int, rows_out: int, tasks: int) -> str:
@@ -58,11 +66,16 @@ def install() -> bool:
                 return
             self._last_log_time = now
             name = _dataset_name(self._dataset_id)
+            live = watched()
             for state in self._topology.values():
                 op: Any = state.op
                 if isinstance(op, InputDataBuffer) or op.has_completed():
                     continue
+                if stage_of(op.name) in live:  # its own line counts calls, not blocks
+                    continue
                 m = op.metrics
+                if not m.num_row_inputs_received and not op.num_active_tasks():
+                    continue  # waiting for its first rows: nothing to say yet
                 print(
                     progress_line(
                         name,
