@@ -62,21 +62,29 @@ class Backend(Protocol):
         ...
 
 
-# A replica lost with its node or process; anything else (the model's own errors) is final.
-_LOST_REPLICA = (ray.exceptions.RayActorError,)  # ActorDiedError, ActorUnavailableError
+# A replica lost with its node or process, as Ray Serve reports it to a handle's caller:
+# ActorDiedError (Ray's actor transport), ActorUnavailableError (the gRPC transport of the
+# throughput-optimised mode, or a replica not reachable yet); both are RayActorErrors.
+# Anything else (the model's own errors, a bad input) is final.
+_LOST_REPLICA = (ray.exceptions.RayActorError,)
 LOST_REPLICA_ATTEMPTS = 5
 
 
-async def retry_lost_replica(call: Callable[[], Awaitable[Any]]) -> Any:
-    """Await ``call()``; when its replica was lost, call again (a new request, routed to a
-    live replica) after a short back-off, at most ``LOST_REPLICA_ATTEMPTS`` times."""
-    for attempt in range(1, LOST_REPLICA_ATTEMPTS + 1):
+async def retry_lost_replica(
+    call: Callable[[], Awaitable[Any]],
+    attempts: int = LOST_REPLICA_ATTEMPTS,
+    backoff_s: float = 0.1,
+) -> Any:
+    """Await ``call()``; when its replica was lost, call again (a new request, which the
+    handle routes to a live replica: Serve drops a replica it saw die) after a short
+    back-off, ``attempts`` calls at most. Only for idempotent calls (scoring, searching)."""
+    for attempt in range(1, attempts + 1):
         try:
             return await call()
         except _LOST_REPLICA:
-            if attempt == LOST_REPLICA_ATTEMPTS:
+            if attempt == attempts:
                 raise
-            await asyncio.sleep(0.1 * 2**attempt)
+            await asyncio.sleep(backoff_s * 2**attempt)
 
 
 class ServeBackend:
