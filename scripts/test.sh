@@ -4,7 +4,9 @@
 #   bash scripts/test.sh tests/unit -x
 #   bash scripts/test.sh -m "not chaos"     (adds the slow tier: real-model, rerun, S3-copy and
 #                                            outage variants of scenarios the default run covers)
-#   bash scripts/test.sh -m chaos           (the multi-node fault and browser scenarios)
+#   bash scripts/test.sh -m chaos           (the multi-node fault and browser scenarios; the
+#                                            browser one installs Prometheus and Chromium,
+#                                            Debian packages, on its first run: watch_tools.sh)
 #   bash scripts/test.sh -m ""              (everything)
 set -euo pipefail
 cd "$(dirname "$0")/.."
