@@ -161,7 +161,11 @@ class RerankerSection:
         default=512, metadata={"help": "query and document texts are cut to this many tokens"}
     )
     max_batch_tokens: int = field(
-        default=8192, metadata={"help": "a batch of rerank requests holds at most this many"}
+        default=1024,
+        metadata={
+            "help": "document tokens per batch (one request's; at least one document): a "
+            "short request waits for at most one such batch of a long one"
+        },
     )
     deployment: DeploymentSection = field(
         default_factory=lambda: DeploymentSection(max_batch_size=8, max_ongoing_requests=32)
