@@ -53,6 +53,65 @@ def onnx_unsupported_reason(family: Family, device: str) -> str | None:
     return None
 
 
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def onnx_reason(family: Family, device: str, dtype: str | None) -> str | None:
+    """:func:`onnx_unsupported_reason`, and float32 only: why ONNX Runtime does not apply
+    to this model, device and dtype, or None when it does."""
+    reason = onnx_unsupported_reason(family, device)
+    if reason is None and dtype not in (None, "float32"):
+        reason = f"it runs float32 only (dtype is {dtype})"
+    return reason
+
+
+def use_onnx(backend: str, reason: str | None, key: str = "backend") -> bool:
+    """Whether to run the forward pass in ONNX Runtime: ``backend`` ``onnx`` or ``auto``
+    where it applies (``reason`` None, from :func:`onnx_reason`), never for ``torch``.
+
+    Raises:
+        ValueError: ``onnx`` asked for where it does not apply (``key`` names the setting).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"{key} {backend!r} is not one of {list(BACKENDS)}")
+    if backend == "torch":
+        return False
+    if reason is not None and backend == "onnx":
+        raise ValueError(f"{key}: onnx does not apply here: {reason} (set torch)")
+    return reason is None
+
+
+def load_embedder_on(
+    name_or_path: str,
+    backend: str,
+    *,
+    device: str,
+    threads: int,
+    dtype: str | None = None,
+    pooling: str | None = None,
+    max_length: int | None = None,
+    key: str = "backend",
+) -> Any:
+    """The embedder :func:`~uniembed.models.registry.load_embedder` loads, with its forward
+    pass in ONNX Runtime on ``threads`` threads where ``backend`` asks for it (see
+    :func:`use_onnx`); on the CPU torch gets ``threads`` threads too. MLLMs, decoders,
+    GPUs and dtypes other than float32 stay on torch under ``auto``.
+
+    Raises:
+        ValueError: ``backend: onnx`` where it does not apply, or a bad backend name.
+    """
+    from uniembed.models.registry import inspect_model, load_embedder
+
+    if device == "cpu":
+        torch.set_num_threads(threads)
+    family = inspect_model(name_or_path).family
+    if use_onnx(backend, onnx_reason(family, device, dtype), key):
+        return load_onnx_embedder(name_or_path, threads, pooling=pooling, max_length=max_length)
+    return load_embedder(
+        name_or_path, device=device, dtype=dtype, pooling=pooling, max_length=max_length
+    )
+
+
 class _Encoder(torch.nn.Module):
     """The encoder as ONNX sees it: token tensors in, last hidden states out."""
 

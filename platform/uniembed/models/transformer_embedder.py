@@ -99,6 +99,44 @@ class TransformerEmbedder(Backbone):
             vectors = self.features(inputs)
         return vectors.cpu().numpy().astype(np.float32, copy=False)
 
+    # --- texts tokenised once (text-only families) -------------------------------------
+    def token_ids(self, inputs: Sequence[EmbedInput]) -> list[list[int]] | None:
+        """Each input's token ids, prompted and cut exactly as :meth:`embed` would, in one
+        tokenizer call; None for a family with a processor (MLLMs), whose inputs go through
+        :meth:`embed`. ValueError (from :meth:`prompts`) for an input it cannot take."""
+        if self.processor is not None:
+            return None
+        batch = self._tokenize_text(self.prompts(inputs), None, self.settings.max_length)
+        return batch["input_ids"]
+
+    def id_batch(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Model inputs (n, seq) for token ids from :meth:`token_ids`, right-padded: the
+        tensors :meth:`encode` makes for the same inputs, on the CPU."""
+        n, width = len(ids), max((len(row) for row in ids), default=0)
+        input_ids = np.full((n, width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+        mask = np.zeros((n, width), dtype=np.int64)
+        for i, row in enumerate(ids):
+            input_ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        batch = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            batch["token_type_ids"] = np.zeros((n, width), dtype=np.int64)
+        return {name: torch.from_numpy(value) for name, value in batch.items()}
+
+    def embed_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Embed inputs given as :meth:`token_ids` in one forward pass: (n, dim) float32,
+        unit rows, equal to :meth:`embed` of the same inputs."""
+        if len(ids) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = self.id_batch(ids)
+        if self.model is not None:  # torch: onto the model's device
+            device = next(self.model.parameters()).device
+            batch = {name: value.to(device) for name, value in batch.items()}
+        with torch.inference_mode():
+            hidden = self.hidden_states(batch)
+            vectors = pool_and_normalize(hidden, batch["attention_mask"], self.settings.pooling)
+        return vectors.cpu().numpy().astype(np.float32, copy=False)
+
     def token_length(self, inp: EmbedInput) -> int:
         """Tokens ``inp`` will take, image tokens included; tokenizes text only (cheap)."""
         (prompt,) = self.prompts([inp])
