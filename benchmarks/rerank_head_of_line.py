@@ -1,12 +1,12 @@
 """Rerank head-of-line blocking: how long a 2-document rerank waits behind a long request.
 
     PYTHONPATH=platform python benchmarks/rerank_head_of_line.py [--docs 32] [--rounds 1]
-        [--bound 8192] [--model smollm2-135m]
+        [--bound 1024] [--max-text-tokens 512] [--delay 0.5] [--model smollm2-135m]
 
 The long request is a 30k-character query with ``--docs`` documents of 28.8k characters
-(cut to ``reranker.max_text_tokens``, 512, as served); ``--delay`` seconds after it starts
-a short request (a one-line query, 2 one-line documents) arrives. Both go through the
-served reranker's own code (:class:`uniembed.serving.reranker_host.RerankerHost`: the
+(cut to ``reranker.max_text_tokens``, 512, as served); ``--delay`` seconds after its first
+batch starts, a short request (a one-line query, 2 one-line documents) arrives. Both go
+through the served reranker's own code (:class:`uniembed.serving.reranker_host.RerankerHost`: the
 queue, the model thread, the judge; no HTTP), in two modes, alternated round by round so
 that load changes on a shared machine hit both alike:
 
@@ -62,7 +62,7 @@ def shipped_reranker() -> RerankerSection:
 
 async def one_round(host: RerankerHost, docs: int, delay: float) -> tuple[float, float]:
     """(short request's seconds, long request's seconds) with the short one sent ``delay``
-    seconds after the long one."""
+    seconds after the long one's first batch started."""
     long_query = (text(30_000, 0), None)
     long_docs = [(text(28_800, i + 1), None) for i in range(docs)]
     short_query = ("what is a cat?", None)
@@ -73,7 +73,10 @@ async def one_round(host: RerankerHost, docs: int, delay: float) -> tuple[float,
         await host.score(query, documents)
         return time.perf_counter() - start
 
+    taken = sum(host.queue.batch_sizes.values())
     long = asyncio.ensure_future(timed(long_query, long_docs))
+    while sum(host.queue.batch_sizes.values()) == taken:  # until its first batch runs
+        await asyncio.sleep(0.01)
     await asyncio.sleep(delay)
     short = await timed(short_query, short_docs)
     return short, await long
@@ -85,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--docs", type=int, default=32, help="documents of the long request")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each mode")
-    parser.add_argument("--delay", type=float, default=1.0, help="s before the short request")
+    parser.add_argument(
+        "--delay", type=float, default=0.5, help="s into the long request's first batch"
+    )
     shipped = shipped_reranker()
     parser.add_argument(
         "--bound", type=int, default=shipped.max_batch_tokens, help="bounded mode's tokens"
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nmodel {args.model}; long: 30k-char query + {args.docs} x 28.8k-char documents "
         f"(cut to {args.max_text_tokens} tokens); short: 2 one-line documents sent "
-        f"{args.delay:.1f} s later; {args.rounds} round(s) each, interleaved; "
+        f"{args.delay:.1f} s into its first batch; {args.rounds} round(s) each, interleaved; "
         f"load average {min(loads):.1f}-{max(loads):.1f}"
     )
     for mode, bound in (("whole", "one request, one batch"), ("bounded", f"{args.bound} tokens")):
