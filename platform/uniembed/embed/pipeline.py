@@ -14,7 +14,8 @@ Nothing is lost or clobbered: the input is checked (files, duplicate ids) before
 is touched; a folder holding files the job did not write is refused unless ``overwrite``;
 the run writes into ``_staging-<run>/`` and replaces the previous output only when it has
 succeeded, and the manifest's counts are read from the files written, checked against the
-rows read.
+rows read. A run that embedded no row does not replace an existing output (an empty or
+all-bad input), unless ``allow_empty``.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data import shards
 from uniembed.data.output_guard import (
+    check_not_empty,
     check_output,
     claim_output,
+    first_reasons,
+    naming_input,
     new_run_id,
     publish,
     staging_folder,
@@ -116,6 +120,11 @@ def prepare_output(cfg: EmbedConfig) -> list[str]:
     files, and the output holds nothing the job did not write (unless ``overwrite``).
     Returns the input files."""
     storage.check_reachable(cfg.output)
+    with naming_input("input"):
+        return _input_files(cfg)
+
+
+def _input_files(cfg: EmbedConfig) -> list[str]:
     files = input_files(cfg.input, cfg.follow_symlinks)
     check_output(cfg.output, JOB, LAYOUT, cfg.overwrite)
     return files
@@ -196,6 +205,15 @@ def run_embed(cfg: EmbedConfig, stage: str = "embed") -> EmbedSummary:
     claim_output(cfg.output, JOB)
     try:
         summary = _run_staged(cfg, device, read, run_id, staged, stage)
+        check_not_empty(
+            JOB,
+            cfg.input,
+            cfg.output,
+            (summary.rows_in, summary.rows_out),
+            PUBLISHED,
+            cfg.allow_empty,
+            first_reasons(storage.join(staged, QUARANTINE_DIR)),
+        )
         publish(staged, cfg.output, PUBLISHED, shards.MANIFEST)
         shards.write_manifest(cfg.output, summary.__dict__)
     finally:

@@ -38,8 +38,11 @@ from uniembed.data import schema as S
 from uniembed.data import shards
 from uniembed.data.output_guard import (
     STAGING_PREFIX,
+    check_not_empty,
     check_output,
     claim_output,
+    first_reasons,
+    naming_input,
     new_run_id,
     publish,
     staging_folder,
@@ -49,6 +52,7 @@ from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.embed.config import EmbedConfig, IndexSection
 from uniembed.embed.pipeline import check_model, run_embed
 from uniembed.embed.worker import WorkerOptions
+from uniembed.errors import EmptyOutputError, NoValidRowsError
 from uniembed.mining.config import MineConfig
 from uniembed.mining.inputs import POOL_SCHEMA, read_pool, read_queries
 from uniembed.mining.judge_stage import JudgeOptions, JudgeWorker
@@ -59,7 +63,7 @@ from uniembed.mining.retrieval_stage import QueryEmbedStage, RetrievalOptions, R
 from uniembed.mining.sanity import SanityVerdict, calibration_shards, decide
 from uniembed.mining.sanity_stage import SANITY_FILE, measure, read_verdict, write_verdict
 from uniembed.mining.selection_stage import SelectOptions, selector
-from uniembed.mining.shards import ShardBuffer, finished_shards
+from uniembed.mining.shards import JUDGED_DIR, ShardBuffer, finished_shards
 from uniembed.observe.names import dataset_name, named
 from uniembed.reranker.vllm_engine import actor_setup
 from uniembed.runtime import actor_resources, init_ray, resolve_device
@@ -94,6 +98,8 @@ def _stage_pool(cfg: MineConfig) -> float:
     ds.set_name(dataset_name("mine/pool-items"))
     stats = ds.take_all()
     seconds = time.perf_counter() - start
+    rows, ok = sum(s["rows"] for s in stats), sum(s["ok"] for s in stats)
+    require_valid_rows("pool", uri, rows, ok, first_reasons(storage.join(out, QUARANTINE_DIR)))
     shards.write_manifest(
         out,
         {
@@ -127,7 +133,25 @@ def _stage_embed_pool(cfg: MineConfig) -> float:
         stage="mine/pool",
     )
     logger.info(summary.line())
+    q_dir = storage.join(out, QUARANTINE_DIR)
+    uri = cfg.pool or cfg.queries
+    require_valid_rows("pool", uri, summary.rows_in, summary.rows_out, first_reasons(q_dir))
     return summary.seconds
+
+
+def require_valid_rows(key: str, uri: str, rows: int, valid: int, reasons: list[str]) -> None:
+    """Raise :class:`NoValidRowsError` when no row of the input ``key`` (``uri``) is left
+    to mine with: one line with the count and the first ``reasons``, instead of a later
+    stage failing on nothing."""
+    if valid:
+        return
+    if not rows:
+        raise NoValidRowsError(f"{key} {uri}: no rows; give a {key} with at least one row")
+    first = "; ".join(reasons) or "none recorded"
+    raise NoValidRowsError(
+        f"{key} {uri}: none of its {rows} rows is valid (first reasons: {first}); "
+        f"fix the {key} file"
+    )
 
 
 def _judge_dataset(  # noqa: ANN202
@@ -295,9 +319,11 @@ def prepare_output(cfg: MineConfig) -> str:
     fails before anything is written.
     """
     storage.check_reachable(cfg.output)
-    input_files(cfg.queries)
+    with naming_input("queries"):
+        input_files(cfg.queries)
     if cfg.pool is not None:
-        input_files(cfg.pool)
+        with naming_input("pool"):
+            input_files(cfg.pool)
     check_output(cfg.output, "mine", MINE_LAYOUT, cfg.overwrite)
     claim_output(cfg.output, "mine")
     if cfg.resume:
@@ -323,6 +349,21 @@ def run_mine(cfg: MineConfig) -> tuple[MineReport, int]:
         check_resume(work, cfg)
     report, code = _run(dataclasses.replace(cfg, output=work))
     if work != cfg.output:
+        try:
+            if code == 0:
+                rows = (report.queries, report.rows_written)
+                check_not_empty(
+                    "mine",
+                    cfg.queries,
+                    cfg.output,
+                    rows,
+                    PUBLISHED,
+                    cfg.allow_empty,
+                    report.quarantine_reasons,
+                )
+        except EmptyOutputError:
+            storage.delete(work)
+            raise
         publish(work, cfg.output, PUBLISHED, shards.MANIFEST)
         storage.delete(work)
     return report, code
@@ -344,6 +385,8 @@ def _run(cfg: MineConfig) -> tuple[MineReport, int]:
     verdict = _judge_queries(cfg, device, report)
     add_quarantine(report, cfg.output)
     add_judged(report, cfg.output)
+    _, judged = shards.count_rows(storage.join(cfg.output, JUDGED_DIR))
+    require_valid_rows("queries", cfg.queries, report.queries, judged, report.quarantine_reasons)
     report.sanity = verdict
     if verdict is not None and verdict.action != "judge":
         logger.warning("\n%s\n%s\n%s", "!" * 80, verdict.line(cfg.judge_name or ""), "!" * 80)
