@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmarks.judge_quality when run as a script
 HELDOUT = "wordnet/judge/heldout_queries.jsonl"
 Request = tuple[str, list[str]]  # (query text, candidate texts); candidate 0 is the gold
 

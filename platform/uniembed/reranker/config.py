@@ -50,6 +50,13 @@ class VllmSection:
         default=4096, metadata={"help": "longest prompt (tokens) the engine accepts"}
     )
     max_num_seqs: int = field(default=256, metadata={"help": "prompts scheduled at once"})
+    compile: bool | None = field(
+        default=None,
+        metadata={
+            "help": "torch.compile the model (CUDA graphs on GPU); None: on GPU only (on CPU "
+            "the compile takes minutes per engine start)"
+        },
+    )
 
     def __post_init__(self) -> None:
         require(bool(self.venv), "vllm.venv must not be empty")

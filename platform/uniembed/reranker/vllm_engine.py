@@ -198,6 +198,9 @@ def engine_args(
         args["block_size"] = block_size
     if device != "cpu":
         args["gpu_memory_utilization"] = section.gpu_memory_utilization
+    compiled = section.compile if section.compile is not None else device != "cpu"
+    if not compiled:
+        args["enforce_eager"] = True
     if images:
         args["limit_mm_per_prompt"] = {"image": MAX_IMAGES_PER_PROMPT}
     return args
@@ -256,7 +259,8 @@ class JudgePrompts(Backbone):
 
 class VllmJudge:
     """Scores (query, candidate) pairs on a ``vllm.LLM``; the interface of ``JudgeScorer``
-    that the judge actors use (``name``, ``supports_images``, ``score``, ``score_pairs``).
+    that the judge actors use (``name``, ``supports_images``, ``tokenizer``, ``score``,
+    ``score_pairs``).
 
     Attributes:
         prompts: the scorer's prompts and answer tokens (:class:`JudgePrompts`).
@@ -270,6 +274,7 @@ class VllmJudge:
         self.prompts = prompts
         self.llm = llm
         self.supports_images = prompts.supports_images
+        self.tokenizer = prompts.tokenizer
         self.yes_token_id, self.no_token_id = prompts.yes_token_id, prompts.no_token_id
         self.sampling = SamplingParams(
             max_tokens=1,
