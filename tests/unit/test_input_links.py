@@ -12,7 +12,7 @@ import pytest
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.data.images import path_allowed
+from uniembed.data.images import path_allowed, under_prefixes
 from uniembed.data.read import ReadOptions, iter_item_rows
 from uniembed.data.record_files import folder_records, input_files, input_root
 from uniembed.evaluation.tasks import task_files
@@ -116,3 +116,15 @@ def test_evaluate_lists_data_folders_without_following_links(folder: Path) -> No
     _write(folder / "t.jsonl", [{"image": "inside.png", "captions": ["a"]}])
     (folder / "again").symlink_to(".")
     assert task_files([str(folder)]) == [str(folder / "t.jsonl")]
+
+
+def test_under_prefixes_judges_where_a_uri_really_points(folder: Path) -> None:
+    (folder / "link.png").symlink_to("../x.png")
+    allowed = [f"file://{folder}/", "s3://bucket/images/"]
+    assert under_prefixes(f"file://{folder}/inside.png", allowed)
+    assert under_prefixes(str(folder / "inside.png"), allowed)
+    assert not under_prefixes(f"file://{folder}/link.png", allowed)
+    assert not under_prefixes(f"file://{folder}/../x.png", allowed)
+    assert under_prefixes("s3://bucket/images/a.png", allowed)
+    assert not under_prefixes("s3://bucket/images/../secret.png", allowed)
+    assert not under_prefixes(f"file://{folder}/a\x00.png", allowed)

@@ -73,6 +73,16 @@ def path_allowed(uri: str, root: str | None, prefixes: Sequence[str] = ()) -> bo
     return any(_under(target, real_location(r)) for r in (root, *prefixes))
 
 
+def under_prefixes(uri: str, prefixes: Sequence[str]) -> bool:
+    """True when ``uri`` lies under one of ``prefixes`` where both really point (see
+    :func:`path_allowed`): for inputs that name images by URI with no input folder of their
+    own (serve requests)."""
+    if "\x00" in uri:
+        return False
+    target = real_location(uri)
+    return any(_under(target, real_location(p)) for p in prefixes)
+
+
 def decode_image(
     data: bytes, *, record: str = "?", source: str = "bytes", max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Image.Image:
