@@ -7,7 +7,9 @@ run as its own process as a user would, beside sentence-transformers where it ha
     PYTHONPATH=platform .venv/bin/python benchmarks/scale.py --table   # table + docs plot
 
 The corpora come from ``benchmarks/scale_corpus.py`` (built on first use, cached under
-``$UNIEMBED_CACHE``). At each size N, ours and the peer back to back (interleaved):
+``$UNIEMBED_CACHE``). The peer runs at niceness 15, the niceness Ray gives its worker
+processes (where our jobs do their work), so that on a shared machine both sides compete
+for the CPU alike. At each size N, ours and the peer back to back (interleaved):
 
 * ``embed``: ``jobs/embed.py --model minilm`` over the N pool texts (``index.kind=none``)
   against ``SentenceTransformer.encode`` (same all-MiniLM-L6-v2 folder from
@@ -62,6 +64,7 @@ PY = str(REPO / ".venv" / "bin" / "python")
 TREE = REPO
 PEER_PY = str(REPO / "benchmarks" / ".venv-peer" / "bin" / "python")
 TUNE_STEPS = 12
+PEER_NICENESS = 15
 SAMPLE_S = 0.5
 ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -260,7 +263,10 @@ def cell_command(stage: str, side: str, size: str, data: Path, work: Path) -> li
     if side == "peer":
         py = PEER_PY if stage == "mine" else PY
         script = str(REPO / "benchmarks" / "scale.py")
-        return [py, script, "--peer", stage, "--data", str(data), "--peer-out", out]
+        # Ray runs its workers at niceness 15 (raylet's worker_niceness); the peer gets the
+        # same, or on a shared machine it would out-compete our workers for the CPU.
+        nice = ["nice", "-n", str(PEER_NICENESS)]
+        return [*nice, py, script, "--peer", stage, "--data", str(data), "--peer-out", out]
     if stage == "embed":
         return [PY, "jobs/embed.py", "--input", str(data / "pool.jsonl"), "--output", out,
                 "--model", "minilm", "index.kind=none"]  # fmt: skip

@@ -17,9 +17,15 @@ once if a package is unknown):
   ``git-doc`` (HTML and text),
   ``perl-doc`` (POD), ``fortunes``, then the English manual pages in
   ``/usr/share/man/man*`` (roff: ``manpages``, ``manpages-dev`` and whatever else the
-  machine has installed, read until the 1M texts are in; the order is fixed). Paragraphs that
+  machine has installed; the order is fixed). Paragraphs that
   read as prose (at least 6 words, mostly letters) are cut at sentence ends into passages
   of at most 48 words.
+
+These sources give 937,759 distinct texts. The 1M size is filled from a supplement read
+after them: the quotations GCIDE prints under its senses, the Debian Administrator's
+Handbook (``debian-handbook``, English) and Django's documentation (``python-django-doc``);
+its texts come after all the others in the order, so the 10k and 100k sizes never contain
+them.
 
 Texts are deduplicated by content (first source in the order above wins), ordered by the
 SHA-1 of their id (so the order does not depend on file system order), and every size is
@@ -36,7 +42,8 @@ into the repository; a size already built is kept. Each size folder holds:
   the task instruction) and a pool of 2,000 texts from this size's pool (their positives
   first), so that the judge job scores 100 x K=20 = 2,000 pairs at every size;
 * ``tune/part-0.parquet``: ``N`` training rows in the mine job's output schema (query,
-  positive, 8 negatives drawn from the pool in a fixed order);
+  positive, 8 negatives drawn from the texts in a fixed order; above 255,755 rows the pairs
+  repeat, under new query ids);
 * ``manifest.json``: counts per source and what each file holds.
 """
 
@@ -45,6 +52,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import html
 import html.parser
 import json
 import os
@@ -64,7 +72,7 @@ INSTRUCTION = "Find the dictionary definition of the word or phrase."
 PACKAGES = (
     "dict-gcide wordnet-base dict-foldoc dict-jargon dict-vera dict-devil linux-doc-6.1 "
     "python3.11-doc postgresql-doc-15 debian-reference-en debian-handbook git-doc perl-doc "
-    "manpages manpages-dev fortunes"
+    "manpages manpages-dev fortunes python-django-doc"
 ).split()
 DICTD = Path("/usr/share/dictd")
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -377,6 +385,39 @@ def document_passages(folder: str, suffixes: tuple[str, ...], split) -> Iterator
                 yield from (p for p in passages(para) if is_prose(p, 4))
 
 
+# --- the supplement: read only to fill the 1M size ------------------------------------
+
+
+def gcide_quotations() -> Iterator[str]:
+    """The quotations GCIDE prints under its senses (indented blocks), their author tags
+    and source lines dropped."""
+    data = gzip.open(DICTD / "gcide.dict.dz").read().decode("utf-8", "replace")
+    for block in re.split(r"\n\s*\n", data):
+        if block.startswith(" " * 8):
+            text = _clean_block([ln for ln in block.split("\n") if ln.strip()])
+            if is_prose(text):
+                yield from passages(text)
+
+
+def _div_para_paragraphs(text: str) -> list[str]:
+    """Publican/DocBook HTML (the Debian Administrator's Handbook): ``<div class="para">``."""
+    found = re.findall(r'<div class="para">(.*?)</div>', text, flags=re.S)
+    return [squash(html.unescape(re.sub(r"<[^>]+>", " ", p))) for p in found]
+
+
+def supplement_passages() -> Iterator[tuple[str, str]]:
+    """``(source, passage)`` of the supplementary sources, in a fixed order."""
+    if (DICTD / "gcide.index").is_file():
+        yield from (("gcide-quotations", t) for t in gcide_quotations())
+    handbook = "/usr/share/doc/debian-handbook/html/en-US"
+    for p in document_passages(handbook, (".html",), _div_para_paragraphs):
+        yield "debian-handbook", p
+    for p in document_passages(
+        "/usr/share/doc/python-django-doc/html", (".html",), _html_paragraphs
+    ):
+        yield "django-doc", p
+
+
 # --- assembling -----------------------------------------------------------------------
 
 
@@ -425,6 +466,15 @@ def collect(limit: int) -> tuple[list[dict], list[dict], dict[str, int]]:
             if len(texts) >= limit:
                 break
             add(source, passage)
+    # The supplement fills what the sources above leave short of the largest size; its
+    # texts come after theirs in the order (tier 1), so the smaller sizes never see them.
+    base = len(texts)
+    for source, passage in supplement_passages():
+        if len(texts) >= limit:
+            break
+        add(source, passage)
+    for t in texts[base:]:
+        t["tier"] = 1
     return texts, pairs, counts
 
 
@@ -492,6 +542,7 @@ def build_size(name: str, texts: list[dict], pairs: list[dict]) -> Path:
     positives = {q["pos_id"] for q in queries}
     others = [t for t in texts if t["id"] not in positives]
     pool = [by_id[q["pos_id"]] for q in queries] + others[: n - n_queries]
+    pool = [{k: v for k, v in t.items() if k != "tier"} for t in pool]
     _write_jsonl(out / "pool.jsonl", pool)
     _write_jsonl(out / "queries.jsonl", queries)
     judge_q = [dict(q, instruction=INSTRUCTION) for q in queries[:JUDGE_QUERIES]]
@@ -527,7 +578,7 @@ def ensure(sizes: list[str], install: bool = False) -> dict[str, Path]:
         limit = int(max(SIZES.values()) * 1.02) + 1000
         texts, pairs, counts = collect(limit)
         print(f"[scale_corpus] {len(texts)} texts, {len(pairs)} pairs: {counts}", file=sys.stderr)
-        texts.sort(key=lambda t: _key(t["id"]))
+        texts.sort(key=lambda t: (t.get("tier", 0), _key(t["id"])))
         pairs.sort(key=lambda p: _key(p["id"]))
         for s in todo:
             print(f"[scale_corpus] writing {size_dir(s)}", file=sys.stderr)
