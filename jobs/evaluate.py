@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             "baseline": "baseline",
             "groups": "groups",
             "rerank": "rerank",
+            "allow_empty": "allow_empty",
         },
     )
     cfg = place(cfg, ("output", "work_dir"), ("data", "model.name", "baseline", "rerank"))

@@ -111,3 +111,23 @@ def test_a_mine_input_without_a_valid_row_is_one_line() -> None:
     )
     with pytest.raises(NoValidRowsError, match="queries q.jsonl: no rows"):
         require_valid_rows("queries", "q.jsonl", 0, 0, [])
+
+
+def test_an_evaluate_run_that_scored_nothing_keeps_the_earlier_report(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from uniembed.evaluation.config import EvalConfig
+    from uniembed.evaluation.runner import _check_scored
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    cfg = EvalConfig(data=["eval.jsonl"], output=str(out))
+    nothing = SimpleNamespace(tasks={"t": SimpleNamespace(n_queries=0, n_excluded=3)})
+    with pytest.raises(EmptyOutputError, match="input eval.jsonl: 3 rows read, all quarantined"):
+        _check_scored(cfg, str(out), nothing, ["a.png: cannot decode image"])  # type: ignore[arg-type]
+    _check_scored(
+        EvalConfig(data=["eval.jsonl"], output=str(out), allow_empty=True), str(out), nothing, []
+    )  # type: ignore[arg-type]
+    some = SimpleNamespace(tasks={"t": SimpleNamespace(n_queries=1, n_excluded=2)})
+    _check_scored(cfg, str(out), some, [])  # type: ignore[arg-type]

@@ -64,6 +64,10 @@ class EvalConfig:
         metadata={"help": "staged items + embeddings; default <output>/_work (cluster-visible)"},
     )
     keep_work: bool = field(default=False, metadata={"help": "keep work_dir after the run"})
+    allow_empty: bool = field(
+        default=False,
+        metadata={"help": "let a run that scored no query replace an existing report"},
+    )
 
     def __post_init__(self) -> None:
         require(bool(self.data), "data is required (--data URI, repeatable)")

@@ -149,6 +149,18 @@ def _rerank(
     ours.timings["rerank"] = time.perf_counter() - start
 
 
+def _check_scored(cfg: EvalConfig, output: str, ours: EvalResults, reasons: list[str]) -> None:
+    """Refuse to replace an earlier report with one that scored no query (every item
+    failed to embed), unless ``allow_empty``."""
+    from uniembed.data.output_guard import check_not_empty
+
+    scored = sum(t.n_queries for t in ours.tasks.values())
+    read = scored + sum(t.n_excluded for t in ours.tasks.values())
+    names = ("report.md", "metrics.json")
+    data = ", ".join(cfg.data)
+    check_not_empty("evaluate", data, output, (read, scored), names, cfg.allow_empty, reasons)
+
+
 def run_evaluation(cfg: EvalConfig) -> tuple[EvalResults, str]:
     """Evaluate ``cfg.model`` (and ``cfg.baseline``) on ``cfg.data``; write the report.
 
@@ -177,6 +189,7 @@ def run_evaluation(cfg: EvalConfig) -> tuple[EvalResults, str]:
     failed = {k: f"{r.model}: {v}" for r in runs for k, v in r.failed.items()}
     results = [_results(r.model, cfg, tasks, plan, r, failed, groups) for r in runs]
     ours = results[0]
+    _check_scored(cfg, output, ours, list(failed.values()))
     if cfg.rerank:
         _rerank(cfg, tasks, plan, runs[0], failed, ours)
     with tempfile.TemporaryDirectory(prefix="uniembed-eval-") as tmp:
