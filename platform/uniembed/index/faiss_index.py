@@ -65,14 +65,15 @@ def build_index(
     *,
     seed: int = 0,
     check_norm: bool = True,
+    train_per_list: int = MAX_POINTS_PER_LIST,
 ) -> faiss.Index:
     """Build an inner-product index over ``embeddings`` (n, d) float32, rows L2-normalised.
 
     ``kind="flat"`` is exact search. ``kind="ivf"`` is an IVF-Flat index with ``nlist`` lists
     (default :func:`default_nlist`) trained by k-means on the data, or on a seeded sample of
-    256 points per list when the data is larger than that; ``nprobe`` lists are visited per
-    query (capped at ``nlist``; ``nprobe == nlist`` is exact). Row ``i`` of ``embeddings`` is
-    index position ``i``.
+    ``train_per_list`` (256) points per list when the data is larger than that; ``nprobe``
+    lists are visited per query (capped at ``nlist``; ``nprobe == nlist`` is exact). Row
+    ``i`` of ``embeddings`` is index position ``i``.
     """
     x = as_float32_matrix(embeddings, "embeddings")
     n, d = x.shape
@@ -97,10 +98,12 @@ def build_index(
         )
     if nprobe < 1:
         raise ValueError(f"nprobe: must be >= 1, got {nprobe}")
+    if train_per_list < 1:
+        raise ValueError(f"train_per_list: must be >= 1, got {train_per_list}")
     quantizer = faiss.IndexFlatIP(d)
     # FAISS's Python constructor keeps a reference to the quantizer for the index's lifetime.
     index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-    max_train = MAX_POINTS_PER_LIST * nlist
+    max_train = train_per_list * nlist
     if n > max_train:
         rng = np.random.default_rng(seed)
         train = x[np.sort(rng.choice(n, size=max_train, replace=False))]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from uniembed.config import require
+from uniembed.index.choice import APPROXIMATE_ABOVE, AUTO_NPROBE
 from uniembed.reranker.config import JudgeEngine, VllmSection
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
 
@@ -18,9 +19,17 @@ class RetrievalSection:
     """Global retrieval over the pool and the easy-candidate filter."""
 
     k: int = field(default=50, metadata={"help": "candidates per query (paper: 50)"})
-    index: Literal["flat", "ivf"] = field(default="flat", metadata={"help": "ivf: large pools"})
-    nlist: int | None = None
-    nprobe: int = 16
+    index: Literal["auto", "flat", "ivf"] = field(
+        default="auto",
+        metadata={"help": "auto: flat (exact) up to approximate_above pool rows, ivf above"},
+    )
+    approximate_above: int = field(
+        default=APPROXIMATE_ABOVE, metadata={"help": "auto: pool rows above which ivf is used"}
+    )
+    nlist: int | None = field(default=None, metadata={"help": "ivf lists (default ~sqrt(rows))"})
+    nprobe: int | None = field(
+        default=None, metadata={"help": f"ivf lists searched per query (default {AUTO_NPROBE})"}
+    )
     # Easy: far below the positive. None keeps every retrieved candidate for the judge.
     easy_margin: float | None = field(
         default=None, metadata={"help": "drop candidates with sim < pos_sim - margin"}
@@ -34,7 +43,9 @@ class RetrievalSection:
 
     def __post_init__(self) -> None:
         require(self.k >= 1, "retrieval.k must be >= 1")
-        require(self.nprobe >= 1, "retrieval.nprobe must be >= 1")
+        require(self.nprobe is None or self.nprobe >= 1, "retrieval.nprobe must be >= 1")
+        require(self.nlist is None or self.nlist >= 1, "retrieval.nlist must be >= 1")
+        require(self.approximate_above >= 1, "retrieval.approximate_above must be >= 1")
         require(
             self.easy_margin is None or self.easy_margin >= 0,
             "retrieval.easy_margin must be >= 0",

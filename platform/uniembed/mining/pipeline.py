@@ -59,7 +59,13 @@ from uniembed.mining.judge_stage import JudgeOptions, JudgeWorker
 from uniembed.mining.report import MineReport, write_report
 from uniembed.mining.report_stage import add_judged, add_quarantine
 from uniembed.mining.resume import RUN_FILE, check_resume
-from uniembed.mining.retrieval_stage import QueryEmbedStage, RetrievalOptions, RetrievalStage
+from uniembed.mining.retrieval_stage import (
+    QueryEmbedStage,
+    RetrievalOptions,
+    RetrievalStage,
+    SharedPool,
+    share_pool,
+)
 from uniembed.mining.sanity import SanityVerdict, calibration_shards, decide
 from uniembed.mining.sanity_stage import SANITY_FILE, measure, read_verdict, write_verdict
 from uniembed.mining.selection_stage import SelectOptions, selector
@@ -155,7 +161,12 @@ def require_valid_rows(key: str, uri: str, rows: int, valid: int, reasons: list[
 
 
 def _judge_dataset(  # noqa: ANN202
-    cfg: MineConfig, device: str, skip: frozenset[str], use_judge: bool, max_queries: int | None
+    cfg: MineConfig,
+    device: str,
+    skip: frozenset[str],
+    use_judge: bool,
+    max_queries: int | None,
+    pool: SharedPool,
 ):
     """Stage 3's lazy dataset over the first ``max_queries`` queries (all: None) minus the
     shards in ``skip``, judged when ``use_judge``, ending in the shard writer's stats."""
@@ -189,14 +200,7 @@ def _judge_dataset(  # noqa: ANN202
     )
     ds = ds.map_batches(
         named(RetrievalStage, "mine/retrieve"),
-        fn_constructor_args=(
-            RetrievalOptions(
-                pool_embeddings=storage.join(cfg.output, POOL_EMBEDDINGS),
-                pool_items=storage.join(cfg.output, POOL_ITEMS, "items"),
-                retrieval=cfg.retrieval,
-                s3=s3,
-            ),
-        ),
+        fn_constructor_args=(RetrievalOptions(pool=pool, retrieval=cfg.retrieval),),
         compute=ActorPoolStrategy(size=1),
         batch_size=None,
         batch_format="pyarrow",
@@ -268,14 +272,19 @@ def _lost_to_failure(exc: BaseException) -> bool:
 
 
 def _until_written(
-    cfg: MineConfig, device: str, use_judge: bool, max_queries: int | None, skip: frozenset[str]
+    cfg: MineConfig,
+    device: str,
+    use_judge: bool,
+    max_queries: int | None,
+    skip: frozenset[str],
+    pool: SharedPool,
 ) -> None:
     """Run stage 3's pass over the shards not in ``skip``; when a node, actor or object is
     lost mid-pass (pre-emption, OOM), run it again over the shards still unwritten, at most
     ``cfg.query_stage_attempts`` times. Written shards are whole and never rewritten."""
     for attempt in range(1, cfg.query_stage_attempts + 1):
         try:
-            _judge_dataset(cfg, device, skip, use_judge, max_queries).take_all()
+            _judge_dataset(cfg, device, skip, use_judge, max_queries, pool).take_all()
             return
         except Exception as exc:
             if not _lost_to_failure(exc) or attempt == cfg.query_stage_attempts:
@@ -417,19 +426,28 @@ def _judge_queries(cfg: MineConfig, device: str, report: MineReport) -> SanityVe
     """Stage 3: embed, retrieve and judge every query; in judge mode the first shards are
     judged and checked first (:mod:`mine_sanity`), and the verdict decides whether the
     judge also scores the rest. Returns the verdict (None in similarity mode)."""
+    # The pool's index, ids and items: built once, held in the object store (one copy per
+    # node, read zero-copy by the retrieval actors), never in the driver.
+    pool = share_pool(
+        storage.join(cfg.output, POOL_EMBEDDINGS),
+        storage.join(cfg.output, POOL_ITEMS, "items"),
+        cfg.retrieval,
+        storage.get_options(),
+    )
+    report.stage_seconds["pool: index"] = pool.seconds
     start = time.perf_counter()
     skip = finished_shards(cfg.output) if cfg.resume else frozenset()
     verdict = None
     if cfg.selection.mode == "judge":
         verdict = read_verdict(cfg.output) if cfg.resume else None
         if verdict is None:
-            verdict = _calibrate(cfg, device, skip)
+            verdict = _calibrate(cfg, device, skip, pool)
             write_verdict(cfg.output, verdict)
             skip = finished_shards(cfg.output)
         logger.info(verdict.line(cfg.judge_name or ""))
     if (verdict is None or verdict.action != "stop") and not _calibration_covers_all(cfg):
         use_judge = verdict is not None and verdict.score_source == S.SCORE_JUDGE
-        _until_written(cfg, device, use_judge, cfg.max_queries, skip)
+        _until_written(cfg, device, use_judge, cfg.max_queries, skip, pool)
     report.stage_seconds["queries: embed+retrieve+judge (wall)"] = time.perf_counter() - start
     return verdict
 
@@ -450,10 +468,12 @@ def _calibration_covers_all(cfg: MineConfig) -> bool:
     )
 
 
-def _calibrate(cfg: MineConfig, device: str, skip: frozenset[str]) -> SanityVerdict:
+def _calibrate(
+    cfg: MineConfig, device: str, skip: frozenset[str], pool: SharedPool
+) -> SanityVerdict:
     """Judge the calibration shards and measure the judge on them."""
     limit = _calibration_limit(cfg)
-    _until_written(cfg, device, True, limit, skip)
+    _until_written(cfg, device, True, limit, skip, pool)
     names = calibration_shards(
         sorted(finished_shards(cfg.output)), cfg.shard_size, cfg.sanity.calibration_queries
     )

@@ -39,6 +39,7 @@ class Candidates:
     positive_id: str | None = None
     positive_rank: int | None = None
     positive_sim: float | None = None
+    positions: tuple[int, ...] = ()  # index positions of ``ids`` (the pool's row order)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -46,7 +47,7 @@ class Candidates:
 
 def topk_candidates(
     query_emb: np.ndarray,
-    pool_emb: np.ndarray,
+    pool_emb: np.ndarray | None,
     pool_ids: Sequence[str] | IdMap,
     k: int = 50,
     positives: Sequence[str] | None = None,
@@ -61,6 +62,8 @@ def topk_candidates(
     Args:
         query_emb: (q, d) L2-normalised query embeddings.
         pool_emb: (n, d) L2-normalised pool embeddings; row ``i`` has id ``pool_ids[i]``.
+            None: ``index`` holds them (a flat index, or an IVF one with its direct map, as
+            :func:`~uniembed.index.shared.open_index` opens it), and nothing is copied.
         pool_ids: n unique ids (or an :class:`IdMap` over them).
         k: candidates per query; fewer when the pool holds fewer eligible items.
         positives: one positive pool id per query, or None. The positive is never a
@@ -78,9 +81,16 @@ def topk_candidates(
     if k < 1:
         raise ValueError(f"k: must be >= 1, got {k}")
     queries = as_float32_matrix(query_emb, "query_emb")
-    pool = as_float32_matrix(pool_emb, "pool_emb", dim=queries.shape[1])
+    if pool_emb is None:
+        if index is None:
+            raise ValueError("pool_emb: None needs an index holding the pool")
+        pool = None
+        n_pool = index.ntotal
+    else:
+        pool = as_float32_matrix(pool_emb, "pool_emb", dim=queries.shape[1])
+        n_pool = pool.shape[0]
     id_map = pool_ids if isinstance(pool_ids, IdMap) else IdMap.from_ids(pool_ids)
-    n_q, n_pool = queries.shape[0], pool.shape[0]
+    n_q = queries.shape[0]
     if len(id_map) != n_pool:
         raise ValueError(f"pool_ids: {len(id_map)} ids for {n_pool} pool_emb rows")
     if positives is not None and len(positives) != n_q:
@@ -97,7 +107,8 @@ def topk_candidates(
             if pos_id not in id_map:
                 raise ValueError(f"positives[{i}]: id {pos_id!r} is not in pool_ids")
             pos_positions[i] = id_map.position(pos_id)
-        pos_sims = np.einsum("ij,ij->i", queries, pool[pos_positions])
+        pos_rows = pool[pos_positions] if pool is not None else _stored_rows(index, pos_positions)
+        pos_sims = np.einsum("ij,ij->i", queries, pos_rows)
 
     if index is None:
         index = build_index(pool, kind="flat")
@@ -114,9 +125,11 @@ def topk_candidates(
         ids: list[str] = []
         sims: list[float] = []
         ranks: list[int] = []
+        rows: list[int] = []
         pos_rank = None
         rank = 0
-        for score, cid in zip(scores[i].tolist(), id_map.lookup(positions[i])):
+        row_positions = positions[i].tolist()
+        for score, cid, row in zip(scores[i].tolist(), id_map.lookup(row_positions), row_positions):
             if cid is None or (exclude_self and cid == qid):
                 continue
             if cid == pos_id:
@@ -125,6 +138,7 @@ def topk_candidates(
                 ids.append(cid)
                 sims.append(score)
                 ranks.append(rank)
+                rows.append(row)
             rank += 1
         results.append(
             Candidates(
@@ -136,9 +150,32 @@ def topk_candidates(
                 positive_id=pos_id,
                 positive_rank=pos_rank,
                 positive_sim=float(pos_sims[i]) if pos_sims is not None else None,
+                positions=tuple(rows),
             )
         )
     return results
+
+
+def _stored_rows(index: faiss.Index, positions: np.ndarray) -> np.ndarray:
+    """The vectors ``index`` stores at ``positions``; a ValueError when it cannot say."""
+    try:
+        return index.reconstruct_batch(positions)
+    except RuntimeError as e:
+        raise ValueError(
+            "index: cannot reconstruct the positives' vectors (an IVF index needs its direct "
+            f"map: open it with uniembed.index.shared.open_index): {e}"
+        ) from e
+
+
+def _keep(candidates: Candidates, keep: list[int]) -> Candidates:
+    """``candidates`` with only the entries at ``keep`` (in order)."""
+    return dataclasses.replace(
+        candidates,
+        ids=tuple(candidates.ids[j] for j in keep),
+        scores=tuple(candidates.scores[j] for j in keep),
+        ranks=tuple(candidates.ranks[j] for j in keep),
+        positions=tuple(candidates.positions[j] for j in keep) if candidates.positions else (),
+    )
 
 
 def drop_easy(
@@ -180,12 +217,7 @@ def drop_easy(
         if min_sim is not None and s < min_sim:
             continue
         keep.append(j)
-    return dataclasses.replace(
-        candidates,
-        ids=tuple(candidates.ids[j] for j in keep),
-        scores=tuple(candidates.scores[j] for j in keep),
-        ranks=tuple(candidates.ranks[j] for j in keep),
-    )
+    return _keep(candidates, keep)
 
 
 def drop_above(candidates: Candidates, max_sim: float | None) -> Candidates:
@@ -201,9 +233,4 @@ def drop_above(candidates: Candidates, max_sim: float | None) -> Candidates:
     if math.isnan(max_sim):
         raise ValueError("max_sim: must not be NaN")
     keep = [j for j, s in enumerate(candidates.scores) if s <= max_sim]
-    return dataclasses.replace(
-        candidates,
-        ids=tuple(candidates.ids[j] for j in keep),
-        scores=tuple(candidates.scores[j] for j in keep),
-        ranks=tuple(candidates.ranks[j] for j in keep),
-    )
+    return _keep(candidates, keep)
