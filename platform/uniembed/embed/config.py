@@ -40,6 +40,13 @@ class EmbedConfig:
         default="quarantine",
         metadata={"help": "repeated ids: quarantine | keep_first | error (checked before work)"},
     )
+    backend: Literal["auto", "torch", "onnx"] = field(
+        default="auto",
+        metadata={
+            "help": "the forward pass: onnx (ONNX Runtime; text encoders on CPU in float32, "
+            "exported once to the model cache), torch, or auto (onnx where it applies)"
+        },
+    )
     image_prefixes: list[str] = field(
         default_factory=list,
         metadata={"help": "folders/URIs images may come from besides the input folder"},

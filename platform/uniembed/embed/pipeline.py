@@ -115,6 +115,16 @@ def check_model(name: str) -> None:
     inspect_model(name)
 
 
+def check_backend(options: WorkerOptions) -> None:
+    """Fail fast, in the driver, on ``backend: onnx`` for a model, device or dtype it does
+    not apply to (reads the model's config only)."""
+    from uniembed.models.onnx_embedder import onnx_reason, use_onnx
+    from uniembed.models.registry import inspect_model
+
+    family = inspect_model(options.model).family
+    use_onnx(options.backend, onnx_reason(family, options.device, options.dtype))
+
+
 def prepare_output(cfg: EmbedConfig) -> list[str]:
     """Every check before the output is touched: the output is reachable, the input has
     files, and the output holds nothing the job did not write (unless ``overwrite``).
@@ -171,7 +181,9 @@ def embed_dataset(  # noqa: ANN201 - ray.data.Dataset
         s3=storage.get_options(),
         cpu_threads=cfg.compute.cpu_threads,
         num_actors=cfg.compute.num_actors,
+        backend=cfg.backend,
     )
+    check_backend(options)
     items = read_items(cfg.input, cfg.format, options=read, stage=f"{stage}/read")
     return items.map_batches(
         named(EmbedWorker, f"{stage}/embed"),

@@ -11,8 +11,9 @@ import pyarrow as pa
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image
-from uniembed.models import EmbedInput, load_embedder
-from uniembed.models.micro_batches import embed_micro_batches
+from uniembed.models import EmbedInput
+from uniembed.models.micro_batches import Embedded, embed_micro_batches
+from uniembed.models.onnx_embedder import load_embedder_on
 
 STAGE = "embed"
 TOKENS = "tokens"  # tokens the row took
@@ -38,6 +39,16 @@ class WorkerOptions:
     # node's cores among the actors.
     cpu_threads: int | None = None
     num_actors: int = 1
+    # The forward pass: auto (ONNX Runtime for text encoders on CPU in float32, else
+    # torch), torch, or onnx (refused where it does not apply); see models.onnx_embedder.
+    backend: str = "auto"
+
+    def threads(self, cores: int | None = None) -> int:
+        """Intra-op threads of one CPU actor: ``cpu_threads``, else the node's cores shared
+        among the actors (at least one), so the actors never ask for more threads than
+        there are cores."""
+        cores = cores if cores is not None else os.cpu_count() or 1
+        return self.cpu_threads or max(1, cores // self.num_actors)
 
 
 def output_schema() -> pa.Schema:
@@ -56,20 +67,33 @@ def output_schema() -> pa.Schema:
     )
 
 
+def vector_column(rows: list[Embedded | None]) -> pa.Array:
+    """The ``embedding`` column: each row's vector as a float32 list, null where the row
+    has none; built from one stacked array (no Python floats)."""
+    import numpy as np
+
+    vectors = [r.vector for r in rows if r is not None]
+    dim = vectors[0].shape[0] if vectors else 0
+    lengths = np.array([0 if r is None else dim for r in rows], dtype=np.int32)
+    offsets = np.concatenate([np.zeros(1, np.int32), np.cumsum(lengths, dtype=np.int32)])
+    values = np.concatenate(vectors) if vectors else np.zeros(0, np.float32)
+    missing = pa.array([r is None for r in rows], pa.bool_())
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(values.astype(np.float32, copy=False)), mask=missing
+    )
+
+
 class EmbedWorker:
     """Callable class for ``Dataset.map_batches``: loads the model once per actor."""
 
     def __init__(self, options: WorkerOptions) -> None:
         storage.configure(options.s3)
         self.options = options
-        if options.device == "cpu":
-            import torch
-
-            cores = os.cpu_count() or 1
-            torch.set_num_threads(options.cpu_threads or max(1, cores // options.num_actors))
-        self.embedder = load_embedder(
+        self.embedder = load_embedder_on(
             options.model,
+            options.backend,
             device=options.device,
+            threads=options.threads(),
             dtype=options.dtype,
             pooling=options.pooling,
             max_length=options.max_length,
@@ -92,7 +116,7 @@ class EmbedWorker:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         n = len(rows)
-        embeddings: list[list[float] | None] = [None] * n
+        embeddings: list[Embedded | None] = [None] * n
         errors: list[str | None] = [r.get(S.ERROR) for r in rows]
         stages: list[str | None] = ["read" if e else None for e in errors]
         tokens = [0] * n
@@ -118,12 +142,12 @@ class EmbedWorker:
             if isinstance(res, Exception):
                 errors[i], stages[i] = f"record {rows[i][S.ID]}: {res}", STAGE
                 continue
-            embeddings[i] = res.vector.tolist()
+            embeddings[i] = res
             tokens[i], padded[i] = res.tokens, res.padded_tokens
         return pa.Table.from_pydict(
             {
                 S.ID: [r[S.ID] for r in rows],
-                S.EMBEDDING: embeddings,
+                S.EMBEDDING: vector_column(embeddings),
                 S.SOURCE: [r.get(S.SOURCE) for r in rows],
                 S.STAGE: stages,
                 S.ERROR: errors,
