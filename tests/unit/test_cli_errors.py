@@ -136,3 +136,17 @@ def test_the_script_exits_2_with_one_line(tmp_path: Path) -> None:
         next(line for line in done.stderr.splitlines() if line.startswith("embed: error:"))
     ]
     assert "compute.num_actors: expected an integer, got 'two'" in done.stderr
+
+
+def test_too_few_training_rows_is_a_user_error(tmp_path: Path) -> None:
+    """A train job cannot publish an export from an empty input: it stops, as a user error."""
+    from uniembed.data.training_rows import TrainingDataError
+    from uniembed.training.train_config import DistillConfig
+    from uniembed.training.trainer import training_rows
+
+    path = tmp_path / "texts.jsonl"
+    path.write_text('{"id": "a", "text": "one"}\n')
+    cfg = DistillConfig(input=str(path))
+    with pytest.raises(TrainingDataError, match="1 rows, fewer than one batch") as info:
+        training_rows(cfg)
+    assert find_user_error(info.value) is info.value
