@@ -39,8 +39,11 @@ def test_settings_that_do_not_shape_the_shards_may_change(tmp_path) -> None:  # 
 def test_shards_of_an_unrecorded_run_are_not_resumed(tmp_path) -> None:  # noqa: ANN001
     (tmp_path / "judged").mkdir()
     (tmp_path / "judged" / "shard-000000.parquet").write_bytes(b"x")
-    with pytest.raises(ValueError, match="not recorded"):
+    with pytest.raises(ValueError, match="not recorded") as info:
         check_resume(str(tmp_path), _cfg(str(tmp_path)))
+    from uniembed.cli import find_user_error
+
+    assert find_user_error(info.value) is info.value  # one line and exit 2, no traceback
 
 
 def test_a_judge_retrained_under_the_same_name_is_refused(tmp_path, monkeypatch) -> None:  # noqa: ANN001

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from uniembed import storage
+from uniembed.config import ConfigError
 from uniembed.mining.config import MineConfig
 from uniembed.models.adapters import model_revision
 
@@ -45,7 +46,8 @@ def fingerprint(cfg: MineConfig) -> dict[str, Any]:
 
 def check_resume(output: str, cfg: MineConfig) -> None:
     """Record this run's fingerprint in ``output``; with ``resume`` first check it against
-    the recorded one and raise ValueError naming every key that differs."""
+    the recorded one and raise ConfigError (a ValueError, and a user error: one line, exit
+    2) naming every key that differs."""
     uri = storage.join(output, RUN_FILE)
     current = fingerprint(cfg)
     if (
@@ -53,7 +55,7 @@ def check_resume(output: str, cfg: MineConfig) -> None:
         and not storage.exists(uri)
         and storage.list_files(storage.join(output, "judged"))
     ):
-        raise ValueError(
+        raise ConfigError(
             f"output {output} holds judged shards of a run whose settings were not recorded; "
             "pass resume=false (the output is replaced when the new run finishes) or choose "
             "another --output"
@@ -63,7 +65,7 @@ def check_resume(output: str, cfg: MineConfig) -> None:
         changed = [k for k in current if before.get(k) != current[k]]
         if changed:
             diffs = "; ".join(f"{k}: {before.get(k)!r} -> {current[k]!r}" for k in changed)
-            raise ValueError(
+            raise ConfigError(
                 f"output {output} holds shards of a run with other settings ({diffs}); "
                 "resuming would mix the two: pass resume=false (the output is replaced when "
                 "the new run finishes) or choose another --output"
