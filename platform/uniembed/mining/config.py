@@ -152,6 +152,10 @@ class MineConfig:
         default_factory=list,
         metadata={"help": "folders or s3:// prefixes images may come from besides the inputs'"},
     )
+    follow_symlinks: bool = field(
+        default=False,
+        metadata={"help": "read input files through folder links (loops are never followed)"},
+    )
     allow_empty: bool = field(
         default=False,
         metadata={"help": "let a run that mined no row replace an existing output"},
