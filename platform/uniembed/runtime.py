@@ -14,7 +14,7 @@ from typing import Any
 import ray
 
 from uniembed import storage
-from uniembed.observe import progress
+from uniembed.observe import console, progress
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection
 
 # Ray Train's state tracking feeds the dashboard's Train page (runs, attempts, workers).
@@ -43,6 +43,7 @@ def init_ray(section: RaySection) -> None:
     ctx.print_on_execution_start = False
     if not sys.stdout.isatty():
         progress.install()
+    console.spend_actor_argument_warning()  # Ray Data's actor pools trip it, not our code
 
 
 def dashboard_line(url: str | None) -> str:

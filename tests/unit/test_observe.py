@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import cloudpickle
 
 from uniembed.observe.figures import metric_name
-from uniembed.observe.names import dataset_name, named
+from uniembed.observe.names import dataset_name, named, stage_of_instance
 from uniembed.observe.progress import progress_line, stage_of
 from uniembed.runtime import dashboard_line
 
@@ -34,6 +34,16 @@ def test_a_named_class_keeps_its_behaviour_and_takes_the_stage_name() -> None:
     assert cls(3)(2) == 6
     # Ray ships it to its actors by value.
     assert cloudpickle.loads(cloudpickle.dumps(cls))(2)(5) == 10
+
+
+def test_the_stage_name_survives_ray_datas_wrapper_class() -> None:
+    cls = named(Doubler, "mine/judge")
+
+    class _SingleThreadedWrapper(cls):  # as Ray Data wraps actor-pool classes
+        pass
+
+    assert stage_of_instance(_SingleThreadedWrapper(2)) == "mine/judge"
+    assert stage_of_instance(Doubler(2)) == "Doubler"
 
 
 def test_named_functions_and_generators_stay_what_they_were() -> None:

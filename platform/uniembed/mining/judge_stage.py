@@ -32,6 +32,8 @@ from uniembed.data.schema import (
 from uniembed.mining.columns import judge_fields
 from uniembed.mining.report import positive_auc
 from uniembed.observe.figures import count
+from uniembed.observe.live import report
+from uniembed.observe.names import stage_of_instance
 from uniembed.reranker.config import VllmSection
 from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
@@ -149,6 +151,7 @@ class JudgeWorker:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
+        stage = stage_of_instance(self)  # the operator's name: mine/judge
         for row in rows:
             start = time.perf_counter()
             for f in judge_fields():
@@ -159,7 +162,11 @@ class JudgeWorker:
                 except (ImageError, ValueError) as e:
                     row[S.ERROR], row[S.STAGE] = f"record {row[S.ID]}: judge: {e}", JUDGE_STAGE
             row[JUDGE_S] = time.perf_counter() - start
-        # Live progress in pairs while the stage runs (Prometheus / the dashboard's metrics).
-        count("mine", "pairs_judged", sum(row.get(N_PAIRS) or 0 for row in rows))
-        count("mine", "queries_judged", len(rows))
+            # Live progress after every judge call, not every block: the driver's progress
+            # line (observe.live) and Prometheus / the dashboard's metrics.
+            pairs = row.get(N_PAIRS) or 0
+            report(stage, done=pairs)
+            if pairs:  # a Ray Counter takes only positive steps
+                count("mine", "pairs_judged", pairs)
+            count("mine", "queries_judged", 1)
         return pa.Table.from_pylist(rows, schema=pa.schema([*batch.schema, *judge_fields()]))

@@ -12,8 +12,11 @@ rerun skips. One writer actor, so no two processes write one shard.
 
 from __future__ import annotations
 
+import warnings
+
 import pyarrow as pa
 import pyarrow.compute as pc
+import ray
 
 from uniembed import storage
 from uniembed.data import schema as S
@@ -55,10 +58,30 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+def _restarted_actor() -> bool:
+    """True inside a Ray actor that Ray has restarted (False outside actors)."""
+    if not ray.is_initialized():
+        return False
+    ctx = ray.get_runtime_context()
+    if ctx.get_actor_id() is None:
+        return False
+    with warnings.catch_warnings():
+        # Ray 2.60's was_current_actor_reconstructed reads its own deprecated ``actor_id``
+        # (RayDeprecationWarning "Use get_actor_id() instead"): Ray's code, not ours.
+        warnings.filterwarnings("ignore", message="This API is deprecated")
+        return bool(ctx.was_current_actor_reconstructed)
+
+
 class ShardBuffer:
     """Callable class for ``map_batches`` (one actor): writes each shard once it is whole."""
 
     def __init__(self, work: str, s3: storage.S3Options, fail_after: int | None = None) -> None:
+        # Restarted after its process or node was lost, it would have lost the part-shards it
+        # held and wait forever for rows that already passed: it refuses, so the pass fails
+        # and the mine pipeline runs it again over the unwritten shards. (Ray Data has no
+        # named parameter for max_restarts=0; its **ray_remote_args are deprecated.)
+        if _restarted_actor():
+            raise RuntimeError("the judged-shard writer was lost; it is not restarted")
         storage.configure(s3)
         self.work = work
         self.fail_after = fail_after

@@ -22,6 +22,16 @@ def dataset_name(stage: str) -> str:
     return stage.replace("/", "-")
 
 
+def stage_of_instance(obj: object) -> str:
+    """The stage name :func:`named` gave ``obj``'s class: Ray Data may wrap a callable class
+    in a subclass of its own (``_SingleThreadedWrapper``), so the name is looked up along
+    the class's bases; an object of an unnamed class gives its class name."""
+    for cls in type(obj).__mro__:
+        if "/" in cls.__name__:
+            return cls.__name__
+    return type(obj).__name__
+
+
 def named(fn: F, stage: str) -> F:
     """``fn`` (a callable class or a function) under the name ``stage``; it behaves the same.
 
