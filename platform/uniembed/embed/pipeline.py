@@ -54,6 +54,7 @@ from uniembed.embed.worker import (
     EmbedWorker,
     WorkerOptions,
 )
+from uniembed.observe.live import Watch, watch
 from uniembed.observe.names import dataset_name, named
 from uniembed.runtime import actor_resources, init_ray, resolve_device
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection
@@ -195,9 +196,12 @@ def embed_dataset(  # noqa: ANN201 - ray.data.Dataset
     )
 
 
-def run_embed(cfg: EmbedConfig, stage: str = "embed") -> EmbedSummary:
+def run_embed(
+    cfg: EmbedConfig, stage: str = "embed", expected_rows: int | None = None
+) -> EmbedSummary:
     """Run the embed pipeline to completion and publish its outputs; returns the summary.
-    ``stage`` names its dataset and operators (``mine/pool``: ``mine/pool/embed`` ...)."""
+    ``stage`` names its dataset and operators (``mine/pool``: ``mine/pool/embed`` ...);
+    ``expected_rows``, when the caller knows it, is the total of the live progress line."""
     if any(v is not None for v in vars(cfg.storage).values()):
         storage.configure(storage.get_options().merged(cfg.storage))
     check_model(cfg.model.name)
@@ -216,7 +220,7 @@ def run_embed(cfg: EmbedConfig, stage: str = "embed") -> EmbedSummary:
     staged = staging_folder(cfg.output, run_id)
     claim_output(cfg.output, JOB)
     try:
-        summary = _run_staged(cfg, device, read, run_id, staged, stage)
+        summary = _run_staged(cfg, device, read, run_id, staged, stage, expected_rows)
         check_not_empty(
             JOB,
             cfg.input,
@@ -234,7 +238,13 @@ def run_embed(cfg: EmbedConfig, stage: str = "embed") -> EmbedSummary:
 
 
 def _run_staged(
-    cfg: EmbedConfig, device: str, read: ReadOptions, run_id: str, staged: str, stage: str
+    cfg: EmbedConfig,
+    device: str,
+    read: ReadOptions,
+    run_id: str,
+    staged: str,
+    stage: str,
+    expected_rows: int | None = None,
 ) -> EmbedSummary:
     start = time.perf_counter()
     out_dir = storage.join(staged, EMBEDDINGS_DIR)
@@ -246,7 +256,8 @@ def _run_staged(
         named(writer, f"{stage}/write"), batch_size=None, batch_format="pyarrow", num_cpus=0.25
     )
     ds.set_name(dataset_name(stage))
-    stats = ds.take_all()
+    with watch([Watch(f"{stage}/embed", "rows", "embedded", total=expected_rows)]):
+        stats = ds.take_all()
     seconds = time.perf_counter() - start
     dropped = len(read.duplicates) if read.dedupe == "keep_first" else 0
     rows_in = sum(s["rows"] for s in stats) + dropped

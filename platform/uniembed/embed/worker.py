@@ -14,6 +14,8 @@ from uniembed.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from uniembed.models import EmbedInput
 from uniembed.models.micro_batches import Embedded, embed_micro_batches
 from uniembed.models.onnx_embedder import load_embedder_on
+from uniembed.observe.live import report
+from uniembed.observe.names import stage_of_instance
 
 STAGE = "embed"
 TOKENS = "tokens"  # tokens the row took
@@ -144,6 +146,7 @@ class EmbedWorker:
                 continue
             embeddings[i] = res
             tokens[i], padded[i] = res.tokens, res.padded_tokens
+        report(stage_of_instance(self), done=n)  # live progress per call: embed/embed ...
         return pa.Table.from_pydict(
             {
                 S.ID: [r[S.ID] for r in rows],

@@ -33,6 +33,7 @@ from uniembed.index.shared import OpenIndex, index_buffer, open_index
 from uniembed.mining import drop_above, drop_easy, topk_candidates
 from uniembed.mining.columns import retrieval_fields
 from uniembed.mining.config import RetrievalSection
+from uniembed.observe.live import report
 
 if TYPE_CHECKING:
     from uniembed.embed.worker import WorkerOptions
@@ -190,6 +191,9 @@ class RetrievalStage:
         share = (time.perf_counter() - start) / max(1, len(rows))
         for row in rows:
             row[S.RETRIEVE_S] = share
+        if self.options.judge_stage:  # the judge's work to come: the positive + candidates
+            pairs = sum(1 + len(rows[i][S.CAND_IDS]) for i in good)
+            report(self.options.judge_stage, total=pairs, items=len(rows))
         schema = pa.schema([f for f in batch.schema if f.name != S.EMBEDDING] + retrieval_fields())
         return pa.Table.from_pylist(rows, schema=schema)
 
