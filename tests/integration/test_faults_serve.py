@@ -2,24 +2,34 @@
 ingress replica (which holds the embedder): measured and printed are the requests that
 failed, the time until the error rate is zero again, and the p99 latency while it recovers.
 
-Nodes: a head (2 CPUs: Serve's controller and the HTTP proxy) and ``a`` and ``b`` (1 CPU,
-one ``serve_slot`` each); the two ingress replicas ask for a slot each. Node ``a`` goes,
-``c`` joins with a slot (a replacement machine). Requests in flight on the lost replica
-may fail with it; the target is that none sent after the loss fails (the proxy routes
-them to the replica left; the reranker and retriever handles retry a lost replica,
-``serving.backend.retry_lost_replica``).
+Nodes: a head (2 CPUs: Serve's controller and HAProxy) and ``a`` and ``b`` (1 CPU, one
+``serve_slot`` each); the two ingress replicas ask for a slot each. Node ``a`` goes, ``c``
+joins with a slot (a replacement machine). Serve runs in the shipped ingress mode, with the
+controller environment of ``jobs/configs/serve.yaml`` (HAProxy in front of the ingress
+replicas, ``RAY_SERVE_HAPROXY_RETRY_ON: conn-failure empty-response``): HAProxy sends a
+request whose replica closed without answering to the replica left (its log shows such
+requests answered 200 after one redispatch). Asserted: no request sent after the loss
+fails. Measured and recorded: the requests in flight at the loss that still failed (a few
+per run end as a connection closed without an answer, ``RemoteProtocolError``, and are
+absent from HAProxy's log; their cause is open). The reranker and retriever handles retry
+a lost replica in our code (``serving.backend.retry_lost_replica``, tested in
+tests/unit/test_serving_retry.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from fixtures.faults_report import record
 from fixtures.multinode import MultiNodeCluster
@@ -32,10 +42,40 @@ AFTER_S = 40.0  # load after it went
 TEXTS = [f"request {i}: a short sentence to embed" for i in range(64)]
 
 
+SERVE_YAML = Path(__file__).resolve().parents[2] / "jobs" / "configs" / "serve.yaml"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def shipped_controller_env() -> dict[str, str]:
+    """The Serve controller's environment in ``jobs/configs/serve.yaml`` (the ingress mode
+    and HAProxy's retry policy)."""
+    cfg = yaml.safe_load(SERVE_YAML.read_text())
+    env = cfg["controller_options"]["runtime_env"]["env_vars"]
+    return {k: str(v) for k, v in env.items()}
+
+
+@pytest.fixture
+def shipped_mode_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[MultiNodeCluster]:
+    """A multi-node cluster whose processes all have the shipped Serve controller
+    environment (set before its nodes start: every Ray process inherits it), HAProxy's
+    stats and metrics on free ports (Serve's defaults are the same for every HAProxy on
+    the machine)."""
+    env = shipped_controller_env()
+    assert env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1", env
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+        monkeypatch.setenv(name, str(_free_port()))
+    cluster = MultiNodeCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
 
 
 @dataclass
@@ -92,12 +132,13 @@ def summarise(results: list[tuple[float, float, bool]], lost_at: float) -> dict[
     }
 
 
-def test_serve_survives_losing_a_replica_node(multinode_cluster: MultiNodeCluster) -> None:
+def test_serve_survives_losing_a_replica_node(shipped_mode_cluster: MultiNodeCluster) -> None:
     from ray import serve
 
     from uniembed.serving import build_app
 
-    cluster = multinode_cluster
+    assert "empty-response" in os.environ["RAY_SERVE_HAPROXY_RETRY_ON"]
+    cluster = shipped_mode_cluster
     cluster.add_node("a", resources={"serve_slot": 1})
     cluster.add_node("b", resources={"serve_slot": 1})
     deploy = {
@@ -155,7 +196,7 @@ def test_serve_survives_losing_a_replica_node(multinode_cluster: MultiNodeCluste
             **{k: v for k, v in stats.items() if k != "recover_s"},
         )
         assert stats["requests"] > CLIENTS
-        assert stats["failed_after_loss"] == 0, stats
+        assert stats["failed_after_loss"] == 0, (stats, load.failures)
         # Serve has replaced the lost replica (on c: the only free slot); starting one on a
         # busy machine takes a while
         deadline = time.monotonic() + 300
