@@ -94,19 +94,23 @@ def load_embedder_on(
 ) -> Any:
     """The embedder :func:`~uniembed.models.registry.load_embedder` loads, with its forward
     pass in ONNX Runtime on ``threads`` threads where ``backend`` asks for it (see
-    :func:`use_onnx`); on the CPU torch gets ``threads`` threads too. MLLMs, decoders,
-    GPUs and dtypes other than float32 stay on torch under ``auto``.
+    :func:`use_onnx`; torch, which then only pools, gets one), else on torch with
+    ``threads`` threads on the CPU. MLLMs, decoders, GPUs and dtypes other than float32
+    stay on torch under ``auto``.
 
     Raises:
         ValueError: ``backend: onnx`` where it does not apply, or a bad backend name.
     """
     from uniembed.models.registry import inspect_model, load_embedder
 
-    if device == "cpu":
-        torch.set_num_threads(threads)
     family = inspect_model(name_or_path).family
     if use_onnx(backend, onnx_reason(family, device, dtype), key):
+        # torch only pools here: one thread, so that no idle OpenMP thread spins beside
+        # ONNX Runtime's on the same cores
+        torch.set_num_threads(1)
         return load_onnx_embedder(name_or_path, threads, pooling=pooling, max_length=max_length)
+    if device == "cpu":
+        torch.set_num_threads(threads)
     return load_embedder(
         name_or_path, device=device, dtype=dtype, pooling=pooling, max_length=max_length
     )
