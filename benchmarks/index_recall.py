@@ -2,6 +2,7 @@
 
     python benchmarks/index_recall.py --synthetic 100000,1000000
     python benchmarks/index_recall.py --embeddings OUT   # an embed job's output (real vectors)
+    python benchmarks/index_recall.py --npy vectors.npy  # (n, d) float32 unit rows
     python benchmarks/index_recall.py --synthetic 1000000 --nprobe 16,32,48,64 --queries 2000
 
 For each pool it builds the index ``retrieval.index: auto`` would build above
@@ -12,8 +13,8 @@ searches' queries/s, measured in one run. The shipped ``AUTO_NPROBE`` is marked 
 
 ``--synthetic N`` draws 384-d unit vectors around N/50 anisotropic cluster centres (text
 embeddings are clustered and use a few directions more than the rest); queries are more
-draws of the same kind, not pool rows. ``--embeddings`` holds out ``--queries`` rows of
-the pool as queries.
+draws of the same kind, not pool rows. ``--embeddings`` and ``--npy`` hold out
+``--queries`` rows of the pool as queries.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def synthetic(n: int, seed: int, centres: np.ndarray) -> np.ndarray:
         m = min(100_000, n - start)
         which = rng.integers(0, len(centres), m)
         noise = rng.standard_normal((m, centres.shape[1]), dtype=np.float32) * scale
-        x = centres[which] + 0.045 * noise
+        x = centres[which] + 0.07 * noise
         out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
@@ -62,9 +63,12 @@ def synthetic_pool(n: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def embedded_pool(folder: str, queries: int) -> tuple[np.ndarray, np.ndarray]:
-    from uniembed.embed.pipeline import read_embeddings
+    if folder.endswith(".npy"):
+        matrix = np.load(folder)
+    else:
+        from uniembed.embed.pipeline import read_embeddings
 
-    _, matrix = read_embeddings(folder)
+        _, matrix = read_embeddings(folder)
     order = np.random.default_rng(0).permutation(len(matrix))
     held = np.sort(order[:queries])
     keep = np.sort(order[queries:])
@@ -103,14 +107,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--synthetic", default="", help="pool sizes, comma-separated")
     p.add_argument("--embeddings", default="", help="an embed job's output folder")
+    p.add_argument("--npy", default="", help="a .npy file of (n, d) float32 unit rows")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--nprobe", default=f"16,32,{AUTO_NPROBE},64")
     args = p.parse_args()
     probes = [int(x) for x in args.nprobe.split(",")]
-    if args.embeddings:
-        pool, queries = embedded_pool(args.embeddings, args.queries)
-        measure(f"embeddings {args.embeddings}", pool, queries, args.k, probes)
+    for source in (args.embeddings, args.npy):
+        if source:
+            pool, queries = embedded_pool(source, args.queries)
+            measure(f"embeddings {source}", pool, queries, args.k, probes)
     for n in [int(x) for x in args.synthetic.split(",") if x]:
         pool, queries = synthetic_pool(n, args.queries)
         measure("synthetic", pool, queries, args.k, probes)

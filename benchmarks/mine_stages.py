@@ -5,6 +5,7 @@ peer (sentence-transformers' ``mine_hard_negatives`` with FAISS) on a WordNet se
     python benchmarks/mine_stages.py --config jobs/configs/mine_openclipart.yaml max_queries=32
     python benchmarks/mine_stages.py --wordnet 1500:1500 --peer --rounds 2
     python benchmarks/mine_stages.py --wordnet 100000:10000 --peer
+    python benchmarks/mine_stages.py --wordnet 1500:1500 --peer --tree /tmp/before  # + a checkout
 
 Without ``--wordnet`` it runs ``jobs/mine.py`` in this process into a fresh temporary output
 (so nothing is resumed) with the given arguments, then prints each stage's seconds and
@@ -152,14 +153,18 @@ def peer_side(folder: Path, model_dir: str, out: Path) -> None:
     )
 
 
-def _timed(cmd: list[str]) -> float:
+def _timed(cmd: list[str], cwd: Path = ROOT) -> float:
+    env = dict(os.environ, PYTHONPATH=str(cwd / "platform"))
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, cwd=cwd, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 
-def compare(pool: int, queries: int, rounds: int, peer: bool, extra: list[str]) -> None:
-    """Interleaved rounds of ours and the peer on the WordNet set; prints a table."""
+def compare(
+    pool: int, queries: int, rounds: int, peer: bool, extra: list[str], trees: list[str]
+) -> None:
+    """Interleaved rounds of ours (this checkout, then each of ``trees``: other checkouts,
+    e.g. a ``git worktree`` of an earlier commit) and the peer on the WordNet set."""
     from uniembed.models.packaged import minilm_folder
 
     folder = wordnet_set(pool, queries)
@@ -186,11 +191,13 @@ def compare(pool: int, queries: int, rounds: int, peer: bool, extra: list[str]) 
     lines = []
     with tempfile.TemporaryDirectory(prefix="mine-bench-") as tmp:
         for r in range(rounds):
-            out = Path(tmp) / f"ours-{r}"
-            wall = _timed([*ours_cmd, "--output", str(out)])
-            report = json.loads((out / "report.json").read_text())
-            stages = ", ".join(f"{k} {v:.1f}" for k, v in report["stage_seconds"].items())
-            line = f"round {r}: ours {wall:.1f} s ({report['rows_written']} rows; {stages})"
+            line = f"round {r}:"
+            for t, tree in enumerate([str(ROOT), *trees]):
+                out = Path(tmp) / f"ours-{r}-{t}"
+                wall = _timed([*ours_cmd, "--output", str(out)], Path(tree))
+                report = json.loads((out / "report.json").read_text())
+                stages = ", ".join(f"{k} {v:.1f}" for k, v in report["stage_seconds"].items())
+                line += f" ours[{tree}] {wall:.1f} s ({report['rows_written']} rows; {stages});"
             if peer:
                 pj = Path(tmp) / f"peer-{r}.json"
                 pwall = _timed(
@@ -199,8 +206,8 @@ def compare(pool: int, queries: int, rounds: int, peer: bool, extra: list[str]) 
                 )
                 p = json.loads(pj.read_text())
                 line += (
-                    f"; peer {pwall:.1f} s ({p['rows']} rows, mine {p['mine_s']:.1f} s, "
-                    f"rss {p['rss_mb']:.0f} MB); ours/peer {wall / pwall:.2f}x"
+                    f" peer {pwall:.1f} s ({p['rows']} rows, mine {p['mine_s']:.1f} s, "
+                    f"rss {p['rss_mb']:.0f} MB); ours/peer {wall / pwall:.2f}x (last ours)"
                 )
             print(line, flush=True)
             lines.append(line)
@@ -212,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wordnet", help="POOL:QUERIES (see the module doc)")
     p.add_argument("--peer", action="store_true")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--tree", action="append", default=[], help="another checkout to run too")
     p.add_argument("--as-peer", help=argparse.SUPPRESS)
     p.add_argument("--peer-out", help=argparse.SUPPRESS)
     p.add_argument("--peer-model", help=argparse.SUPPRESS)
@@ -221,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if known.wordnet:
         pool, queries = (int(x) for x in known.wordnet.split(":"))
-        compare(pool, queries, known.rounds, known.peer, rest)
+        compare(pool, queries, known.rounds, known.peer, rest, known.tree)
         return 0
     return in_process(rest)
 
