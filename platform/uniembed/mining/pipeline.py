@@ -70,6 +70,7 @@ from uniembed.mining.sanity import SanityVerdict, calibration_shards, decide
 from uniembed.mining.sanity_stage import SANITY_FILE, measure, read_verdict, write_verdict
 from uniembed.mining.selection_stage import SelectOptions, selector
 from uniembed.mining.shards import JUDGED_DIR, ShardBuffer, finished_shards
+from uniembed.observe.live import Watch, watch
 from uniembed.observe.names import dataset_name, named
 from uniembed.reranker.vllm_engine import actor_setup
 from uniembed.runtime import actor_resources, init_ray, resolve_device
@@ -79,6 +80,7 @@ logger = logging.getLogger(__name__)
 POOL_ITEMS = "pool/items"
 POOL_EMBEDDINGS = "pool/embeddings"
 EXIT_JUDGE_FAILED = 3
+JUDGE_OP = "mine/judge"
 
 
 def _stage_pool(cfg: MineConfig) -> float:
@@ -126,6 +128,7 @@ def _stage_embed_pool(cfg: MineConfig) -> float:
         return float(done["seconds"])
     # The staged items name their images by the URIs stage 1 resolved and checked against
     # the pool's folder and image_prefixes: the same places are allowed here.
+    staged = shards.read_manifest(storage.join(cfg.output, POOL_ITEMS)) or {}
     summary = run_embed(
         EmbedConfig(
             input=storage.join(cfg.output, POOL_ITEMS, "items"),
@@ -137,6 +140,7 @@ def _stage_embed_pool(cfg: MineConfig) -> float:
             image_prefixes=[input_root(cfg.pool or cfg.queries), *cfg.image_prefixes],
         ),
         stage="mine/pool",
+        expected_rows=staged.get("ok"),
     )
     logger.info(summary.line())
     q_dir = storage.join(out, QUARANTINE_DIR)
@@ -200,7 +204,13 @@ def _judge_dataset(  # noqa: ANN202
     )
     ds = ds.map_batches(
         named(RetrievalStage, "mine/retrieve"),
-        fn_constructor_args=(RetrievalOptions(pool=pool, retrieval=cfg.retrieval),),
+        fn_constructor_args=(
+            RetrievalOptions(
+                pool=pool,
+                retrieval=cfg.retrieval,
+                judge_stage=JUDGE_OP if use_judge else None,
+            ),
+        ),
         compute=ActorPoolStrategy(size=1),
         batch_size=None,
         batch_format="pyarrow",
@@ -212,7 +222,7 @@ def _judge_dataset(  # noqa: ANN202
             cfg.judge.engine, cfg.judge.model.name, judge_device, cfg.judge.vllm
         )
         ds = ds.map_batches(
-            named(JudgeWorker, "mine/judge"),
+            named(JudgeWorker, JUDGE_OP),
             fn_constructor_args=(
                 JudgeOptions(
                     model=judge_model,
@@ -232,8 +242,9 @@ def _judge_dataset(  # noqa: ANN202
             **judge_remote,
         )
     # The writer holds part-shards in memory: restarted elsewhere it would have lost them
-    # and wait forever for rows that already passed. It is not restarted; its loss fails the
-    # pass, and _until_written runs the pass again over the shards not yet written.
+    # and wait forever for rows that already passed. It refuses to be restarted (ShardBuffer);
+    # its loss fails the pass, and _until_written runs the pass again over the shards not
+    # yet written.
     ds = ds.map_batches(
         named(ShardBuffer, "mine/write-shards"),
         fn_constructor_args=(cfg.output, s3, cfg.fail_after_shards),
@@ -241,7 +252,6 @@ def _judge_dataset(  # noqa: ANN202
         batch_size=None,
         batch_format="pyarrow",
         num_cpus=0.25,
-        max_restarts=0,
     )
     ds.set_name(dataset_name("mine/queries"))
     return ds
@@ -271,6 +281,17 @@ def _lost_to_failure(exc: BaseException) -> bool:
     return False
 
 
+def _judge_watch(
+    cfg: MineConfig, use_judge: bool, max_queries: int | None, skip: frozenset[str]
+) -> list[Watch]:
+    """The judge's live progress line for a pass (none without the judge): pairs judged of
+    the pairs retrieval passes on, for the pass's queries when their number is known."""
+    if not use_judge:
+        return []
+    expected = None if max_queries is None else max(0, max_queries - len(skip) * cfg.shard_size)
+    return [Watch(JUDGE_OP, "pairs", "judged", expected)]
+
+
 def _until_written(
     cfg: MineConfig,
     device: str,
@@ -284,7 +305,8 @@ def _until_written(
     ``cfg.query_stage_attempts`` times. Written shards are whole and never rewritten."""
     for attempt in range(1, cfg.query_stage_attempts + 1):
         try:
-            _judge_dataset(cfg, device, skip, use_judge, max_queries, pool).take_all()
+            with watch(_judge_watch(cfg, use_judge, max_queries, skip)):
+                _judge_dataset(cfg, device, skip, use_judge, max_queries, pool).take_all()
             return
         except Exception as exc:
             if not _lost_to_failure(exc) or attempt == cfg.query_stage_attempts:
@@ -413,16 +435,14 @@ def _run(cfg: MineConfig) -> tuple[MineReport, int]:
     names = sorted(finished_shards(cfg.output))
     options = _select_options(cfg, verdict)
     blocks = select_blocks(len(names), ray.cluster_resources().get("CPU", 1))
-    stats = (
-        ray.data.from_items([{S.SHARD: n} for n in names], override_num_blocks=blocks)
-        .map_batches(
-            named(selector(cfg.output, cfg.output, options, storage.get_options()), "mine/select"),
-            batch_size=None,
-            batch_format="numpy",
-            num_cpus=0.25,
-        )
-        .take_all()
+    ds = ray.data.from_items([{S.SHARD: n} for n in names], override_num_blocks=blocks).map_batches(
+        named(selector(cfg.output, cfg.output, options, storage.get_options()), "mine/select"),
+        batch_size=None,
+        batch_format="numpy",
+        num_cpus=0.25,
     )
+    ds.set_name(dataset_name("mine/select"))
+    stats = ds.take_all()
     _add_selected(report, stats)
     t["select and write"] = time.perf_counter() - start
     write_report(report, cfg.output)
