@@ -48,6 +48,8 @@ MUST_FAIL: dict[str, set[str]] = {
     "str": _TEXTUAL_BAD | {"huge_int", INVALID_UTF8},
     "path": _TEXTUAL_BAD | {"huge_int", "nul", INVALID_UTF8},
     "id": _TEXTUAL_BAD | {INVALID_UTF8},
+    # an instruction is never cut: a huge one is refused, not sent whole to the model
+    "instruction": _TEXTUAL_BAD | {"huge_int", "huge", INVALID_UTF8},
     "score": set(BAD_VALUES) - {"null", "float"} | {INVALID_UTF8},
     "list": set(BAD_VALUES) - {"null"} | {INVALID_UTF8},  # a list replaced whole
     "pair": set(BAD_VALUES) | {INVALID_UTF8},  # a hard negative that is not [text, image]
@@ -75,7 +77,8 @@ def _spots(*spots: tuple) -> tuple[Spot, ...]:
 
 ITEM = {"id": "r", "text": "a photo", "image_uri": "a.png", "instruction": "Find it."}
 ITEM_SPOTS = _spots(("id", "id"), ("text", "str"), ("image_uri", "path"),
-                    ("image", "path"), ("image_path", "path"), ("instruction", "str"))  # fmt: skip
+                    ("image", "path"), ("image_path", "path"),
+                    ("instruction", "instruction"))  # fmt: skip
 MMEB_TRAIN = {"qry": "q", "qry_image_path": "q.png", "pos_text": "p", "pos_image_path": "p.png",
               "neg_text": "n", "neg_image_path": "n.png"}  # fmt: skip
 MMEB_TRAIN_SPOTS = _spots(("qry", "str"), ("qry_image_path", "path"), ("pos_text", "str"),

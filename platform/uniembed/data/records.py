@@ -104,6 +104,23 @@ def record_id(value: Any, source: str, field: str = S.ID) -> str | None:
     return check_text(str(value), source, field)
 
 
+# An instruction is a task's short prompt, never cut (a cut one would ask something else):
+# a longer one is a bad record, not a prompt of this many characters for every embedding.
+MAX_INSTRUCTION_CHARS = 4096
+
+
+def _instruction(rec: Mapping[str, Any], source: str) -> str | None:
+    value = _opt_str(rec, S.INSTRUCTION, source)
+    if value is not None and len(value) > MAX_INSTRUCTION_CHARS:
+        raise RecordError(
+            source,
+            S.INSTRUCTION,
+            f"{len(value)} characters, over the limit of {MAX_INSTRUCTION_CHARS} "
+            "(instructions are never cut)",
+        )
+    return value
+
+
 def _item(
     id_: str,
     text: str | None,
@@ -150,7 +167,7 @@ def items_from_item_record(
             id_,
             _opt_str(rec, S.TEXT, source),
             image_uri,
-            _opt_str(rec, S.INSTRUCTION, source),
+            _instruction(rec, source),
             source,
             base,
             image_bytes,
