@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,17 +78,25 @@ def _args(inputs: str, out: str, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def local_run(
+def local_console(
     ray_start_2_cpus: None, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, Path]:
-    """One uninterrupted local run: (inputs folder, output folder)."""
-    from jobs.mine import main
-
+) -> tuple[Path, Path, str]:
+    """One uninterrupted local run, as its own driver process on the test cluster (a user's
+    console: what the driver and the workers it forwards print, warnings and Ray's own log
+    lines included); a progress line per judge call. (inputs folder, output folder, console)."""
     inputs = tmp_path_factory.mktemp("mine_in")
     _write_inputs(inputs)
     out = tmp_path_factory.mktemp("mine") / "out"
-    assert main(_args(str(inputs), str(out))) == 0
-    return inputs, out
+    run = _run_driver(_args(str(inputs), str(out)), {"UNIEMBED_PROGRESS_INTERVAL_S": "0"})
+    console = run.stdout + run.stderr
+    assert run.returncode == 0, console[-4000:]
+    return inputs, out, console
+
+
+@pytest.fixture(scope="module")
+def local_run(local_console: tuple[Path, Path, str]) -> tuple[Path, Path]:
+    """One uninterrupted local run: (inputs folder, output folder)."""
+    return local_console[0], local_console[1]
 
 
 def _check_output(out: str, inputs: str) -> None:
@@ -153,7 +162,38 @@ def test_mine_job_local(local_run: tuple[Path, Path]) -> None:
     np.testing.assert_allclose(ref, [row[S.POS_SCORE], row[S.NEG_SCORES][0]], atol=1e-4)
 
 
-def _run_killed(args: list[str]) -> subprocess.CompletedProcess:
+# One line per judge call (UNIEMBED_PROGRESS_INTERVAL_S=0), and one when a pass ends.
+JUDGED = re.compile(r"^\[mine/judge\] ([\d,]+)(?:/~?[\d,]+)? pairs judged", re.M)
+CLOSING = re.compile(r"^\[mine/judge\] ([\d,]+) pairs judged in ", re.M)
+
+
+def test_the_judge_progress_line_moves_per_call(local_console: tuple[Path, Path, str]) -> None:
+    console = local_console[2]
+    judged = [int(n.replace(",", "")) for n in JUDGED.findall(console)]
+    rises = [b > a for a, b in zip(judged, judged[1:], strict=False)]
+    assert sum(rises) >= 1, console[-4000:]  # two lines at least, the count moving
+    # The passes' closing lines add up to every judged pair of the report.
+    assert sum(int(n.replace(",", "")) for n in CLOSING.findall(console)) == 10 * (K + 1)
+    assert "mine/judge: " not in console  # no block-level "rows in, 0 out" line for it
+
+
+# What a successful run must not print: warnings (FutureWarning, RayDeprecationWarning ...),
+# error-level lines (Ray's C++ log format, Python's ERROR), an unnamed dataset.
+NOISE = re.compile(
+    r"[A-Za-z]Warning\b|\[\d{4}-\d\d-\d\d [\d:,]+ E \d+ \d+\]|\bERROR\b|\bdataset_\d"
+)
+
+
+def test_a_successful_run_prints_no_warning_and_no_error_line(
+    local_console: tuple[Path, Path, str],
+) -> None:
+    noise = [line for line in local_console[2].splitlines() if NOISE.search(line)]
+    assert not noise, "\n".join(noise)
+
+
+def _run_driver(
+    args: list[str], extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run the job as its own driver process on the test cluster. When a driver exits, Ray
     kills its actors; an in-process failure would leave the failed run's actor pool holding
     CPUs, and on 2 CPUs the rerun's writer could never be scheduled."""
@@ -164,6 +204,7 @@ def _run_killed(args: list[str]) -> subprocess.CompletedProcess:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(root / "platform"), str(root / "tests"), str(root)]),
         "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        **(extra_env or {}),
     }
     return subprocess.run(
         [sys.executable, str(root / "jobs" / "mine.py"), *args],
@@ -180,7 +221,7 @@ def test_mine_job_resumes_after_kill(local_run: tuple[Path, Path], tmp_path: Pat
 
     inputs, full = local_run
     out = tmp_path / "out"
-    killed = _run_killed(_args(str(inputs), str(out), "fail_after_shards=2"))
+    killed = _run_driver(_args(str(inputs), str(out), "fail_after_shards=2"))
     assert killed.returncode != 0
     assert "fail_after_shards=2" in killed.stdout + killed.stderr
     judged = sorted((out / "judged").glob("*.parquet"))
@@ -206,7 +247,7 @@ def test_mine_rerun_without_resume_keeps_the_output_until_it_succeeds(
     out = tmp_path / "out"
     shutil.copytree(full, out)
     before = read_mined(str(out))
-    killed = _run_killed(_args(str(inputs), str(out), "resume=false", "fail_after_shards=1"))
+    killed = _run_driver(_args(str(inputs), str(out), "resume=false", "fail_after_shards=1"))
     assert killed.returncode != 0
     assert (out / "_SUCCESS.json").exists() and read_mined(str(out)).equals(before)
     assert main(_args(str(inputs), str(out), "resume=false")) == 0
