@@ -9,7 +9,8 @@ For each pool it builds the index ``retrieval.index: auto`` would build above
 ``APPROXIMATE_ABOVE`` (IVF-Flat, :func:`uniembed.index.choice.auto_nlist` lists, 64 training
 points per list) and prints, per ``nprobe``: recall@K of held-out queries against the exact
 flat search (K=20, the mine default of the scale runs), the IVF build seconds and both
-searches' queries/s, measured in one run. The shipped ``AUTO_NPROBE`` is marked ``*``.
+searches' queries/s, measured in one run. The shipped nprobe (``AUTO_PROBE_SHARE`` of the
+lists) is marked ``*``.
 
 ``--synthetic N`` draws 384-d unit vectors around N/50 anisotropic cluster centres (text
 embeddings are clustered and use a few directions more than the rest); queries are more
@@ -31,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from uniembed.index import build_index  # noqa: E402
 from uniembed.index.choice import (  # noqa: E402
-    AUTO_NPROBE,
     AUTO_TRAIN_PER_LIST,
     auto_nlist,
+    auto_nprobe,
     recall_at_k,
 )
 
@@ -90,12 +91,13 @@ def measure(name: str, pool: np.ndarray, queries: np.ndarray, k: int, probes: li
         flush=True,
     )
     print(f"  {'nprobe':>7}{'recall@K':>10}{'ivf q/s':>10}{'x flat':>8}")
-    for nprobe in probes:
+    shipped = auto_nprobe(nlist)
+    for nprobe in probes or sorted({16, 32, shipped, 2 * shipped}):
         index.nprobe = min(nprobe, nlist)
         start = time.perf_counter()
         _, found = index.search(queries, k)
         ivf_s = time.perf_counter() - start
-        mark = "*" if nprobe == AUTO_NPROBE else " "
+        mark = "*" if nprobe == auto_nprobe(nlist) else " "
         print(
             f" {mark}{nprobe:>7}{recall_at_k(found, exact):>10.4f}"
             f"{len(queries) / ivf_s:>10,.0f}{flat_s / ivf_s:>7.1f}x",
@@ -110,9 +112,9 @@ def main() -> None:
     p.add_argument("--npy", default="", help="a .npy file of (n, d) float32 unit rows")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--k", type=int, default=20)
-    p.add_argument("--nprobe", default=f"16,32,{AUTO_NPROBE},64")
+    p.add_argument("--nprobe", default="", help="default: 16, 32, the shipped share, 2x it")
     args = p.parse_args()
-    probes = [int(x) for x in args.nprobe.split(",")]
+    probes = [int(x) for x in args.nprobe.split(",") if x]
     for source in (args.embeddings, args.npy):
         if source:
             pool, queries = embedded_pool(source, args.queries)

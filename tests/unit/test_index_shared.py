@@ -10,9 +10,9 @@ import pytest
 from uniembed.index import build_index, search
 from uniembed.index.choice import (
     APPROXIMATE_ABOVE,
-    AUTO_NPROBE,
     IndexPlan,
     auto_nlist,
+    auto_nprobe,
     plan_index,
     recall_at_k,
 )
@@ -74,7 +74,8 @@ def test_plan_is_flat_up_to_the_threshold_and_ivf_above() -> None:
     above = plan_index(APPROXIMATE_ABOVE + 1)
     assert above.kind == "ivf"
     assert above.nlist == auto_nlist(APPROXIMATE_ABOVE + 1) == round((APPROXIMATE_ABOVE + 1) ** 0.5)
-    assert above.nprobe == AUTO_NPROBE
+    assert above.nprobe == auto_nprobe(above.nlist)
+    assert auto_nprobe(316) == 48 and auto_nprobe(1000) == 150 and auto_nprobe(1) == 1
     assert plan_index(1000, approximate_above=999).kind == "ivf"
     assert plan_index(10**7, kind="flat") == IndexPlan("flat")
     forced = plan_index(100, kind="ivf", nlist=4, nprobe=9)

@@ -20,8 +20,10 @@ from uniembed.index.faiss_index import MIN_POINTS_PER_LIST
 
 # Measured by benchmarks/index_recall.py (docs/benchmarks.md, Mine): flat up to here.
 APPROXIMATE_ABOVE = 250_000
-# Lists visited per query by the automatic IVF index: recall@20 >= 0.98 at the sizes measured.
-AUTO_NPROBE = 48
+# Share of the lists visited per query by the automatic IVF index (48 of 316 at 100k rows:
+# recall@20 0.982 in benchmarks/index_recall.py); a share, so that larger pools, which get
+# more lists, keep their recall.
+AUTO_PROBE_SHARE = 0.15
 # k-means training points per list of the automatic IVF index (FAISS's floor is 39).
 AUTO_TRAIN_PER_LIST = 64
 
@@ -52,6 +54,11 @@ def auto_nlist(rows: int) -> int:
     return max(1, min(round(math.sqrt(rows)), rows // MIN_POINTS_PER_LIST))
 
 
+def auto_nprobe(nlist: int) -> int:
+    """:data:`AUTO_PROBE_SHARE` of ``nlist``, rounded up: 48 of 316 lists, 150 of 1000."""
+    return max(1, math.ceil(AUTO_PROBE_SHARE * nlist - 1e-9))
+
+
 def plan_index(
     rows: int,
     kind: PlanKind = "auto",
@@ -61,7 +68,7 @@ def plan_index(
 ) -> IndexPlan:
     """The index for a pool of ``rows``: ``auto`` is flat up to ``approximate_above`` rows
     and IVF above; ``flat``/``ivf`` force one. Unset ``nlist``/``nprobe`` of an IVF index
-    take :func:`auto_nlist` and :data:`AUTO_NPROBE` (capped at nlist)."""
+    take :func:`auto_nlist` and :func:`auto_nprobe` (capped at nlist)."""
     if rows < 1:
         raise ValueError(f"rows: a pool needs at least 1 row, got {rows}")
     if kind not in ("auto", "flat", "ivf"):
@@ -72,7 +79,7 @@ def plan_index(
     if chosen == "flat":
         return IndexPlan("flat")
     lists = auto_nlist(rows) if nlist is None else nlist
-    probes = AUTO_NPROBE if nprobe is None else nprobe
+    probes = auto_nprobe(lists) if nprobe is None else nprobe
     return IndexPlan("ivf", nlist=lists, nprobe=min(probes, lists))
 
 

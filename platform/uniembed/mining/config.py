@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from uniembed.config import require
-from uniembed.index.choice import APPROXIMATE_ABOVE, AUTO_NPROBE
+from uniembed.index.choice import APPROXIMATE_ABOVE, AUTO_PROBE_SHARE
 from uniembed.reranker.config import JudgeEngine, VllmSection
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
 
@@ -28,7 +28,10 @@ class RetrievalSection:
     )
     nlist: int | None = field(default=None, metadata={"help": "ivf lists (default ~sqrt(rows))"})
     nprobe: int | None = field(
-        default=None, metadata={"help": f"ivf lists searched per query (default {AUTO_NPROBE})"}
+        default=None,
+        metadata={
+            "help": f"ivf lists searched per query (default {AUTO_PROBE_SHARE:.0%} of nlist)"
+        },
     )
     # Easy: far below the positive. None keeps every retrieved candidate for the judge.
     easy_margin: float | None = field(
