@@ -104,6 +104,8 @@ def test_a_mine_input_without_a_valid_row_is_one_line() -> None:
     require_valid_rows("pool", "pool.jsonl", 7, 1, [])
     with pytest.raises(NoValidRowsError) as info:
         require_valid_rows("pool", "pool.jsonl", 7, 0, ["pool.jsonl:1: invalid JSON", "b"])
+    with pytest.raises(NoValidRowsError, match=r"reasons: 0; 1; 2\); fix the queries file$"):
+        require_valid_rows("queries", "q.jsonl", 9, 0, [str(i) for i in range(9)])
     msg = str(info.value)
     assert msg == (
         "pool pool.jsonl: none of its 7 rows is valid (first reasons: pool.jsonl:1: invalid "

@@ -37,6 +37,7 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data import shards
 from uniembed.data.output_guard import (
+    REASONS_SHOWN,
     STAGING_PREFIX,
     check_not_empty,
     check_output,
@@ -157,7 +158,7 @@ def require_valid_rows(key: str, uri: str, rows: int, valid: int, reasons: list[
         return
     if not rows:
         raise NoValidRowsError(f"{key} {uri}: no rows; give a {key} with at least one row")
-    first = "; ".join(reasons) or "none recorded"
+    first = "; ".join(reasons[:REASONS_SHOWN]) or "none recorded"
     raise NoValidRowsError(
         f"{key} {uri}: none of its {rows} rows is valid (first reasons: {first}); "
         f"fix the {key} file"
