@@ -23,7 +23,9 @@ for the CPU alike. At each size N, ours and the peer back to back (interleaved):
   the judge actor) must not depend on N;
 * ``tune``: ``jobs/tune.py`` (shipped ``tune.yaml``: minilm, unime, batch 32) for a few
   steps on N training rows: samples/s of the steps, and the start-up + ingest seconds
-  before the first step (which must not grow with N).
+  before the first step (which must not grow with N);
+* ``ingest``: the tune driver's ingest alone (``read_tune_rows`` on the same N rows, in its
+  own process): rows/s and the peak RSS of the process that holds them.
 
 Each cell is one process; its wall time includes start-up. Measured per cell: wall
 seconds, rows/s, peak RSS (VmHWM, sampled from ``/proc/<pid>/status`` every 0.5 s) of the
@@ -56,7 +58,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import scale_corpus  # noqa: E402
 
-STAGES = ("embed", "mine", "judge", "tune")
+STAGES = ("embed", "mine", "judge", "tune", "ingest")
 PEERS = {"embed", "mine"}
 PY = str(REPO / ".venv" / "bin" / "python")
 # The checkout whose jobs run (``--tree``): this one, or e.g. a ``git worktree`` of a commit,
@@ -279,6 +281,9 @@ def cell_command(stage: str, side: str, size: str, data: Path, work: Path) -> li
         if stage == "mine":
             cmd.append("selection.mode=similarity")
         return cmd
+    if stage == "ingest":
+        script = str(REPO / "benchmarks" / "scale.py")
+        return [PY, script, "--ingest", str(data / "tune"), "--peer-out", out]
     if stage == "tune":
         return [PY, "jobs/tune.py", "--input", str(data / "tune"), "--format", "mined",
                 f"train.max_steps={TUNE_STEPS}", "train.warmup_steps=1",
@@ -294,13 +299,13 @@ def _rows(stage: str, data: Path) -> int:
         return _count_lines(data / "queries.jsonl") + _count_lines(data / "pool.jsonl")
     if stage == "judge":
         return 0  # pairs, from the report
-    return json.loads((data / "manifest.json").read_text())["tune_rows"]
+    return json.loads((data / "manifest.json").read_text())["tune_rows"]  # tune, ingest
 
 
 def _stage_figures(stage: str, side: str, size: str, work: Path) -> dict[str, Any]:
     """Figures the cell's own outputs hold (the job's seconds, pairs/s, step times)."""
     out = work / f"{stage}-{side}-{size}"
-    if side == "peer":
+    if side == "peer" or stage == "ingest":
         f = out / "peer.json"
         return json.loads(f.read_text()) if f.is_file() else {}
     if stage == "embed":
@@ -460,6 +465,18 @@ def peer(stage: str, data: Path, out: Path) -> None:
     (out / "peer.json").write_text(json.dumps(result, indent=2))
 
 
+def ingest(rows: Path, out: Path) -> None:
+    """The tune driver's ingest alone: ``read_tune_rows`` over ``rows``; writes
+    ``out/peer.json`` (seconds, rows)."""
+    from uniembed.data.training_rows import read_tune_rows
+
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    table = read_tune_rows(str(rows), "mined")
+    result = {"read_s": time.perf_counter() - t0, "rows": table.num_rows}
+    (out / "peer.json").write_text(json.dumps(result, indent=2))
+
+
 # --- the table and the plot -----------------------------------------------------------
 
 
@@ -500,6 +517,8 @@ def table(out: Path) -> str:
             rows = ours["rows"]
             rate = ours.get("rows_per_s")
             unit = {"judge": " pairs/s", "tune": " samples/s"}.get(stage, "")
+            if stage == "ingest" and ours["figures"].get("read_s"):
+                rate = round(rows / ours["figures"]["read_s"])
             note = ""
             if stage == "tune" and ours.get("ingest_s") is not None:
                 note = f" (start-up+ingest {ours['ingest_s']} s)"
@@ -609,11 +628,15 @@ def main() -> None:
     p.add_argument("--plot", default="docs/scale_curve.png")
     p.add_argument("--peer", choices=("embed", "mine"), help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
+    p.add_argument("--ingest", help=argparse.SUPPRESS)
     p.add_argument("--peer-out", help=argparse.SUPPRESS)
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # runs the cells' cleanup
     if args.peer:
         peer(args.peer, Path(args.data), Path(args.peer_out))
+        return
+    if args.ingest:
+        ingest(Path(args.ingest), Path(args.peer_out))
         return
     global TREE
     TREE = Path(args.tree).resolve()
