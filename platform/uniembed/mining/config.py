@@ -67,6 +67,15 @@ class SelectionSection:
     num_negatives: int = field(default=10, metadata={"help": "paper: 10 stored, 8 used"})
     beta: float = field(default=0.01, metadata={"help": "false negative: s > s_pos - beta"})
     step: int = field(default=5, metadata={"help": "cyclical sampling stride (paper: 5)"})
+    max_fn_share: float = field(
+        default=1.0,
+        metadata={
+            "help": "judge mode: the largest share of a query's candidates the false-negative "
+            "rule may remove (the highest-scored); the rest stay negatives, so a query whose "
+            "positive the scorer is unsure of is kept. 1.0: the paper's rule (such a query "
+            "may lose every candidate and is quarantined)"
+        },
+    )
     # judge-free options, named as in sentence-transformers' mine_hard_negatives
     absolute_margin: float | None = None
     relative_margin: float | None = None
@@ -79,6 +88,7 @@ class SelectionSection:
         require(self.num_negatives >= 1, "selection.num_negatives must be >= 1")
         require(self.beta >= 0, "selection.beta must be >= 0")
         require(self.step >= 1, "selection.step must be >= 1")
+        require(0.0 <= self.max_fn_share <= 1.0, "selection.max_fn_share must be in [0, 1]")
         require(self.range_min >= 0, "selection.range_min must be >= 0")
 
 

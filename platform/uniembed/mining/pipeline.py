@@ -416,6 +416,7 @@ def _run(cfg: MineConfig) -> tuple[MineReport, int]:
         judge=cfg.judge_name,
         k=cfg.retrieval.k,
         beta=cfg.selection.beta,
+        max_fn_share=cfg.selection.max_fn_share,
         auc_floor=cfg.sanity.auc_floor,
     )
     t = report.stage_seconds
@@ -512,9 +513,7 @@ def _calibrate(
 
 def _add_selected(report: MineReport, stats: list[dict[str, Any]]) -> None:
     for row in stats:
-        for key, value in row.items():
-            if key != S.SHARD:
-                setattr(report, key, getattr(report, key) + int(value))
+        report.add_select_stats(row)
 
 
 def read_mined(output: str) -> pa.Table:

@@ -20,6 +20,7 @@ import numpy as np
 from uniembed.mining.sanity import SanityVerdict
 
 HIST_BINS = 20  # judge scores are probabilities: 20 bins of 0.05 over [0, 1]
+MAX_SELECT_REASONS = 20  # per-query reasons of emptied / capped queries kept in the report
 
 
 def positive_auc(pos_score: float, cand_scores: Sequence[float] | np.ndarray) -> float | None:
@@ -74,6 +75,10 @@ class MineReport:
     true_fn_retrieved: int = 0
     true_fn_judged: int = 0
     true_fn_caught: int = 0
+    max_fn_share: float = 1.0  # selection.max_fn_share
+    rows_fn_capped: int = 0  # queries the false-negative rule would have emptied or thinned
+    fn_kept_by_cap: int = 0  # candidates above s_pos - beta kept as negatives by the cap
+    select_reasons: list[str] = field(default_factory=list)  # emptied / capped queries
     auc_sum: float = 0.0
     auc_rows: int = 0
     auc_floor: float = 0.6
@@ -82,6 +87,18 @@ class MineReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     judge_busy_seconds: float = 0.0
     sanity: SanityVerdict | None = None  # the judge's check (judge mode)
+
+    def add_select_stats(self, stats: dict[str, Any]) -> None:
+        """Add one select task's counts, and its queries' reasons (one a line, up to
+        :data:`MAX_SELECT_REASONS` kept)."""
+        for key, value in stats.items():
+            if key == "shard":
+                continue
+            if key == "select_reasons":
+                room = MAX_SELECT_REASONS - len(self.select_reasons)
+                self.select_reasons += [x for x in str(value).split("\n") if x][: max(0, room)]
+            else:
+                setattr(self, key, getattr(self, key) + int(value))
 
     def add_scores(self, pos_scores: Sequence[float], cand_scores: Sequence[float]) -> None:
         """Accumulate judge scores into the positive and candidate histograms."""
@@ -168,6 +185,8 @@ def render_markdown(r: MineReport) -> str:
         f"| dropped above the similarity ceiling (δ) | {r.dropped_above_max} |",
         f"| pairs judged (incl. positives) | {r.judged_pairs} |",
         f"| false negatives filtered | {r.false_negatives_filtered} |",
+        f"| queries capped by max_fn_share={r.max_fn_share} / candidates kept by the cap "
+        f"| {r.rows_fn_capped} / {r.fn_kept_by_cap} |",
         f"| rows written | {r.rows_written} |",
         f"| rows filled / negatives repeated | {r.rows_filled} / {r.negatives_filled} |",
         f"| rows without any negative (quarantined) | {r.rows_without_negatives} |",
@@ -180,6 +199,17 @@ def render_markdown(r: MineReport) -> str:
         "|---|---|",
         *[f"| {k} | {v:.1f} |" for k, v in r.stage_seconds.items()],
     ]
+    if r.select_reasons:
+        lines += [
+            "",
+            "## Queries the false-negative rule emptied or capped",
+            "",
+            f"{r.rows_without_negatives} quarantined, {r.rows_fn_capped} capped "
+            f"(the first {len(r.select_reasons)}; all emptied ones are in "
+            "`quarantine/*.select.parquet`):",
+            "",
+            *[f"- {x}" for x in r.select_reasons],
+        ]
     if r.quarantine_reasons:
         lines += ["", "## Quarantine examples", "", *[f"- {x}" for x in r.quarantine_reasons]]
     return "\n".join(lines) + "\n"

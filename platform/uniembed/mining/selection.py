@@ -31,8 +31,9 @@ class Selection:
     ``ranks`` argument when given, else the position). ``false_negative_ids`` are the
     candidates removed as too close to the positive. ``n_available`` counts the valid
     negatives before any fill; ``filled`` / ``n_filled`` say whether, and how many, entries
-    repeat earlier picks to reach ``n_requested``. An empty selection (``is_empty``) means no
-    valid negative existed.
+    repeat earlier picks to reach ``n_requested``. ``n_flagged`` counts the candidates the
+    false-negative rule flagged (judge mode), of which ``n_capped`` were kept as negatives by
+    the ``max_fn_share`` cap. An empty selection (``is_empty``) means no valid negative existed.
     """
 
     negative_ids: tuple[str, ...]
@@ -44,11 +45,17 @@ class Selection:
     n_available: int
     filled: bool = False
     n_filled: int = 0
+    n_flagged: int = 0
 
     @property
     def is_empty(self) -> bool:
         """True when no negative could be selected."""
         return not self.negative_ids
+
+    @property
+    def n_capped(self) -> int:
+        """Candidates the false-negative rule flagged but the cap kept as negatives."""
+        return max(0, self.n_flagged - len(self.false_negative_ids))
 
     def __len__(self) -> int:
         return len(self.negative_ids)
@@ -101,6 +108,19 @@ def cyclic_order(n: int, step: int = DEFAULT_CYCLE_STEP) -> list[int]:
     return [i for start in range(min(step, n)) for i in range(start, n, step)]
 
 
+def fn_cap(n_candidates: int, max_fn_share: float) -> int:
+    """The most candidates the false-negative rule may remove from one query:
+    ``floor(max_fn_share * n_candidates)`` (1.0: all of them, the paper's rule).
+
+    ``fn_cap(20, 0.25) == 5``; ``fn_cap(3, 0.25) == 0``; ``fn_cap(20, 1.0) == 20``.
+    """
+    share = _check_number(max_fn_share, "max_fn_share", minimum=0.0)
+    if share > 1.0:
+        raise ValueError(f"max_fn_share: must be <= 1, got {share}")
+    # a small epsilon so that 0.3 * 10 is 3, not 2.9999999999999996 -> 2
+    return min(n_candidates, int(math.floor(share * n_candidates + 1e-9)))
+
+
 def select_with_judge(
     candidate_ids: Sequence[str],
     judge_scores: Sequence[float],
@@ -111,14 +131,21 @@ def select_with_judge(
     *,
     step: int = DEFAULT_CYCLE_STEP,
     ranks: Sequence[int] | None = None,
+    max_fn_share: float = 1.0,
 ) -> Selection:
     """UniME-V2 hard-negative selection from MLLM-judge scores.
 
     Rule, in order:
 
     1. The positive (``positive_id``, if it appears among the candidates) is removed.
-    2. False negatives: candidates with ``s > positive_score - beta`` are removed (a score
-       exactly at ``positive_score - beta`` is kept).
+    2. False negatives: candidates with ``s > positive_score - beta`` are flagged (a score
+       exactly at ``positive_score - beta`` is kept). At most
+       ``fn_cap(n, max_fn_share)`` of the ``n`` candidates (the positive excluded) are
+       removed: the highest-scored flagged ones (ties keep input order). The rest of the
+       flagged stay negatives. A scorer that puts the positive below more than that share
+       of its candidates is unsure of the positive (it scored the positive low, not the
+       candidates high), and the rule would otherwise empty the query; 1.0 is the paper's
+       rule.
     3. The rest is sorted by judge score, highest first (ties keep input order).
     4. Cyclical sampling with stride ``step`` (paper: 5): take sorted positions
        0, step, 2*step, ..., then 1, 1+step, ..., then 2, ... (see :func:`cyclic_order`)
@@ -146,6 +173,11 @@ def select_with_judge(
         positive_id: the positive's id, excluded if it appears among the candidates.
         step: the cyclical sampling stride.
         ranks: retrieval rank per candidate, reported for the chosen ones.
+        max_fn_share: the largest share of a query's candidates the rule may remove.
+
+    Cap example (``positive_score=0.1``, ``beta=0.01``, ``max_fn_share=0.25``): candidates
+    ``a=.9 b=.5 c=.3 d=.2`` are all above 0.09 and flagged; ``fn_cap(4, 0.25) = 1``, so
+    only ``a`` is removed and ``b, c, d`` stay negatives (``n_flagged=4``, ``n_capped=3``).
     """
     values = _check_common(candidate_ids, judge_scores, "judge_scores", ranks)
     pos = _check_number(positive_score, "positive_score")
@@ -154,21 +186,26 @@ def select_with_judge(
         raise ValueError(f"k: must be >= 1, got {k}")
     threshold = pos - beta
     kept: list[int] = []
-    false_negatives: list[str] = []
+    flagged: list[int] = []
     for i, (cid, s) in enumerate(zip(candidate_ids, values)):
         if cid == positive_id:
             continue
-        if s > threshold:
-            false_negatives.append(cid)
-        else:
-            kept.append(i)
+        (flagged if s > threshold else kept).append(i)
+    n_flagged = len(flagged)
+    cap = fn_cap(len(flagged) + len(kept), max_fn_share)
+    if len(flagged) > cap:
+        by_score = sorted(flagged, key=lambda i: -values[i])  # stable: ties keep input order
+        removed = set(by_score[:cap])
+        kept += [i for i in flagged if i not in removed]
+        flagged = [i for i in flagged if i in removed]
+    false_negatives = [candidate_ids[i] for i in flagged]
     kept.sort(key=lambda i: -values[i])  # stable: ties keep input order
     order = [kept[j] for j in cyclic_order(len(kept), step)]
     n_available = len(order)
     chosen = [order[j % n_available] for j in range(k)] if order else []
     n_filled = max(0, k - n_available) if order else 0
     return _selection(
-        candidate_ids, values, ranks, chosen, false_negatives, k, n_available, n_filled
+        candidate_ids, values, ranks, chosen, false_negatives, k, n_available, n_filled, n_flagged
     )
 
 
@@ -276,6 +313,7 @@ def _selection(
     n_requested: int,
     n_available: int,
     n_filled: int,
+    n_flagged: int = 0,
 ) -> Selection:
     return Selection(
         negative_ids=tuple(candidate_ids[i] for i in chosen),
@@ -287,4 +325,30 @@ def _selection(
         n_available=n_available,
         filled=n_filled > 0,
         n_filled=n_filled,
+        n_flagged=n_flagged,
     )
+
+
+def selection_reason(
+    sel: Selection, positive_score: float, beta: float, n_candidates: int
+) -> str | None:
+    """Why the false-negative rule emptied or capped one query, in words; None when it did
+    neither. ``n_candidates`` counts the query's candidates, the positive excluded.
+
+    Examples: ``positive scored 0.031 (threshold s_pos - beta = 0.021): all 20 candidates
+    within beta, filtered as false negatives``; ``positive scored 0.031 (...): 18 of 20
+    candidates within beta; the 5 highest filtered, 13 kept as negatives (max_fn_share)``.
+    """
+    threshold = positive_score - beta
+    head = f"positive scored {positive_score:.3f} (threshold s_pos - beta = {threshold:.3f})"
+    if sel.is_empty:
+        if n_candidates == 0:
+            return "no candidate left after retrieval (and its easy / similarity filters)"
+        return f"{head}: all {n_candidates} candidates within beta, filtered as false negatives"
+    if sel.n_capped:
+        return (
+            f"{head}: {sel.n_flagged} of {n_candidates} candidates within beta; the "
+            f"{len(sel.false_negative_ids)} highest filtered, {sel.n_capped} kept as negatives "
+            "(max_fn_share)"
+        )
+    return None

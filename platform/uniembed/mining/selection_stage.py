@@ -20,12 +20,20 @@ from uniembed.data.shards import QUARANTINE_DIR
 from uniembed.mining import Selection, select_by_similarity, select_with_judge
 from uniembed.mining.config import SelectionSection
 from uniembed.mining.export import unime_v2_json
+from uniembed.mining.selection import selection_reason
 
 MINED_DIR = "mined"
 EXPORT_DIR = "export"
 SELECT_STAGE = "select"
 SELECT_STATS = ("rows_written", "rows_filled", "negatives_filled", "rows_without_negatives")
-FN_STATS = ("false_negatives_filtered", "true_fn_judged", "true_fn_caught")
+FN_STATS = (
+    "false_negatives_filtered",
+    "true_fn_judged",
+    "true_fn_caught",
+    "rows_fn_capped",
+    "fn_kept_by_cap",
+)
+REASONS = "select_reasons"  # per shard: the reasons of emptied or capped queries, one a line
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ def select_row(row: dict[str, Any], o: SelectOptions) -> Selection:
             positive_id=row[S.POS_ID],
             step=s.step,
             ranks=row[S.CAND_RANKS],
+            max_fn_share=s.max_fn_share,
         )
     return select_by_similarity(
         row[S.CAND_IDS],
@@ -108,12 +117,39 @@ def mined_row(row: dict[str, Any], sel: Selection, o: SelectOptions) -> dict[str
     }
 
 
+def row_reason(row: dict[str, Any], sel: Selection, o: SelectOptions) -> str | None:
+    """Why selection emptied or capped this query (judge mode), naming the record; or None."""
+    if o.selection.mode != "judge":
+        if sel.is_empty:
+            return (
+                f"record {row[S.ID]}: no hard negative left of {len(row[S.CAND_IDS])} "
+                "candidates after the similarity margins and ranges"
+            )
+        return None
+    by_judge = o.score_source == S.SCORE_JUDGE
+    pos = row[S.POS_SCORE] if by_judge else row[S.POS_SIM]
+    n = sum(1 for cid in row[S.CAND_IDS] if cid != row[S.POS_ID])
+    why = selection_reason(sel, float(pos), o.selection.beta, n)
+    if why is None:
+        return None
+    scorer = "judge" if by_judge else "embedder (judge fallback)"
+    head = "no hard negative left" if sel.is_empty else "false-negative rule capped"
+    return f"record {row[S.ID]}: {head}: {scorer} {why}"
+
+
 def select_table(judged: pa.Table, o: SelectOptions) -> tuple[pa.Table, pa.Table, dict[str, int]]:
-    """Select over one judged shard: (mined rows, quarantine rows, counts)."""
+    """Select over one judged shard: (mined rows, quarantine rows, counts). The counts hold
+    ``select_reasons`` too: the emptied and capped queries' reasons, one a line."""
     mined, bad = [], []
-    stats = dict.fromkeys(SELECT_STATS + FN_STATS, 0)
+    stats: dict[str, Any] = dict.fromkeys(SELECT_STATS + FN_STATS, 0)
+    reasons: list[str] = []
     for row in judged.to_pylist():
         sel = select_row(row, o)
+        why = row_reason(row, sel, o)
+        if why is not None:
+            reasons.append(why)
+        stats["rows_fn_capped"] += int(sel.n_capped > 0)
+        stats["fn_kept_by_cap"] += sel.n_capped
         fn = set(sel.false_negative_ids)
         stats["false_negatives_filtered"] += len(fn)
         flags = row[S.CAND_TRUE_FN] or []
@@ -126,8 +162,7 @@ def select_table(judged: pa.Table, o: SelectOptions) -> tuple[pa.Table, pa.Table
                 {
                     S.ID: row[S.ID],
                     S.STAGE: SELECT_STAGE,
-                    S.REASON: f"record {row[S.ID]}: no hard negative left of "
-                    f"{len(row[S.CAND_IDS])} candidates after false-negative filtering",
+                    S.REASON: why,
                     S.SOURCE: row[S.SOURCE],
                 }
             )
@@ -137,6 +172,7 @@ def select_table(judged: pa.Table, o: SelectOptions) -> tuple[pa.Table, pa.Table
         stats["rows_written"] += 1
         stats["rows_filled"] += int(sel.filled)
         stats["negatives_filled"] += sel.n_filled
+    stats[REASONS] = "\n".join(reasons)
     return (
         pa.Table.from_pylist(mined, schema=S.MINED_SCHEMA),
         pa.Table.from_pylist(bad, schema=S.QUARANTINE_SCHEMA),
@@ -164,6 +200,6 @@ def selector(out: str, work: str, o: SelectOptions, s3: storage.S3Options):  # n
             )
             storage.write_parquet(storage.join(out, MINED_DIR, f"{shard}.parquet"), mined)
             rows.append({S.SHARD: shard, **stats})
-        return {k: [r[k] for r in rows] for k in (S.SHARD, *SELECT_STATS, *FN_STATS)}
+        return {k: [r[k] for r in rows] for k in (S.SHARD, *SELECT_STATS, *FN_STATS, REASONS)}
 
     return run
