@@ -127,9 +127,29 @@ class VllmChild:
 
 
 # --- held-out pairs ------------------------------------------------------------------------
-def heldout_requests(n_queries: int, k: int) -> tuple[list[Request], list[list[str]]]:
+def lexical_top(queries: list[dict], corpus: list[dict], k: int) -> list[list[int]]:
+    """Each query's top ``k`` corpus positions by shared words (no model: a cheap stand-in
+    for the embedder's retrieval when the machine is too loaded to embed the corpus)."""
+    from uniembed.data import schema as S
+
+    def words(text: str) -> set[str]:
+        return {w for w in "".join(c.lower() if c.isalnum() else " " for c in text).split()}
+
+    bags = [words(c[S.TEXT]) for c in corpus]
+    out = []
+    for q in queries:
+        qw = words(q[S.TEXT])
+        overlap = np.array([len(qw & b) / (1 + len(b)) for b in bags])
+        out.append(list(np.argsort(-overlap, kind="stable")[:k]))
+    return out
+
+
+def heldout_requests(
+    n_queries: int, k: int, retrieval: str = "minilm"
+) -> tuple[list[Request], list[list[str]]]:
     """The first ``n_queries`` held-out queries: (query text, [gold, top-k others]) and the
-    candidates' ids; definitions identical to the gold are left out (they are the gold)."""
+    candidates' ids; definitions identical to the gold are left out (they are the gold).
+    ``retrieval``: ``minilm`` (all-MiniLM-L6-v2 cosine) or ``lexical`` (shared words)."""
     from benchmarks.judge_quality import _rows, retrieve
 
     from uniembed.data import schema as S
@@ -138,7 +158,8 @@ def heldout_requests(n_queries: int, k: int) -> tuple[list[Request], list[list[s
     queries, corpus = _rows(HELDOUT)[:n_queries], _rows(WORDNET_CORPUS)
     index = {c[S.ID]: i for i, c in enumerate(corpus)}
     requests, ids = [], []
-    for q, top in zip(queries, retrieve(queries, corpus, k + 1), strict=True):
+    tops = (retrieve if retrieval == "minilm" else lexical_top)(queries, corpus, k + 1)
+    for q, top in zip(queries, tops, strict=True):
         gold = index[q[POS_ID]]
         others = [i for i in top if corpus[i][DEFINITION_GROUP] != corpus[gold][DEFINITION_GROUP]]
         items = [gold, *others[:k]]
@@ -235,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=200, help="held-out queries (200 at most)")
     p.add_argument("--k", type=int, default=10, help="retrieved candidates per query")
     p.add_argument("--chunk", type=int, default=20, help="queries per turn of each engine")
+    p.add_argument("--retrieval", choices=["minilm", "lexical"], default="minilm")
     p.add_argument("--negatives", type=int, default=5, help="selection: negatives per query")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--block-size", type=int, default=32, help="0: vLLM's default (GPU)")
@@ -259,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     python = str(vllm_python(VllmSection()))  # EngineMissingError names the set-up command
     folder = vllm_model_folder(args.judge)
     torch.set_num_threads(args.threads)
-    requests, ids = heldout_requests(args.queries, args.k)
+    requests, ids = heldout_requests(args.queries, args.k, args.retrieval)
     n_pairs = sum(len(c) for _, c in requests)
     print(
         f"{len(requests)} held-out queries, {n_pairs} pairs; judge {args.judge}; "
@@ -286,9 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         vllm_scores += got_v
         vllm_s += seconds
         done = sum(len(c) for _, c in requests[: lo + len(chunk)])
+        dmax_so_far = max(float(np.max(np.abs(a - b))) for a, b in zip(ours_scores, vllm_scores))
         print(
-            f"  {done}/{n_pairs} pairs: ours {done / ours_s:.1f} pairs/s, "
-            f"vLLM {done / vllm_s:.1f} pairs/s",
+            f"  {done}/{n_pairs} pairs: ours {done / ours_s:.2f} pairs/s, "
+            f"vLLM {done / vllm_s:.2f} pairs/s, max |dP| {dmax_so_far:.1e}, "
+            f"load {os.getloadavg()[0]:.0f}",
             flush=True,
         )
     child.close()
