@@ -1,0 +1,100 @@
+"""The bad-value table end to end (issue 25): the jobs that quarantine run on a real Ray
+cluster with tiny models over an input holding every value of ``BAD_VALUES`` (and bytes
+that are not UTF-8) in every field, beside a folder link loop and image links that lead
+out of the input folder. Each exits 0; every good row is processed, every row that must
+fail is quarantined once under its file:line naming the field, and the counts add up.
+
+The readers alone are fuzzed over many more drawings in tests/unit/test_fuzz_readers.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from fixtures.bad_inputs import BAD_VALUES, INVALID_UTF8, bad_line
+from uniembed import storage
+from uniembed.data import schema as S
+from uniembed.embed.pipeline import read_embeddings
+
+# About 3 minutes on 2 busy cores (a Ray cluster, the tiny model): out of the default run,
+# whose readers' fuzz (tests/unit/test_fuzz_readers.py) covers the same table.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BAD_NAMES = sorted(BAD_VALUES) + [INVALID_UTF8]
+_TEXTUAL_BAD = {"lone_surrogate", "object", "list", "nan", "inf", "neg_inf", "float", "bool"}
+# field -> the bad values it must refuse (the others it may take, or the embed worker may
+# refuse later: an image path that names no file).
+ITEM_FIELDS = {
+    "id": _TEXTUAL_BAD | {"empty", "null", INVALID_UTF8},
+    "text": _TEXTUAL_BAD | {"huge_int", INVALID_UTF8},
+    "instruction": _TEXTUAL_BAD | {"huge_int", "huge", INVALID_UTF8},
+    "image_uri": _TEXTUAL_BAD | {"huge_int", "nul", INVALID_UTF8},
+    "image_path": _TEXTUAL_BAD | {"huge_int", "nul", INVALID_UTF8},
+    "image": _TEXTUAL_BAD | {"huge_int", "nul", INVALID_UTF8},
+    "zz_unknown": {INVALID_UTF8},
+}
+
+
+def _table_input(folder: Path) -> tuple[Path, dict[int, tuple[str, str] | None]]:
+    """Good records between records with one bad value each; {line: (field, bad) or None}."""
+    lines: list[bytes] = []
+    where: dict[int, tuple[str, str] | None] = {}
+    n = 0
+    for field, must in ITEM_FIELDS.items():
+        for bad in BAD_NAMES:
+            n += 1
+            rec = {"id": f"r{n}", "text": f"record {n}", "instruction": "Find it."}
+            value = INVALID_UTF8 if bad == INVALID_UTF8 else BAD_VALUES[bad]
+            lines.append(bad_line(rec, field, value))
+            where[len(lines)] = (field, bad) if bad in must else None
+            if bad == "huge" and field not in ("text", "zz_unknown", "instruction"):
+                where[len(lines)] = (field, "may")  # a huge id is taken, a huge path not found
+            if field == "text" and bad in ("empty", "null"):
+                where[len(lines)] = (field, "no content")  # the worker's reason
+        lines.append(json.dumps({"id": f"g-{field}", "text": "a good record"}).encode())
+        where[len(lines)] = ("good", "")
+    path = folder / "bad_values.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path, where
+
+
+def test_embed_job_over_the_bad_value_table(ray_start_2_cpus: None, tmp_path: Path) -> None:
+    from jobs.embed import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path, where = _table_input(folder)
+    (tmp_path / "x.png").write_bytes(b"outside")
+    (folder / "link.png").symlink_to("../x.png")
+    (folder / "again").symlink_to(".")  # a loop: listed once, never followed
+    with path.open("ab") as f:
+        f.write(json.dumps({"id": "escape", "image_uri": "link.png"}).encode() + b"\n")
+    where[len(where) + 1] = ("image_uri", "link")
+    out = tmp_path / "out"
+    flags = ["--input", str(folder), "--output", str(out), "--model", "tiny-qwen2-vl"]
+    assert main([*flags, "compute.micro_batch_size=8", "model.max_length=64"]) == 0
+    manifest = json.loads((out / "_SUCCESS.json").read_text())
+    ids, _ = read_embeddings(str(out))
+    q = storage.read_parquet(str(out / "quarantine")).to_pylist()
+    by_source = Counter(r[S.SOURCE] for r in q)
+    assert all(c == 1 for c in by_source.values()), by_source
+    reasons = {r[S.SOURCE]: r[S.REASON] for r in q}
+    assert manifest["rows_in"] == len(where) == len(ids) + len(q)  # each line read once
+    assert manifest["rows_out"] == len(ids) and manifest["rows_quarantined"] == len(q)
+    for line, spot in where.items():
+        src = f"{path}:{line}"
+        if spot is None or spot[0] == "good":
+            assert src not in reasons, (line, spot, reasons.get(src))
+        elif spot[1] == "no content":
+            assert "has neither text nor image" in reasons[src]
+        elif spot[1] != "may":
+            field, bad = spot
+            assert reasons[src].startswith(f"{src}: "), reasons[src]
+            wanted = "not valid UTF-8" if bad == INVALID_UTF8 else f"field '{field}'"
+            assert wanted in reasons[src], (spot, reasons[src])
+    assert "a link to" in reasons[f"{path}:{len(where)}"]
+    assert {f"g-{field}" for field in ITEM_FIELDS} <= set(ids)
