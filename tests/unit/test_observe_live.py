@@ -61,9 +61,11 @@ def test_the_line_before_the_rate_is_known_and_without_a_total() -> None:
 
 
 def test_the_closing_line() -> None:
-    assert closing_text(JUDGE, Counts(done=1344), 96.0) == (
-        "[mine/judge] 1,344 pairs judged in 1m36s, 14.0 pairs/s"
+    c = Counts(done=1344, first=20.0, first_done=21, last=116.0)
+    assert closing_text(JUDGE, c, 130.0) == (
+        "[mine/judge] 1,344 pairs judged in 2m10s, 13.8 pairs/s once started"
     )
+    assert closing_text(JUDGE, Counts(done=21), 5.0) == "[mine/judge] 21 pairs judged in 5s"
 
 
 def test_the_tally_counts_calls_and_hands_events_over_once() -> None:

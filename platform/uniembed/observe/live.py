@@ -115,9 +115,14 @@ def progress_text(w: Watch, c: Counts, now: float) -> str:
 
 
 def closing_text(w: Watch, c: Counts, seconds: float) -> str:
-    """The line printed when the stage has ended."""
-    rate = f", {c.done / seconds:.1f} {w.unit}/s" if seconds > 0 else ""
-    return f"[{w.stage}] {c.done:,} {w.unit} {w.verb} in {duration_text(seconds)}{rate}"
+    """The line printed when the stage has ended: its wall time (model loading included)
+    and the rate from its first finished call to its last."""
+    line = f"[{w.stage}] {c.done:,} {w.unit} {w.verb} in {duration_text(seconds)}"
+    if c.first is not None and c.last is not None and c.last > c.first:
+        return (
+            line + f", {(c.done - c.first_done) / (c.last - c.first):.1f} {w.unit}/s once started"
+        )
+    return line
 
 
 class Tally:
