@@ -101,7 +101,9 @@ def _stage_pool(cfg: MineConfig) -> float:
         lambda batch: {},
         storage.get_options(),
     )
-    ds = read_pool(uri, fmt, cfg.group_field, tuple(cfg.image_prefixes)).map_batches(
+    ds = read_pool(
+        uri, fmt, cfg.group_field, tuple(cfg.image_prefixes), cfg.follow_symlinks
+    ).map_batches(
         named(writer, "mine/stage-pool"), batch_size=None, batch_format="pyarrow", num_cpus=0.25
     )
     ds.set_name(dataset_name("mine/pool-items"))
@@ -184,6 +186,7 @@ def _judge_dataset(  # noqa: ANN202
         max_queries,
         skip,
         tuple(cfg.image_prefixes),
+        cfg.follow_symlinks,
     )
     ds = ds.map_batches(
         named(QueryEmbedStage, "mine/embed-queries"),
