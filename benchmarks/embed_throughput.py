@@ -110,7 +110,7 @@ class RssWatch:
         return self.driver, self.actors
 
 
-def _run(cmd: list[str], env: dict[str, str], tries: int = 3) -> tuple[float, int, int, str]:
+def _run(cmd: list[str], env: dict[str, str], tries: int = 5) -> tuple[float, int, int, str]:
     """(wall seconds, driver peak RSS, actor peak RSS, stdout) of a command; a run whose
     local Ray node timed out starting (an overloaded machine) is tried again."""
     for _ in range(tries - 1):
