@@ -224,6 +224,7 @@ def check_refused(
 FUZZ = settings(
     max_examples=int(os.environ.get("UNIEMBED_FUZZ_EXAMPLES", "40")),
     deadline=None,
+    database=None,  # nothing written into the work tree
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
