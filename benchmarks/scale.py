@@ -544,8 +544,8 @@ def table(out: Path) -> str:
 
 
 def mean_tokens(out: Path, size: str, n: int = 5000) -> float | None:
-    """Mean minilm tokens (special tokens included, cut at 256) of the first ``n`` pool
-    texts of a size; cached in ``<out>/tokens-<size>.json``."""
+    """Mean minilm tokens (special tokens included, cut at 256) of ``n`` pool texts of a
+    size, evenly spaced through the pool; cached in ``<out>/tokens-<size>.json``."""
     cached = out / f"tokens-{size}.json"
     if cached.is_file():
         return json.loads(cached.read_text())["mean_tokens"]
@@ -558,7 +558,8 @@ def mean_tokens(out: Path, size: str, n: int = 5000) -> float | None:
 
     tok = AutoTokenizer.from_pretrained(str(minilm_folder()))
     with pool.open(encoding="utf-8") as f:
-        texts = [json.loads(line)["text"] for _, line in zip(range(n), f)]
+        lines = f.readlines()
+    texts = [json.loads(line)["text"] for line in lines[:: max(1, len(lines) // n)]]
     lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=256)["input_ids"]]
     mean = sum(lengths) / len(lengths)
     cached.write_text(json.dumps({"size": size, "texts": len(texts), "mean_tokens": mean}))
@@ -574,7 +575,13 @@ def plot(out: Path, path: Path) -> None:
 
     cells = load_cells(out)
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for stage, color in (("embed", "tab:blue"), ("mine", "tab:orange"), ("tune", "tab:green")):
+    curves = (
+        ("embed", "tab:blue"),
+        ("mine", "tab:orange"),
+        ("tune", "tab:green"),
+        ("ingest", "tab:red"),
+    )
+    for stage, color in curves:
         for side, style in (("ours", "-o"), ("peer", "--s")):
             pts = sorted(
                 (r["rows"], r["wall_s"], r["driver_peak_mb"], (_actor_peak(r) or ("", 0))[1])
@@ -595,14 +602,16 @@ def plot(out: Path, path: Path) -> None:
             )
             if side == "ours":
                 xs, ys = [p[0] for p in pts], [p[3] for p in pts]
-                ax_m.plot(xs, ys, ":^", color=color, label=f"{label}: largest actor")
+                if any(ys):
+                    ax_m.plot(xs, ys, ":^", color=color, label=f"{label}: largest actor")
     for ax, ylabel in ((ax_t, "wall seconds (start-up included)"), (ax_m, "peak RSS, MiB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("rows (pool texts; mine: pool + queries; tune: training rows)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.suptitle("uniembed vs sentence-transformers, all-MiniLM-L6-v2, 2 shared CPU cores")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -646,7 +655,7 @@ def main() -> None:
         for size in scale_corpus.SIZES:
             tokens = mean_tokens(out, size)
             if tokens is not None:
-                print(f"\n{size} pool: {tokens:.1f} minilm tokens per text (first 5,000 texts)")
+                print(f"\n{size} pool: {tokens:.1f} minilm tokens per text (5,000 texts)")
         plot(out, REPO / args.plot)
         print(f"\nplot: {args.plot}; load now {loadavg()}")
         return
