@@ -75,7 +75,7 @@ def test_plan_is_flat_up_to_the_threshold_and_ivf_above() -> None:
     assert above.kind == "ivf"
     assert above.nlist == auto_nlist(APPROXIMATE_ABOVE + 1) == round((APPROXIMATE_ABOVE + 1) ** 0.5)
     assert above.nprobe == auto_nprobe(above.nlist)
-    assert auto_nprobe(316) == 48 and auto_nprobe(1000) == 150 and auto_nprobe(1) == 1
+    assert auto_nprobe(548) == 192 and auto_nprobe(1000) == 350 and auto_nprobe(1) == 1
     assert plan_index(1000, approximate_above=999).kind == "ivf"
     assert plan_index(10**7, kind="flat") == IndexPlan("flat")
     forced = plan_index(100, kind="ivf", nlist=4, nprobe=9)

@@ -20,10 +20,10 @@ from uniembed.index.faiss_index import MIN_POINTS_PER_LIST
 
 # Measured by benchmarks/index_recall.py (docs/benchmarks.md, Mine): flat up to here.
 APPROXIMATE_ABOVE = 250_000
-# Share of the lists visited per query by the automatic IVF index (48 of 316 at 100k rows:
-# recall@20 0.982 in benchmarks/index_recall.py); a share, so that larger pools, which get
-# more lists, keep their recall.
-AUTO_PROBE_SHARE = 0.15
+# Share of the lists visited per query by the automatic IVF index: at 300k rows (548 lists)
+# 35% gave recall@20 0.9905 and 25% 0.978 in benchmarks/index_recall.py (docs/benchmarks.md);
+# a share, not a count, so that larger pools, which get more lists, keep their recall.
+AUTO_PROBE_SHARE = 0.35
 # k-means training points per list of the automatic IVF index (FAISS's floor is 39).
 AUTO_TRAIN_PER_LIST = 64
 
@@ -55,7 +55,7 @@ def auto_nlist(rows: int) -> int:
 
 
 def auto_nprobe(nlist: int) -> int:
-    """:data:`AUTO_PROBE_SHARE` of ``nlist``, rounded up: 48 of 316 lists, 150 of 1000."""
+    """:data:`AUTO_PROBE_SHARE` of ``nlist``, rounded up: 192 of 548 lists, 350 of 1000."""
     return max(1, math.ceil(AUTO_PROBE_SHARE * nlist - 1e-9))
 
 
