@@ -84,8 +84,8 @@ def _judged_row(**kw: object) -> dict:
     return row
 
 
-OPTS = SelectOptions(
-    selection=SelectionSection(mode="judge", num_negatives=3, beta=0.01, step=5),
+OPTS = SelectOptions(  # the paper's false-negative rule (no cap): its hand-made cases
+    selection=SelectionSection(mode="judge", num_negatives=3, beta=0.01, step=5, max_fn_share=1),
     score_source=S.SCORE_JUDGE,
     embedder="minilm",
     judge="j",

@@ -68,7 +68,7 @@ class SelectionSection:
     beta: float = field(default=0.01, metadata={"help": "false negative: s > s_pos - beta"})
     step: int = field(default=5, metadata={"help": "cyclical sampling stride (paper: 5)"})
     max_fn_share: float = field(
-        default=1.0,
+        default=0.5,
         metadata={
             "help": "judge mode: the largest share of a query's candidates the false-negative "
             "rule may remove (the highest-scored); the rest stay negatives, so a query whose "
