@@ -517,6 +517,8 @@ def table(out: Path) -> str:
             rows = ours["rows"]
             rate = ours.get("rows_per_s")
             unit = {"judge": " pairs/s", "tune": " samples/s"}.get(stage, "")
+            if isinstance(rate, float):
+                rate = round(rate, 2)
             if stage == "ingest" and ours["figures"].get("read_s"):
                 rate = round(rows / ours["figures"]["read_s"])
             note = ""
