@@ -73,6 +73,7 @@ def _args(inputs: str, out: str, *extra: str) -> list[str]:
         f"retrieval.k={K}",
         "selection.num_negatives=3",
         "selection.beta=0.0",
+        "selection.max_fn_share=1.0",  # the paper's rule: no negative above the positive
         *extra,
     ]
 

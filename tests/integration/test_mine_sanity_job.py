@@ -51,6 +51,7 @@ def _args(inputs: Path, out: Path, on_fail: str, *extra: str) -> list[str]:
         f"retrieval.k={K}",
         "retrieval.easy_margin=null",
         "selection.num_negatives=3",
+        "selection.max_fn_share=1.0",  # the paper's rule: no negative above s_pos - beta
         f"sanity.auc_floor={FLOOR}",
         f"sanity.calibration_queries={SHARD}",
         f"sanity.on_fail={on_fail}",
