@@ -52,7 +52,7 @@ def serve(args: argparse.Namespace) -> int:
     with ``{"scores": [[...]], "seconds": s}`` (seconds inside the engine calls)."""
     import torch
 
-    from uniembed.reranker.config import VllmSection
+    from uniembed.reranker.engine_config import VllmSection
     from uniembed.reranker.prompts import JudgeInput
     from uniembed.reranker.vllm_engine import VllmJudge
 
@@ -80,7 +80,7 @@ class VllmChild:
     def __init__(
         self, python: str, folder: str, dtype: str, threads: int, block_size: int, device: str
     ):
-        from uniembed.reranker.config import VllmSection
+        from uniembed.reranker.engine_config import VllmSection
         from uniembed.reranker.vllm_engine import vllm_env
 
         env = {**os.environ, **vllm_env(VllmSection(), device), "OMP_NUM_THREADS": str(threads)}
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from uniembed.reranker.config import VllmSection
+    from uniembed.reranker.engine_config import VllmSection
     from uniembed.reranker.scorer import JudgeInput, JudgeScorer
     from uniembed.reranker.vllm_engine import vllm_model_folder, vllm_python
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from benchmarks.judge_engines import compare_mined
 
-from uniembed.reranker.config import VllmSection
+from uniembed.reranker.engine_config import VllmSection
 from uniembed.reranker.vllm_engine import SETUP_COMMAND, EngineMissingError, vllm_python
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,7 +15,7 @@ import torch
 from uniembed.config import ConfigError, from_dict, load_yaml
 from uniembed.evaluation.config import EvalConfig
 from uniembed.mining.config import JudgeSection, MineConfig
-from uniembed.reranker.config import VllmSection
+from uniembed.reranker.engine_config import VllmSection
 from uniembed.reranker.prompts import JudgeInput
 from uniembed.reranker.scorer import JudgeScorer
 from uniembed.reranker.vllm_engine import (

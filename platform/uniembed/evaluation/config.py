@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from uniembed.config import require
-from uniembed.reranker.config import JudgeEngine, VllmSection
+from uniembed.reranker.engine_config import JudgeEngine, VllmSection
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from uniembed.config import require
 from uniembed.index.choice import APPROXIMATE_ABOVE, AUTO_PROBE_SHARE
-from uniembed.reranker.config import JudgeEngine, VllmSection
+from uniembed.reranker.engine_config import JudgeEngine, VllmSection
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
 
 # Input layouts the mine job reads (see ``mine_inputs``).

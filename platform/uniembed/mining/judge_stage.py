@@ -34,7 +34,7 @@ from uniembed.mining.report import positive_auc
 from uniembed.observe.figures import count
 from uniembed.observe.live import report
 from uniembed.observe.names import stage_of_instance
-from uniembed.reranker.config import VllmSection
+from uniembed.reranker.engine_config import VllmSection
 from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 if TYPE_CHECKING:

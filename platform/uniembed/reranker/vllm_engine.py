@@ -39,7 +39,7 @@ import numpy as np
 
 from uniembed.models.backbone import Backbone
 from uniembed.models.pooling_config import ResolvedPooling
-from uniembed.reranker.config import JUDGE_ENGINES, VllmSection
+from uniembed.reranker.engine_config import JUDGE_ENGINES, VllmSection
 from uniembed.reranker.prompts import JudgeInput
 from uniembed.reranker.scorer import JudgeScorer
 
