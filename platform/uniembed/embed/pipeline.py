@@ -186,6 +186,12 @@ def embed_dataset(  # noqa: ANN201 - ray.data.Dataset
     )
     check_backend(options)
     items = read_items(cfg.input, cfg.format, options=read, stage=f"{stage}/read")
+    # The read of one file yields small batches that Ray Data merges into one block of the
+    # whole file (blocks are cut by bytes, 128 MiB, and text rows are small): one actor would
+    # then embed the file alone and nothing would reach the writer until it ended. Blocks of
+    # one call's rows (a streaming repartition, no all-to-all) spread a single file over the
+    # actor pool and stream results to the writer.
+    items = items.repartition(target_num_rows_per_block=cfg.compute.rows_per_call)
     return items.map_batches(
         named(EmbedWorker, f"{stage}/embed"),
         fn_constructor_args=(options,),
