@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from uniembed.config import require
-from uniembed.reranker.engine_config import JudgeEngine, VllmSection
+from uniembed.reranker.engine_config import JudgeEngine, VllmSection, engine_field
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
 
 
@@ -43,13 +43,7 @@ class EvalConfig:
     )
     rerank_top_k: int = field(default=10, metadata={"help": "candidates the reranker scores"})
     rerank_compute: RerankPoolSection = field(default_factory=RerankPoolSection)
-    rerank_engine: JudgeEngine = field(
-        default="transformers",
-        metadata={
-            "help": "transformers: our packed shared-prefix scorer | vllm: vLLM in its own venv "
-            "(UNIEMBED_VLLM=1 bash scripts/setup.sh)"
-        },
-    )
+    rerank_engine: JudgeEngine = engine_field()
     rerank_vllm: VllmSection = field(default_factory=VllmSection)
     groups: str | None = field(
         default=None, metadata={"help": "YAML {group: [task, ...]}; default MMEB's CLS/VQA/RET/VG"}

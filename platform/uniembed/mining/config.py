@@ -7,7 +7,7 @@ from typing import Literal
 
 from uniembed.config import require
 from uniembed.index.choice import APPROXIMATE_ABOVE, AUTO_PROBE_SHARE
-from uniembed.reranker.engine_config import JudgeEngine, VllmSection
+from uniembed.reranker.engine_config import JudgeEngine, VllmSection, engine_field
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
 
 # Input layouts the mine job reads (see ``mine_inputs``).
@@ -103,13 +103,7 @@ class JudgeSection:
     include_instruction: bool = field(
         default=True, metadata={"help": "put the query's task instruction in the judge prompt"}
     )
-    engine: JudgeEngine = field(
-        default="transformers",
-        metadata={
-            "help": "transformers: our packed shared-prefix scorer | vllm: vLLM in its own venv "
-            "(UNIEMBED_VLLM=1 bash scripts/setup.sh)"
-        },
-    )
+    engine: JudgeEngine = engine_field()
     vllm: VllmSection = field(default_factory=VllmSection)
 
 

@@ -4,7 +4,7 @@ mine and evaluate configs (read by every stage process) do not import the traini
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from uniembed.config import require
 
@@ -63,3 +63,14 @@ class VllmSection:
         )
         require(self.max_model_len >= 64, "vllm.max_model_len must be >= 64")
         require(self.max_num_seqs >= 1, "vllm.max_num_seqs must be >= 1")
+
+
+def engine_field() -> Any:
+    """The ``engine`` config field, the same wherever a job picks the judge's engine."""
+    return field(
+        default="transformers",
+        metadata={
+            "help": "transformers: our packed shared-prefix scorer | vllm: vLLM in its own venv "
+            "(UNIEMBED_VLLM=1 bash scripts/setup.sh)"
+        },
+    )
