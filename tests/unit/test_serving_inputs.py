@@ -195,3 +195,22 @@ def test_lists_merged_into_one_batch_come_back_in_their_own_pieces() -> None:
     assert count_inputs(lists) == 6
     flat = [x.upper() for part in lists for x in part]
     assert split_like(flat, lists) == [["A"], [], ["B", "C", "D"], ["E", "F"]]
+
+
+def test_storage_uri_prefix_judged_where_the_uri_really_points(tmp_path: Path) -> None:
+    allowed = tmp_path / "images"
+    allowed.mkdir()
+    (tmp_path / "secret.png").write_bytes(_png((4, 4)))
+    (allowed / "ok.png").write_bytes(_png((4, 4)))
+    (allowed / "link.png").symlink_to(tmp_path / "secret.png")
+    limits = LimitsSection(image_uri_prefixes=[str(allowed)])
+    assert parse_image_ref(str(allowed / "ok.png"), "f", limits).uri == str(allowed / "ok.png")
+    for escape in (
+        f"{allowed}/../secret.png",  # climbs out with ..
+        f"file://{allowed}/../secret.png",
+        str(allowed / "link.png"),  # a link inside the folder to a file outside it
+        f"{allowed}x/ok.png",  # a sibling folder sharing the prefix string
+    ):
+        with pytest.raises(RequestError, match="allowed prefix") as err:
+            parse_image_ref(escape, "f", limits)
+        assert err.value.status == 400 and str(tmp_path) + "/secret" not in err.value.message

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from uniembed.data.images import ImageError, decode_image
+from uniembed.data.images import ImageError, decode_image, under_prefixes
 from uniembed.serving.config import LimitsSection
 
 DATA_URI_PREFIX = "data:"
@@ -71,7 +71,10 @@ def parse_image_ref(value: str, field: str, limits: LimitsSection) -> ImageRef:
         except (binascii.Error, ValueError) as e:
             raise RequestError(400, f"{field}: invalid base64 in data URI ({e})", field) from e
         return ImageRef(data=data)
-    if not any(value.startswith(p) for p in limits.image_uri_prefixes):
+    # Judged where the URI really points (``..`` collapsed, local links resolved): a string
+    # prefix would let ``<prefix>/../x`` or a link inside an allowed folder read any file.
+    # Where a link points is not said: the client is told nothing of the server's files.
+    if not under_prefixes(value, limits.image_uri_prefixes):
         allowed = ", ".join(limits.image_uri_prefixes) or "none"
         raise RequestError(
             400,
