@@ -24,8 +24,10 @@ for the CPU alike. At each size N, ours and the peer back to back (interleaved):
 * ``tune``: ``jobs/tune.py`` (shipped ``tune.yaml``: minilm, unime, batch 32) for a few
   steps on N training rows: samples/s of the steps, and the start-up + ingest seconds
   before the first step (which must not grow with N);
-* ``ingest``: the tune driver's ingest alone (``read_tune_rows`` on the same N rows, in its
-  own process): rows/s and the peak RSS of the process that holds them.
+* ``ingest``: the tune driver's ingest alone (``training_rows`` of ``jobs/tune.py`` on the
+  same N rows, in its own process with its own Ray): rows/s, the peak RSS of the driver,
+  of the Ray task that reads the rows into the object store (``_read_in_task``) and of
+  Ray's daemons (the raylet holds the object store), and the bytes staged there.
 
 Each cell is one process; its wall time includes start-up. Measured per cell: wall
 seconds, rows/s, peak RSS (VmHWM, sampled from ``/proc/<pid>/status`` every 0.5 s) of the
@@ -465,15 +467,35 @@ def peer(stage: str, data: Path, out: Path) -> None:
     (out / "peer.json").write_text(json.dumps(result, indent=2))
 
 
+def _rss_mb() -> dict[str, float]:
+    """This process's resident memory now and at its peak (VmRSS, VmHWM), MiB."""
+    return {
+        k: _status_kb(os.getpid(), field) / 1024
+        for k, field in (("rss_mb", "VmRSS"), ("peak_mb", "VmHWM"))
+    }
+
+
 def ingest(rows: Path, out: Path) -> None:
-    """The tune driver's ingest alone: ``read_tune_rows`` over ``rows``; writes
-    ``out/peer.json`` (seconds, rows)."""
-    from uniembed.data.training_rows import read_tune_rows
+    """The tune driver's ingest alone, as ``jobs/tune.py`` runs it: ``training_rows`` (a Ray
+    task reads and checks the rows into the object store in the seeded order) and the
+    Dataset over them; writes ``out/peer.json`` (seconds, rows, bytes staged, the driver's
+    RSS before and after)."""
+    from uniembed.training.train_config import TuneConfig
+    from uniembed.training.trainer import training_rows
 
     out.mkdir(parents=True, exist_ok=True)
+    before = _rss_mb()  # the driver's imports (torch, Ray): the same at every size
     t0 = time.perf_counter()
-    table = read_tune_rows(str(rows), "mined")
-    result = {"read_s": time.perf_counter() - t0, "rows": table.num_rows}
+    staged = training_rows(TuneConfig(input=str(rows), format="mined"))
+    dataset = staged.dataset()
+    result = {
+        "read_s": time.perf_counter() - t0,
+        "rows": dataset.count(),
+        "chunks": len(staged.chunks),
+        "staged_mb": dataset.size_bytes() / 2**20,
+        "driver_before_ingest_mb": before["rss_mb"],
+        "driver_after_ingest_mb": _rss_mb(),
+    }
     (out / "peer.json").write_text(json.dumps(result, indent=2))
 
 

@@ -1,4 +1,4 @@
-"""Training rows: read, normalise and check them on the driver, before any worker starts.
+"""Training rows: read, normalise and check them chunk by chunk, before any worker trains.
 
 Stage 2 reads three formats into the columns of ``MINED_SCHEMA`` (the mine job's output):
 
@@ -162,20 +162,23 @@ def _from_mmeb_train(rec: dict[str, Any], src: str, base: str) -> dict[str, Any]
 _READERS = {"mined": _from_mined, "unime_v2": _from_unime_v2, "mmeb_train": _from_mmeb_train}
 
 
-_ROWS_PER_CHUNK = 4096
+ROWS_PER_CHUNK = 4096
 
 
-def read_tune_rows(uri: str, fmt: str, need_scores: bool = False) -> pa.Table:
-    """All training rows under ``uri`` in format ``fmt``, as a ``TUNE_SCHEMA`` table.
+def iter_tune_chunks(
+    uri: str, fmt: str, need_scores: bool = False, chunk_rows: int = ROWS_PER_CHUNK
+) -> Iterator[pa.Table]:
+    """The training rows under ``uri`` in format ``fmt``, checked, as ``TUNE_SCHEMA`` tables
+    of ``chunk_rows`` rows in input order (the last one shorter; none empty).
 
     ``need_scores``: every row must carry judge scores (the soft-label loss); a row without
-    them is an error naming it. Unscored positives get score 1.0.
+    them is an error naming it. Unscored positives get score 1.0. The first bad row raises
+    TrainingDataError naming it, after the chunks before it were yielded.
     """
     if fmt not in _READERS:
         raise TrainingDataError(f"unknown format {fmt!r}; expected one of {sorted(_READERS)}")
-    # Rows become Arrow in chunks: a list of a million row dicts held until the end was most
-    # of the driver's memory (about 4.6 KiB a row), the Arrow columns are a fraction of it.
-    chunks: list[pa.Table] = []
+    # Rows become Arrow a chunk at a time: a list of a million row dicts was most of the
+    # driver's memory (about 4.6 KiB a row); a caller keeps a chunk or moves it elsewhere.
     rows: list[dict] = []
     for rec, src, base in _records(rows_location(uri, fmt)):
         try:
@@ -194,15 +197,26 @@ def read_tune_rows(uri: str, fmt: str, need_scores: bool = False) -> pa.Table:
         if row[S.POS_SCORE] is None:
             row[S.POS_SCORE] = 1.0
         rows.append(row)
-        if len(rows) >= _ROWS_PER_CHUNK:
-            chunks.append(pa.Table.from_pylist(rows, schema=TUNE_SCHEMA))
+        if len(rows) >= chunk_rows:
+            yield pa.Table.from_pylist(rows, schema=TUNE_SCHEMA)
             rows = []
-    chunks.append(pa.Table.from_pylist(rows, schema=TUNE_SCHEMA))
-    return pa.concat_tables(chunks).combine_chunks()
+    if rows:
+        yield pa.Table.from_pylist(rows, schema=TUNE_SCHEMA)
 
 
-def read_texts(uri: str) -> pa.Table:
-    """Stage-1 texts under ``uri`` (records with ``id`` and ``text``) as ``DISTILL_SCHEMA``."""
+def _whole(chunks: Iterator[pa.Table], schema: pa.Schema) -> pa.Table:
+    return pa.concat_tables([schema.empty_table(), *chunks]).combine_chunks()
+
+
+def read_tune_rows(uri: str, fmt: str, need_scores: bool = False) -> pa.Table:
+    """All training rows under ``uri`` in format ``fmt``, as one ``TUNE_SCHEMA`` table (see
+    :func:`iter_tune_chunks`; the jobs stream the chunks instead)."""
+    return _whole(iter_tune_chunks(uri, fmt, need_scores), TUNE_SCHEMA)
+
+
+def iter_text_chunks(uri: str, chunk_rows: int = ROWS_PER_CHUNK) -> Iterator[pa.Table]:
+    """Stage-1 texts under ``uri`` (records with ``id`` and ``text``) as ``DISTILL_SCHEMA``
+    tables of ``chunk_rows`` rows in input order; the first bad record raises."""
     rows = []
     for rec, src, _ in _records(uri):
         text = rec.get(S.TEXT)
@@ -214,7 +228,45 @@ def read_texts(uri: str) -> pa.Table:
         except RecordError as e:
             raise TrainingDataError(str(e)) from e
         rows.append({S.ID: id_, S.TEXT: text, S.SOURCE: src})
-    return pa.Table.from_pylist(rows, schema=DISTILL_SCHEMA)
+        if len(rows) >= chunk_rows:
+            yield pa.Table.from_pylist(rows, schema=DISTILL_SCHEMA)
+            rows = []
+    if rows:
+        yield pa.Table.from_pylist(rows, schema=DISTILL_SCHEMA)
+
+
+def read_texts(uri: str) -> pa.Table:
+    """Stage-1 texts under ``uri`` (records with ``id`` and ``text``) as ``DISTILL_SCHEMA``."""
+    return _whole(iter_text_chunks(uri), DISTILL_SCHEMA)
+
+
+class TeacherEmbeddings:
+    """The teacher's embeddings of an embed-job output by ``id``, attached chunk by chunk."""
+
+    def __init__(self, uri: str) -> None:
+        table = storage.read_parquet(uri, columns=[S.ID, S.EMBEDDING])
+        self.uri = uri
+        self.by_id = dict(
+            zip(table.column(S.ID).to_pylist(), table.column(S.EMBEDDING).to_pylist())
+        )
+        self.dims: set[int] = set()  # over every chunk attached so far
+
+    def attach(self, texts: pa.Table) -> pa.Table:
+        """``texts`` with the ``embedding`` column; raises TrainingDataError naming the file
+        and the first id without an embedding, or the sizes when they differ."""
+        vectors = []
+        for id_, src in zip(texts.column(S.ID).to_pylist(), texts.column(S.SOURCE).to_pylist()):
+            vec = self.by_id.get(id_)
+            if vec is None:
+                raise TrainingDataError(f"{src}: id {id_!r} has no teacher embedding in {self.uri}")
+            vectors.append(vec)
+        self.dims.update(len(v) for v in vectors)
+        if len(self.dims) > 1:
+            raise TrainingDataError(
+                f"{self.uri}: teacher embeddings of different sizes {sorted(self.dims)}"
+            )
+        column = pa.array(vectors, type=pa.list_(pa.float32()))
+        return texts.append_column(pa.field(S.EMBEDDING, column.type), column)
 
 
 def attach_teacher_embeddings(texts: pa.Table, uri: str) -> pa.Table:
@@ -222,16 +274,14 @@ def attach_teacher_embeddings(texts: pa.Table, uri: str) -> pa.Table:
 
     Raises TrainingDataError naming the file and the first id without an embedding.
     """
-    table = storage.read_parquet(uri, columns=[S.ID, S.EMBEDDING])
-    by_id = dict(zip(table.column(S.ID).to_pylist(), table.column(S.EMBEDDING).to_pylist()))
-    vectors = []
-    for id_, src in zip(texts.column(S.ID).to_pylist(), texts.column(S.SOURCE).to_pylist()):
-        vec = by_id.get(id_)
-        if vec is None:
-            raise TrainingDataError(f"{src}: id {id_!r} has no teacher embedding in {uri}")
-        vectors.append(vec)
-    dims = {len(v) for v in vectors}
-    if len(dims) > 1:
-        raise TrainingDataError(f"{uri}: teacher embeddings of different sizes {sorted(dims)}")
-    column = pa.array(vectors, type=pa.list_(pa.float32()))
-    return texts.append_column(pa.field(S.EMBEDDING, column.type), column)
+    return TeacherEmbeddings(uri).attach(texts)
+
+
+def iter_distill_chunks(uri: str, teacher: str | None = None) -> Iterator[pa.Table]:
+    """Stage-1 texts under ``uri`` chunk by chunk (:func:`iter_text_chunks`), with the
+    teacher's embeddings from the embed-job output ``teacher`` when given."""
+    embeddings: TeacherEmbeddings | None = None
+    for chunk in iter_text_chunks(uri):
+        if teacher and embeddings is None:
+            embeddings = TeacherEmbeddings(teacher)
+        yield embeddings.attach(chunk) if embeddings is not None else chunk

@@ -1,46 +1,60 @@
 """The driver side of the reranker job: rows and chat plan record, then ``trainer.fit``.
 
 The same storage, split, checkpoint and GPU checks as the train jobs (``training.trainer``);
-the chat plan is built and recorded on the driver first (``<run>/rerank_data.json``), so a
-bad row fails before any worker starts and short rows are named, not dropped.
+the chat plan is counted while the rows are staged (in the reading task, chunk by chunk)
+and recorded by the driver (``<run>/rerank_data.json``) before any worker starts, so a bad
+row fails first and short rows are named, not dropped.
 """
 
 from __future__ import annotations
 
 import json
+from functools import partial
 
-import numpy as np
 import pyarrow as pa
 
 from uniembed import storage
-from uniembed.data.training_rows import TrainingDataError, read_tune_rows
+from uniembed.data import schema as S
+from uniembed.data.staged_rows import StagedRows, count_rows, stage_rows
+from uniembed.data.training_rows import iter_tune_chunks
 from uniembed.reranker.config import RerankConfig
-from uniembed.reranker.data import ChatCounts, plan_rows
+from uniembed.reranker.data import ChatCounts, build_chats
 from uniembed.reranker.loop import rerank_loop_per_worker
+from uniembed.runtime import init_ray
 from uniembed.training.loop import run_uri
 from uniembed.training.state import check_run_model
-from uniembed.training.trainer import TrainSummary, fit
+from uniembed.training.trainer import TrainSummary, check_one_batch, fit
 
 PLAN_FILE = "rerank_data.json"
 
 
-def reranker_rows(cfg: RerankConfig) -> tuple[pa.Table, ChatCounts]:
-    """The run's rows (checked, shuffled once with ``train.seed``) and their chat counts.
+class ChatTally:
+    """The chat counts of the rows in input order (``plan_rows``' counts), chunk by chunk."""
+
+    def __init__(self, list_size: int, seed: int, pairwise_negatives: int) -> None:
+        self.list_size, self.seed, self.pairwise_negatives = list_size, seed, pairwise_negatives
+        self.counts = ChatCounts()
+
+    def add(self, chunk: pa.Table) -> None:
+        """Plan and count each row's chats; ValueError naming a row that cannot give any."""
+        for row in chunk.to_pylist():
+            plan = build_chats(row, self.list_size, self.seed, self.pairwise_negatives)
+            self.counts.add(str(row[S.QUERY_ID]), plan)
+
+
+def reranker_rows(cfg: RerankConfig) -> tuple[StagedRows, ChatCounts]:
+    """The run's rows (checked, staged in the order fixed by ``train.seed``, as the train
+    jobs' ``training_rows``) and their chat counts.
 
     Raises ValueError naming the row when a row cannot give chats.
     """
-    table = read_tune_rows(cfg.input, cfg.format, need_scores=False)
-    if table.num_rows < cfg.train.batch_size:
-        raise TrainingDataError(
-            f"{cfg.input}: {table.num_rows} rows, fewer than one batch "
-            f"(train.batch_size {cfg.train.batch_size}); give more rows or a smaller "
-            "train.batch_size"
-        )
-    _, counts = plan_rows(
-        table.to_pylist(), cfg.data.list_size, cfg.data.seed, cfg.data.pairwise_negatives
-    )
-    order = np.random.default_rng(cfg.train.seed).permutation(table.num_rows)
-    return table.take(order), counts
+    read = partial(iter_tune_chunks, cfg.input, cfg.format, False)
+    check_one_batch(cfg, count_rows(read, cfg.train.batch_size))
+    init_ray(cfg.ray)
+    tally = ChatTally(cfg.data.list_size, cfg.data.seed, cfg.data.pairwise_negatives)
+    rows = stage_rows(read, cfg.train.seed, tally)
+    check_one_batch(cfg, rows.num_rows)
+    return rows, rows.tally.counts
 
 
 def run_reranker_training(cfg: RerankConfig) -> tuple[TrainSummary, ChatCounts]:

@@ -1,4 +1,8 @@
-"""The driver side of a train job: read and check the rows, build the TorchTrainer, run it.
+"""The driver side of a train job: stage the checked rows, build the TorchTrainer, run it.
+
+The rows never sit in the driver: a Ray task reads and checks them chunk by chunk into the
+object store, in the run's seeded order (``uniembed.data.staged_rows``); the driver holds
+references, so its memory does not grow with the number of rows.
 
 Storage (DESIGN §3b): a local ``storage_path`` is passed as a path; an ``s3://`` one as
 ``bucket/prefix`` with the pyarrow S3 filesystem of ``uniembed.storage``, so Ray Train
@@ -10,10 +14,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 import ray
 import ray.data
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -21,11 +24,12 @@ from ray.train.torch import TorchTrainer
 
 from uniembed import storage
 from uniembed.data.job_outputs import clear_run_manifest, write_run_manifest
+from uniembed.data.staged_rows import ChunkReader, StagedRows, count_rows, stage_rows
 from uniembed.data.training_rows import (
     TrainingDataError,
-    attach_teacher_embeddings,
-    read_texts,
-    read_tune_rows,
+    iter_distill_chunks,
+    iter_text_chunks,
+    iter_tune_chunks,
 )
 from uniembed.losses import LOSSES
 from uniembed.runtime import init_ray
@@ -98,23 +102,38 @@ class TrainSummary:
         )
 
 
-def training_rows(cfg: TrainConfig) -> pa.Table:
-    """The run's rows, checked, shuffled once with ``train.seed``."""
-    if isinstance(cfg, TuneConfig):
-        need_scores = LOSSES[cfg.loss.name].needs_scores
-        table = read_tune_rows(cfg.input, cfg.format, need_scores=need_scores)
-    else:
-        table = read_texts(cfg.input)
-        if cfg.teacher.embeddings:
-            table = attach_teacher_embeddings(table, cfg.teacher.embeddings)
-    if table.num_rows < cfg.train.batch_size:
+def check_one_batch(cfg: AnyTrainConfig, rows: int) -> None:
+    """Raise TrainingDataError (a user error) when ``rows`` is fewer than one batch."""
+    if rows < cfg.train.batch_size:
         raise TrainingDataError(
-            f"{cfg.input}: {table.num_rows} rows, fewer than one batch "
+            f"{cfg.input}: {rows} rows, fewer than one batch "
             f"(train.batch_size {cfg.train.batch_size}); give more rows or a smaller "
             "train.batch_size"
         )
-    order = np.random.default_rng(cfg.train.seed).permutation(table.num_rows)
-    return table.take(order)
+
+
+def row_reader(cfg: TrainConfig, teacher: bool = True) -> ChunkReader:
+    """The run's checked rows, chunk by chunk in input order: tune rows, or distill texts
+    (with the teacher's embeddings unless ``teacher`` is False)."""
+    if isinstance(cfg, TuneConfig):
+        need_scores = LOSSES[cfg.loss.name].needs_scores
+        return partial(iter_tune_chunks, cfg.input, cfg.format, need_scores)
+    if teacher and cfg.teacher.embeddings:
+        return partial(iter_distill_chunks, cfg.input, cfg.teacher.embeddings)
+    return partial(iter_text_chunks, cfg.input)
+
+
+def training_rows(cfg: TrainConfig) -> StagedRows:
+    """The run's rows, checked, in Ray's object store in the order fixed by ``train.seed``.
+
+    Fewer rows than one batch is found in the driver before Ray starts (it reads at most a
+    batch and a chunk); then Ray starts and a task stages every row (``stage_rows``).
+    """
+    check_one_batch(cfg, count_rows(row_reader(cfg, teacher=False), cfg.train.batch_size))
+    init_ray(cfg.ray)
+    rows = stage_rows(row_reader(cfg), cfg.train.seed)
+    check_one_batch(cfg, rows.num_rows)
+    return rows
 
 
 def _run_config(cfg: AnyTrainConfig) -> RunConfig:
@@ -131,7 +150,7 @@ def _run_config(cfg: AnyTrainConfig) -> RunConfig:
 
 def build_trainer(
     cfg: AnyTrainConfig,
-    rows: pa.Table,
+    rows: StagedRows,
     loop: Callable[[dict[str, Any]], None] = train_loop_per_worker,
 ) -> TorchTrainer:
     """The TorchTrainer of the run (Ray must be initialised); ``loop`` is the worker's."""
@@ -139,7 +158,7 @@ def build_trainer(
     resources = {"CPU": sc.cpus_per_worker, **sc.resources}
     if sc.use_gpu:
         resources["GPU"] = sc.gpus_per_worker
-    dataset = ray.data.from_arrow(rows)  # named by OrderedSplit: see there
+    dataset = rows.dataset()  # named by OrderedSplit: see there
     return TorchTrainer(
         loop,
         train_loop_config={"cfg": cfg},
@@ -154,7 +173,7 @@ def build_trainer(
 
 def fit(
     cfg: AnyTrainConfig,
-    rows: pa.Table,
+    rows: StagedRows,
     loop: Callable[[dict[str, Any]], None] = train_loop_per_worker,
     job: str = "tune",
 ) -> TrainSummary:
