@@ -92,6 +92,15 @@ def _status_kb(pid: int, field: str) -> int | None:
     return None
 
 
+def _cpu_ticks(pid: int) -> int | None:
+    """User + system CPU time of ``pid`` so far, in clock ticks (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+
+
 def _children(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
@@ -152,6 +161,7 @@ class TreeSampler(threading.Thread):
         super().__init__(daemon=True)
         self.root = root
         self.hwm: dict[int, int] = {}
+        self.ticks: dict[int, int] = {}
         self.kind: dict[int, str] = {}
         self.session_dir: str | None = None
         self.rss_limit_kb = rss_limit_kb
@@ -169,6 +179,9 @@ class TreeSampler(threading.Thread):
             if hwm is None:
                 continue
             self.hwm[pid] = max(hwm, self.hwm.get(pid, 0))
+            ticks = _cpu_ticks(pid)
+            if ticks is not None:
+                self.ticks[pid] = max(ticks, self.ticks.get(pid, 0))
             if pid == self.root:
                 self.kind[pid] = "driver"
                 rss = _status_kb(pid, "VmRSS") or 0
@@ -187,6 +200,11 @@ class TreeSampler(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join()
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds (user + system) the tree's processes used, as last sampled: unlike
+        wall seconds, hardly changed by other work sharing the machine."""
+        return sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")
 
     def peaks_mb(self) -> dict[str, dict[str, float]]:
         """Per kind: the largest VmHWM of one process (MiB) and how many processes."""
@@ -244,6 +262,7 @@ def run_measured(cmd: list[str], log: Path, rss_limit_gb: float | None) -> dict[
         "returncode": code,
         "stopped_over_rss_limit": sampler.over_limit,
         "wall_s": round(wall, 2),
+        "cpu_s": round(sampler.cpu_seconds(), 1),
         "driver_peak_mb": peaks.get("driver", {}).get("peak_mb"),
         "processes": peaks,
         "spilled_bytes": spilled_bytes(sampler.session_dir),
@@ -520,13 +539,14 @@ def _actor_peak(rec: dict) -> tuple[str, float] | None:
 
 
 def table(out: Path) -> str:
-    """The finished cells as a Markdown table (ours/peer: the peer's wall over ours, so
-    above 1.0 means ours is faster)."""
+    """The finished cells as a Markdown table (ours/peer: the peer's wall, and its CPU
+    seconds, over ours, so above 1.0 means ours is faster or uses less CPU)."""
     cells = load_cells(out)
     lines = [
         "| stage | rows | ours wall s | ours rows/s | driver peak MiB | largest actor peak MiB | "
-        "spilled MiB | peer wall s | peer peak MiB | ours/peer speed | load (1/5/15 min) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "spilled MiB | peer wall s | peer peak MiB | ours/peer speed | ours/peer CPU | "
+        "load (1/5/15 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for stage in STAGES:
         for size in scale_corpus.SIZES:
@@ -554,15 +574,17 @@ def table(out: Path) -> str:
                 )
             actor_cell = "-" if actor is None else f"{actor[1]:.0f} ({actor[0][5:]})"
             spill_cell = "n/a" if spill is None else f"{spill / 2**20:.0f}"
-            peer_wall = peer_peak = ratio = "-"
+            peer_wall = peer_peak = ratio = cpu_ratio = "-"
             if peer_rec is not None:
                 peer_wall = f"{peer_rec['wall_s']:.0f}"
                 peer_peak = f"{peer_rec['driver_peak_mb']:.0f}"
                 ratio = f"{peer_rec['wall_s'] / ours['wall_s']:.2f}x"
+                if ours.get("cpu_s") and peer_rec.get("cpu_s"):
+                    cpu_ratio = f"{peer_rec['cpu_s'] / ours['cpu_s']:.2f}x"
             lines.append(
                 f"| {stage} | {size} ({rows:,}) | {ours['wall_s']:.0f} | {rate}{unit}{note} | "
                 f"{ours['driver_peak_mb']:.0f} | {actor_cell} | {spill_cell} | {peer_wall} | "
-                f"{peer_peak} | {ratio} | {ours['load_start']} |"
+                f"{peer_peak} | {ratio} | {cpu_ratio} | {ours['load_start']} |"
             )
     return "\n".join(lines)
 
