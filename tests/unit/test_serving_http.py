@@ -125,6 +125,49 @@ def test_rerank_in_infinity_and_cohere_shapes(app, judge) -> None:  # noqa: ANN0
     assert r.status_code == 400 and r.json()["error"]["param"] == "raw_scores"
 
 
+def test_rerank_answers_the_fused_score_by_default_and_the_raw_ones_on_request(
+    app, tiny_qwen2_vl, judge
+) -> None:  # noqa: ANN001
+    from uniembed.reranker.fusion import Fusion
+    from uniembed.reranker.scorer import JudgeInput
+
+    fusion = Fusion(0.4, 0.1, 2.0, 0.2, 0.3, embedder=tiny_qwen2_vl.name, reranker="tiny-text-lm")
+    backend = LocalBackend(tiny_qwen2_vl, scorer=judge, fusion=fusion)
+    fused_app = asyncio.run(create_http_app(backend, load_serve_config({}), b"k"))
+    docs = ["a cat", "a stone", "cats purr", "the stock market fell"]
+    p_yes = judge.score(JudgeInput(text="cat"), [JudgeInput(text=d) for d in docs])
+    vectors = tiny_qwen2_vl.embed([EmbedInput(text=t) for t in ["cat", *docs]])
+    cosines = vectors[1:] @ vectors[0]
+    want = {"fused": fusion.fuse(cosines, p_yes), "reranker": p_yes, "embedder": cosines}
+    body = {"query": "cat", "documents": docs}
+    for score, request in [("fused", body), *((s, {**body, "score": s}) for s in want)]:
+        r = _call(fused_app, "POST", "/v1/rerank", request)
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert got["score"] == score and "note" not in got
+        assert got.get("fusion_weight") == (0.4 if score == "fused" else None)
+        order = np.argsort(-want[score], kind="stable")
+        assert [x["index"] for x in got["results"]] == order.tolist(), score
+        scores = [x["relevance_score"] for x in got["results"]]
+        np.testing.assert_allclose(scores, want[score][order], atol=1e-4)
+    infinity = _call(fused_app, "POST", "/rerank", {**body, "top_n": 1}).json()
+    assert infinity["score"] == "fused" and len(infinity["results"]) == 1
+    # No fusion stored with the reranker: its P(Yes) alone, and the response says so.
+    r = _call(app, "POST", "/v1/rerank", body).json()
+    assert r["score"] == "reranker" and "no stored fusion" in r["note"]
+    np.testing.assert_allclose(sorted(x["relevance_score"] for x in r["results"]), sorted(p_yes),
+                               atol=1e-5)  # fmt: skip
+    r = _call(app, "POST", "/v1/rerank", {**body, "score": "fused"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "score"
+    # A fusion fitted with another embedder is not applied to this one.
+    other = LocalBackend(tiny_qwen2_vl, scorer=judge, fusion=Fusion(
+        0.4, 0.1, 2.0, 0.2, 0.3, embedder="minilm", reranker="tiny-text-lm"))  # fmt: skip
+    cfg = load_serve_config({"embedder": {"model": tiny_qwen2_vl.name}})  # what is served
+    other_app = asyncio.run(create_http_app(other, cfg, b"k"))
+    r = _call(other_app, "POST", "/v1/rerank", body).json()
+    assert r["score"] == "reranker" and "fitted with embedder minilm" in r["note"]
+
+
 def test_float_and_base64_encodings_agree(app, tiny_qwen2_vl) -> None:  # noqa: ANN001
     from uniembed.serving.vectors import from_base64
 

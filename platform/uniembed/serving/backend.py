@@ -9,6 +9,7 @@ objects (no batching), e.g. behind plain uvicorn.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ import ray
 
 from uniembed.models import EmbedInput
 from uniembed.models.embedder import Embedder
+from uniembed.reranker.fusion import Fusion
 from uniembed.serving.batching import EmbedOutput, ItemFailure, embed_isolated
 from uniembed.serving.embedder_host import EmbedderHost
 from uniembed.serving.rerank_budget import fit_pair
@@ -40,7 +42,8 @@ class Backend(Protocol):
         ...
 
     async def reranker_info(self) -> dict[str, Any] | None:
-        """``{"name", "supports_images"}`` or None."""
+        """``{"name", "supports_images", "fusion"}`` or None; ``fusion`` is the
+        :class:`~uniembed.reranker.fusion.Fusion` stored with the model, as a dict, or None."""
         ...
 
     async def retriever_info(self) -> dict[str, Any] | None:
@@ -135,6 +138,7 @@ class LocalBackend:
         reranker_name: str | None = None,
         index: SearchIndex | None = None,
         max_text_tokens: int = 512,
+        fusion: Fusion | None = None,
     ) -> None:
         self.max_text_tokens = max_text_tokens  # rerank texts, as reranker.max_text_tokens
         self.embedder = embedder
@@ -142,6 +146,7 @@ class LocalBackend:
         self.matryoshka = matryoshka
         self.scorer = scorer
         self.reranker_name = reranker_name
+        self.fusion = fusion
         self.index = index
         self.has_reranker = scorer is not None
         self.has_retriever = index is not None
@@ -158,7 +163,8 @@ class LocalBackend:
         if self.scorer is None:
             return None
         name = self.reranker_name or self.scorer.name
-        return {"name": name, "supports_images": self.scorer.supports_images}
+        fusion = None if self.fusion is None else dataclasses.asdict(self.fusion)
+        return {"name": name, "supports_images": self.scorer.supports_images, "fusion": fusion}
 
     async def retriever_info(self) -> dict[str, Any] | None:
         if self.index is None:

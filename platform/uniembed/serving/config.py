@@ -153,7 +153,9 @@ class RerankerSection:
     """The reranker (a judge scoring P(Yes) of query-candidate pairs)."""
 
     enabled: bool = True
-    model: str = field(default="smollm2-135m", metadata={"help": "registry name, folder, s3://"})
+    model: str = field(
+        default="smollm2-135m-judge", metadata={"help": "registry name, folder, s3://"}
+    )
     served_name: str | None = None
     device: Device = "auto"
     score_batch_size: int = field(default=16, metadata={"help": "candidates per forward pass"})

@@ -41,6 +41,29 @@ def _load_scorer(source: str, device: str) -> Any:
         return JudgeScorer.load(source, device=device)
 
 
+def load_model_fusion(model: str, source: str) -> dict[str, Any] | None:
+    """The fusion stored with reranker ``model`` (see :func:`uniembed.reranker.fusion.
+    fusion_path`) as a dict, checked; None, logged, when the model has none: /v1/rerank
+    then returns the reranker's scores alone and says so."""
+    from dataclasses import asdict
+
+    from uniembed.reranker.fusion import FUSION_FILE, fusion_path, load_fusion
+
+    path = fusion_path(model, source)
+    if path is None:
+        logger.warning(
+            "reranker %s: no %s stored with the model; /v1/rerank returns the reranker's "
+            "scores alone (not fused with the embedder's cosine)",
+            model,
+            FUSION_FILE,
+        )
+        return None
+    fusion = load_fusion(path)
+    logger.info("reranker %s: fused with %s, weight %.2f (%s)", model, fusion.embedder,
+                fusion.weight, path)  # fmt: skip
+    return asdict(fusion)
+
+
 def _load_index(cfg: ServeConfig) -> tuple[SearchIndex, bool | None]:
     """The configured index, or the demo index and whether it came from the cache."""
     with background_priority():
@@ -70,10 +93,16 @@ class RerankerDeployment:
         source = resolve_model_source(section.model, "reranker.model")
         self.host = RerankerHost(_load_scorer(source, local_device(section.device)), section)
         self.name = section.name
+        self.fusion = load_model_fusion(section.model, source)
 
     def info(self) -> dict[str, Any]:
-        """Name and modalities of the served reranker."""
-        return {"name": self.name, "supports_images": self.host.scorer.supports_images}
+        """Name and modalities of the served reranker, and its fusion with the embedder's
+        cosine (``fusion.json`` stored with the model; None without one)."""
+        return {
+            "name": self.name,
+            "supports_images": self.host.scorer.supports_images,
+            "fusion": self.fusion,
+        }
 
     async def score(self, query: Pair, documents: list[Pair]) -> np.ndarray:
         """P(Yes) (len(documents),) of each document for the query; texts are cut to

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+RerankScore = Literal["fused", "reranker", "embedder"]
+
 
 class _Strict(BaseModel):
     # Unknown fields are refused: a misspelt option must not be silently ignored.
@@ -84,12 +86,21 @@ class RerankRequest(_Strict):
     model: str | None = None
     raw_scores: bool = Field(
         default=False,
-        description="Infinity's option; scores are always P(Yes) in [0, 1], so only false",
+        description="Infinity's option; only false (for the reranker's own P(Yes), send "
+        '"score": "reranker")',
+    )
+    score: RerankScore | None = Field(
+        default=None,
+        description="which relevance_score: fused (the reranker's and the embedder's, with "
+        "the weight stored with the reranker), reranker (its P(Yes) in [0, 1]) or embedder "
+        "(the served embedder's cosine); default fused, or reranker when the reranker has "
+        "no stored fusion (the response says so)",
     )
 
 
 class RerankResult(BaseModel):
-    """A document's position in the request and its P(Yes) relevance score."""
+    """A document's position in the request and its relevance score (the response's
+    ``score`` says which)."""
 
     index: int
     relevance_score: float
@@ -97,9 +108,14 @@ class RerankResult(BaseModel):
 
 
 class RerankResponse(BaseModel):
-    """Results sorted by relevance, best first."""
+    """Results sorted by relevance, best first; ``score`` says what ``relevance_score``
+    holds, ``fusion_weight`` the reranker's weight in a fused score, ``note`` why the
+    score is not the one requested by default."""
 
     model: str
+    score: RerankScore
+    fusion_weight: float | None = None
+    note: str | None = None
     results: list[RerankResult]
 
 
@@ -116,6 +132,9 @@ class InfinityRerankResponse(BaseModel):
 
     object: Literal["rerank"] = "rerank"
     model: str
+    score: RerankScore
+    fusion_weight: float | None = None
+    note: str | None = None
     results: list[InfinityRerankResult]
 
 
