@@ -130,11 +130,15 @@ def stage_rows(read: ChunkReader, seed: int, tally: ChunkTally | None = None) ->
     """Read ``read()``'s chunks in a Ray task into the object store, in the seeded order
     (see the module's docstring). Ray must be initialised. The reading task's error (a bad
     row: TrainingDataError naming file:line and field) is raised here as it was raised."""
-    task = ray.remote(_read_in_task).options(
+    task = ray.remote(
         num_returns="streaming",
         # No CPU asked: a head node without CPUs for tasks still runs the reader.
         num_cpus=0,
+        # Its own worker process, which exits when done: the reader's memory (and the object
+        # store pages it wrote, which count in its RSS) does not linger beside the training.
+        max_calls=1,
         max_retries=0,
+    )(_read_in_task).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(
             ray.get_runtime_context().get_node_id(), soft=False
         ),
