@@ -1,10 +1,12 @@
 """The Ray Train loop every worker of a train job runs (distill, tune, train_reranker).
 
-Data position: the driver shuffles the rows once with the run's seed; Ray Train splits them
-into equal, deterministic shards (:class:`~uniembed.training.trainer.OrderedSplit`); each
-rank permutes its shard per epoch with a seed of (run seed, epoch, rank). Batch ``b`` of
-epoch ``e`` is therefore the same rows in every attempt, and a checkpoint only needs
-``(epoch, batch_in_epoch)`` to resume without repeating or skipping a batch.
+Data position: the rows are staged once in an order fixed by the run's seed
+(``uniembed.data.staged_rows``: a seeded chunk order, a seeded order within each chunk);
+Ray Train splits them into equal, deterministic shards
+(:class:`~uniembed.training.trainer.OrderedSplit`); each rank permutes its shard per epoch
+with a seed of (run seed, epoch, rank). Batch ``b`` of epoch ``e`` is therefore the same
+rows in every attempt, and a checkpoint only needs ``(epoch, batch_in_epoch)`` to resume
+without repeating or skipping a batch.
 """
 
 from __future__ import annotations
