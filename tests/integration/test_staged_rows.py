@@ -1,0 +1,54 @@
+"""Training rows staged by a Ray task (the train jobs' driver path): the Dataset holds the
+rows in the seeded order (``ordered_rows``); a bad row in the second chunk stops
+it with the reader's own error, naming file:line."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from uniembed import storage
+from uniembed.data import schema as S
+from uniembed.data.staged_rows import ordered_rows, stage_rows
+from uniembed.data.training_rows import TrainingDataError, iter_tune_chunks
+
+pytestmark = pytest.mark.integration
+
+
+def _row(i: int, pos_text: str | None = "a feline") -> dict:
+    return {
+        S.QUERY_ID: f"q{i}",
+        S.QUERY_TEXT: f"cat {i}",
+        S.POS_TEXT: pos_text,
+        S.NEG_TEXTS: ["a dog"],
+        S.NEG_IMAGES: [None],
+        S.NEG_SCORES: [0.3],
+    }
+
+
+def _write(path: Path, rows: list[dict]) -> str:
+    storage.write_parquet(str(path), pa.Table.from_pylist(rows, schema=S.MINED_SCHEMA))
+    return str(path)
+
+
+def test_staged_rows_keep_the_seeded_order(tmp_path: Path, ray_start_2_cpus: None) -> None:
+    uri = _write(tmp_path / "m.parquet", [_row(i) for i in range(1, 41)])
+    read = partial(iter_tune_chunks, uri, "mined", False, 8)
+    staged = stage_rows(read, seed=5)
+    assert staged.num_rows == 40 and len(staged.chunks) == 5
+    ids = [r[S.QUERY_ID] for r in staged.dataset().take_all()]
+    # ordered_rows is the same on every read (tests/unit/test_staged_rows.py)
+    assert ids == ordered_rows(read(), seed=5).column(S.QUERY_ID).to_pylist()
+
+
+def test_bad_row_in_second_chunk_stops_staging(tmp_path: Path, ray_start_2_cpus: None) -> None:
+    rows = [_row(i) for i in range(1, 21)]
+    rows[11] = _row(12, pos_text=None)
+    uri = _write(tmp_path / "m.parquet", rows)
+    read = partial(iter_tune_chunks, uri, "mined", False, 8)
+    with pytest.raises(TrainingDataError, match=r"m\.parquet:12 \(query q12\): no positive") as e:
+        stage_rows(read, seed=0)
+    assert type(e.value) is TrainingDataError  # the reader's error itself, not Ray's wrapper
