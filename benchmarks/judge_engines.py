@@ -4,6 +4,7 @@ against vLLM (``judge.engine: vllm``), in one run, interleaved.
     UNIEMBED_VLLM=1 bash scripts/setup.sh                 # once: vLLM's own venv
     python benchmarks/judge_engines.py                    # 200 held-out queries + the demo mine
     python benchmarks/judge_engines.py --queries 40 --no-mine
+    python benchmarks/judge_engines.py --only-mine --mine-queries 64
 
 Pairs: the demo's held-out WordNet queries (``data/demo/wordnet/judge/heldout_queries.jsonl``,
 never trained on) with their gold definition and all-MiniLM-L6-v2's top ``--k`` other
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda (both engines)")
     p.add_argument("--no-bf16", action="store_true")
     p.add_argument("--no-mine", action="store_true")
+    p.add_argument("--only-mine", action="store_true", help="just the demo mine, both engines")
     p.add_argument("--mine-queries", type=int, default=64)
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
@@ -275,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.serve:
         return serve(args)
+    if args.only_mine:
+        return 0 if mine_both(args.mine_queries, args.device) else 1
 
     import torch
 
@@ -360,22 +364,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(start-up: vLLM bfloat16 {bf16.startup:.1f} s)")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if not args.no_mine:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="judge-engines-") as tmp:
-            engines = ("transformers", "vllm")
-            seconds = {
-                e: run_mine(e, Path(tmp) / e, args.mine_queries, args.device) for e in engines
-            }
-            cmp = compare_mined(str(Path(tmp) / "transformers"), str(Path(tmp) / "vllm"))
-        print(
-            f"\ndemo mine ({args.mine_queries} queries): rows {cmp['rows']}, same negatives "
-            f"{cmp['same_negatives']}, max |d score| {cmp['max_dscore']:.1e}, "
-            f"{'identical' if cmp['equal'] else 'DIFFERENT'}; wall s: transformers "
-            f"{seconds['transformers']:.0f}, vllm {seconds['vllm']:.0f}"
-        )
-        failed |= not cmp["equal"]
+        failed |= not mine_both(args.mine_queries, args.device)
     return 1 if failed else 0
+
+
+def mine_both(queries: int, device: str) -> bool:
+    """The demo mine with both engines, compared; prints one line, True when identical."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="judge-engines-") as tmp:
+        engines = ("transformers", "vllm")
+        seconds = {e: run_mine(e, Path(tmp) / e, queries, device) for e in engines}
+        cmp = compare_mined(str(Path(tmp) / "transformers"), str(Path(tmp) / "vllm"))
+    print(
+        f"\ndemo mine ({queries} queries): rows {cmp['rows']}, same negatives "
+        f"{cmp['same_negatives']}, max |d score| {cmp['max_dscore']:.1e}, "
+        f"{'identical' if cmp['equal'] else 'DIFFERENT'}; wall s: transformers "
+        f"{seconds['transformers']:.0f}, vllm {seconds['vllm']:.0f}; "
+        f"load {os.getloadavg()[0]:.0f}"
+    )
+    return bool(cmp["equal"])
 
 
 if __name__ == "__main__":
