@@ -188,3 +188,24 @@ def test_image_prompts_carry_their_images() -> None:
     assert request["multi_modal_data"] == {"image": [image]}
     pad = prompts.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert request["prompt_token_ids"].count(pad) == 1  # vLLM expands it from the image
+
+
+def test_the_judge_stage_imports_without_faiss() -> None:
+    """The vLLM judge actors run in vLLM's own venv, which has no FAISS: importing the judge
+    stage must not pull in retrieval through the mining package."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import uniembed.mining.judge_stage; "
+        "from uniembed.mining import select_with_judge; "
+        "assert 'faiss' not in sys.modules, 'faiss imported'"
+    )
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(root / "platform"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
