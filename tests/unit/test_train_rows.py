@@ -12,6 +12,7 @@ from uniembed.data import schema as S
 from uniembed.data.training_rows import (
     TrainingDataError,
     attach_teacher_embeddings,
+    iter_distill_chunks,
     read_texts,
     read_tune_rows,
 )
@@ -110,6 +111,26 @@ def test_texts_and_teacher_embeddings_by_id(tmp_path) -> None:
     path.write_text('{"id": "a", "text": ""}\n')
     with pytest.raises(TrainingDataError, match=r"t\.jsonl:1: field 'text'"):
         read_texts(str(path))
+
+
+def test_teacher_embeddings_chunk_by_chunk(tmp_path) -> None:
+    """The distill rows read in chunks: an id without an embedding in the second chunk is
+    named by file:line; sizes that differ between chunks are still refused."""
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(f'{{"id": "t{i}", "text": "text {i}"}}\n' for i in range(1, 6)))
+    vectors = {f"t{i}": [float(i), 0.0] for i in range(1, 5)}
+    emb = pa.table({S.ID: list(vectors), S.EMBEDDING: list(vectors.values())})
+    storage.write_parquet(str(tmp_path / "emb" / "part.parquet"), emb)
+    chunks = iter_distill_chunks(str(path), str(tmp_path / "emb"), chunk_rows=2)
+    assert next(chunks).column(S.EMBEDDING).to_pylist() == [[1.0, 0.0], [2.0, 0.0]]
+    assert next(chunks).num_rows == 2
+    with pytest.raises(TrainingDataError, match=r"t\.jsonl:5: id 't5' has no teacher embedding"):
+        next(chunks)
+    vectors["t5"] = [5.0, 0.0, 0.0]
+    emb = pa.table({S.ID: list(vectors), S.EMBEDDING: list(vectors.values())})
+    storage.write_parquet(str(tmp_path / "emb" / "part.parquet"), emb)
+    with pytest.raises(TrainingDataError, match=r"teacher embeddings of different sizes \[2, 3\]"):
+        list(iter_distill_chunks(str(path), str(tmp_path / "emb"), chunk_rows=2))
 
 
 def test_a_whole_mine_output_reads_as_its_rows(tmp_path) -> None:

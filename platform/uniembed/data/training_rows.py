@@ -277,11 +277,13 @@ def attach_teacher_embeddings(texts: pa.Table, uri: str) -> pa.Table:
     return TeacherEmbeddings(uri).attach(texts)
 
 
-def iter_distill_chunks(uri: str, teacher: str | None = None) -> Iterator[pa.Table]:
+def iter_distill_chunks(
+    uri: str, teacher: str | None = None, chunk_rows: int = ROWS_PER_CHUNK
+) -> Iterator[pa.Table]:
     """Stage-1 texts under ``uri`` chunk by chunk (:func:`iter_text_chunks`), with the
     teacher's embeddings from the embed-job output ``teacher`` when given."""
     embeddings: TeacherEmbeddings | None = None
-    for chunk in iter_text_chunks(uri):
+    for chunk in iter_text_chunks(uri, chunk_rows):
         if teacher and embeddings is None:
             embeddings = TeacherEmbeddings(teacher)
         yield embeddings.attach(chunk) if embeddings is not None else chunk
