@@ -15,6 +15,7 @@ from PIL import Image
 from uniembed.config import ConfigError
 from uniembed.data.demo import demo_root
 from uniembed.models import EmbedInput
+from uniembed.reranker.fusion import fusion_path, load_fusion
 from uniembed.runtime import usable_cpus
 from uniembed.serving import LimitsSection, ServeConfig, load_serve_config
 from uniembed.serving.artifacts import ArtifactError, check_index, resolve_model_source
@@ -49,7 +50,10 @@ def test_shipped_serve_yaml_is_a_valid_config() -> None:
     (app,) = doc["applications"]
     assert app["import_path"] == "uniembed.serving:build_app"
     cfg = load_serve_config(app["args"])
-    assert cfg.embedder.model == "minilm" and cfg.reranker.model == "smollm2-135m"
+    assert cfg.embedder.model == "minilm" and cfg.reranker.model == "smollm2-135m-judge"
+    # the shipped reranker carries its fusion with the shipped embedder (default rerank score)
+    fusion = fusion_path(cfg.reranker.model, cfg.reranker.model)
+    assert fusion is not None and load_fusion(fusion).embedder == cfg.embedder.model
     assert cfg.retriever.index is None  # built from the demo corpus at start-up
     opts = cfg.embedder.deployment.options()
     assert opts["max_ongoing_requests"] >= cfg.embedder.deployment.max_batch_size
