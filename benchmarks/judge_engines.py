@@ -176,8 +176,10 @@ def heldout_requests(
 
 def decisions(ids: list[str], scores: np.ndarray, k: int, beta: float = 0.01) -> list[str]:
     """The mine job's decision on each candidate (gold first): ``neg``, ``fn`` or ``-``."""
+    from uniembed.mining.config import SelectionSection
     from uniembed.mining.selection import select_with_judge
 
+    shipped = SelectionSection()
     sel = select_with_judge(
         ids[1:],
         [float(s) for s in scores[1:]],
@@ -185,6 +187,8 @@ def decisions(ids: list[str], scores: np.ndarray, k: int, beta: float = 0.01) ->
         k=k,
         beta=beta,
         positive_id=ids[0],
+        max_fn_share=shipped.max_fn_share,
+        resolution=shipped.score_resolution,
     )
     negs, fns = set(sel.negative_ids), set(sel.false_negative_ids)
     return ["neg" if i in negs else "fn" if i in fns else "-" for i in ids[1:]]

@@ -241,3 +241,25 @@ def test_similarity_known_positives_are_never_negatives() -> None:
         ["a", "b", "c", "d"], [0.8, 0.7, 0.6, 0.5], 0.9, 2, known_positive_ids=["b"]
     )
     assert sel.negative_ids == ("a", "c") and sel.false_negative_ids == ("b",)
+
+
+def test_resolution_makes_near_equal_scores_ties_in_retrieval_order() -> None:
+    """Two engines agree on P(Yes) to ~1e-5: with a resolution the chosen negatives do not
+    depend on which one scored. Hand-computed: candidates a..f in retrieval order, k=2,
+    step=1 (the first two of the hardness order)."""
+    ids = ["a", "b", "c", "d", "e", "f"]
+    one = [0.305004, 0.305001, 0.2, 0.1, 0.05, 0.01]  # engine 1: a above b
+    two = [0.304998, 0.305003, 0.2, 0.1, 0.05, 0.01]  # engine 2: b above a, by 5e-6
+    exact = [list(select_with_judge(ids, s, 0.9, k=2, step=1).negative_ids) for s in (one, two)]
+    assert exact == [["a", "b"], ["b", "a"]]  # the exact order follows the noise
+    stepped = [
+        list(select_with_judge(ids, s, 0.9, k=2, step=1, resolution=0.01).negative_ids)
+        for s in (one, two)
+    ]
+    assert stepped == [["a", "b"], ["a", "b"]]  # one step: a tie, kept in retrieval order
+    # scores a full step apart still order by score, not by retrieval order
+    scores = [0.1, 0.3, 0.2, 0.0, 0.0, 0.0]
+    apart = select_with_judge(ids, scores, 0.9, k=3, step=1, resolution=0.01)
+    assert list(apart.negative_ids) == ["b", "c", "a"]
+    with pytest.raises(ValueError, match="resolution"):
+        select_with_judge(ids, one, 0.9, k=2, resolution=-0.1)

@@ -76,6 +76,14 @@ class SelectionSection:
             "may lose every candidate and is quarantined)"
         },
     )
+    score_resolution: float = field(
+        default=0.01,
+        metadata={
+            "help": "judge mode: scores are ordered by hardness in steps of this size; closer "
+            "scores are ties, kept in retrieval order (engines agree on P(Yes) only to ~1e-5, "
+            "so an exact order of near-equal scores depends on the engine). 0: exact order"
+        },
+    )
     # judge-free options, named as in sentence-transformers' mine_hard_negatives
     absolute_margin: float | None = None
     relative_margin: float | None = None
@@ -89,6 +97,7 @@ class SelectionSection:
         require(self.beta >= 0, "selection.beta must be >= 0")
         require(self.step >= 1, "selection.step must be >= 1")
         require(0.0 <= self.max_fn_share <= 1.0, "selection.max_fn_share must be in [0, 1]")
+        require(self.score_resolution >= 0, "selection.score_resolution must be >= 0")
         require(self.range_min >= 0, "selection.range_min must be >= 0")
 
 

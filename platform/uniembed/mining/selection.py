@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -132,6 +132,7 @@ def select_with_judge(
     step: int = DEFAULT_CYCLE_STEP,
     ranks: Sequence[int] | None = None,
     max_fn_share: float = 1.0,
+    resolution: float = 0.0,
 ) -> Selection:
     """UniME-V2 hard-negative selection from MLLM-judge scores.
 
@@ -146,7 +147,14 @@ def select_with_judge(
        of its candidates is unsure of the positive (it scored the positive low, not the
        candidates high), and the rule would otherwise empty the query; 1.0 is the paper's
        rule.
-    3. The rest is sorted by judge score, highest first (ties keep input order).
+    3. The rest is sorted by judge score, highest first (ties keep input order). With
+       ``resolution > 0`` scores are compared in steps of ``resolution`` (``floor(s /
+       resolution)``): scores in the same step are ties and keep input order, the
+       retrieval order. Two engines (or dtypes, or machines) agree on P(Yes) only to about
+       1e-5 in float32; without a resolution the order of near-equal scores, and so the
+       chosen negatives, would depend on which one ran. With it only a score within that
+       noise of a step's edge can still move (about 2 x 1e-5 / resolution of them). The cap
+       of rule 2 orders the same way.
     4. Cyclical sampling with stride ``step`` (paper: 5): take sorted positions
        0, step, 2*step, ..., then 1, 1+step, ..., then 2, ... (see :func:`cyclic_order`)
        until ``k`` are taken. The result keeps that sampling order, so its first entry is
@@ -174,6 +182,7 @@ def select_with_judge(
         step: the cyclical sampling stride.
         ranks: retrieval rank per candidate, reported for the chosen ones.
         max_fn_share: the largest share of a query's candidates the rule may remove.
+        resolution: the step in which scores are ordered (0: exact).
 
     Cap example (``positive_score=0.1``, ``beta=0.01``, ``max_fn_share=0.25``): candidates
     ``a=.9 b=.5 c=.3 d=.2`` are all above 0.09 and flagged; ``fn_cap(4, 0.25) = 1``, so
@@ -184,6 +193,8 @@ def select_with_judge(
     beta = _check_number(beta, "beta", minimum=0.0)
     if k < 1:
         raise ValueError(f"k: must be >= 1, got {k}")
+    resolution = _check_number(resolution, "resolution", minimum=0.0)
+    hardness = _hardness(values, resolution)
     threshold = pos - beta
     kept: list[int] = []
     flagged: list[int] = []
@@ -194,12 +205,12 @@ def select_with_judge(
     n_flagged = len(flagged)
     cap = fn_cap(len(flagged) + len(kept), max_fn_share)
     if len(flagged) > cap:
-        by_score = sorted(flagged, key=lambda i: -values[i])  # stable: ties keep input order
+        by_score = sorted(flagged, key=hardness)  # stable: ties keep input order
         removed = set(by_score[:cap])
         kept += [i for i in flagged if i not in removed]
         flagged = [i for i in flagged if i in removed]
     false_negatives = [candidate_ids[i] for i in flagged]
-    kept.sort(key=lambda i: -values[i])  # stable: ties keep input order
+    kept.sort(key=hardness)  # stable: ties keep input order
     order = [kept[j] for j in cyclic_order(len(kept), step)]
     n_available = len(order)
     chosen = [order[j % n_available] for j in range(k)] if order else []
@@ -207,6 +218,13 @@ def select_with_judge(
     return _selection(
         candidate_ids, values, ranks, chosen, false_negatives, k, n_available, n_filled, n_flagged
     )
+
+
+def _hardness(values: Sequence[float], resolution: float) -> Callable[[int], float]:
+    """Sort key of candidate ``i``, hardest first: its score, in steps of ``resolution``."""
+    if resolution <= 0:
+        return lambda i: -values[i]
+    return lambda i: -math.floor(values[i] / resolution)
 
 
 def select_by_similarity(

@@ -65,6 +65,7 @@ def select_row(row: dict[str, Any], o: SelectOptions) -> Selection:
             step=s.step,
             ranks=row[S.CAND_RANKS],
             max_fn_share=s.max_fn_share,
+            resolution=s.score_resolution,
         )
     return select_by_similarity(
         row[S.CAND_IDS],
