@@ -343,6 +343,8 @@ def test_rerank(client) -> None:  # noqa: ANN001
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     assert len(results) == 3
+    # tiny-text-lm has no stored fusion: its P(Yes) alone, and the response says so
+    assert r.json()["score"] == "reranker" and "no stored fusion" in r.json()["note"]
     scores = [x["relevance_score"] for x in results]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
     assert [x["document"]["text"] for x in results] == [docs[x["index"]] for x in results]
