@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-bf16", action="store_true")
     p.add_argument("--no-mine", action="store_true")
     p.add_argument("--only-mine", action="store_true", help="just the demo mine, both engines")
+    p.add_argument("--keep", help="a folder to keep the two demo mine outputs in")
     p.add_argument("--mine-queries", type=int, default=64)
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         return serve(args)
     if args.only_mine:
-        return 0 if mine_both(args.mine_queries, args.device) else 1
+        return 0 if mine_both(args.mine_queries, args.device, args.keep) else 1
 
     import torch
 
@@ -368,18 +369,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(start-up: vLLM bfloat16 {bf16.startup:.1f} s)")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if not args.no_mine:
-        failed |= not mine_both(args.mine_queries, args.device)
+        failed |= not mine_both(args.mine_queries, args.device, args.keep)
     return 1 if failed else 0
 
 
-def mine_both(queries: int, device: str) -> bool:
-    """The demo mine with both engines, compared; prints one line, True when identical."""
+def mine_both(queries: int, device: str, keep: str | None = None) -> bool:
+    """The demo mine with both engines, compared; prints one line, True when identical.
+    ``keep``: a folder for the two outputs (kept), else a temporary one."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="judge-engines-") as tmp:
+        where = Path(keep or tmp)
         engines = ("transformers", "vllm")
-        seconds = {e: run_mine(e, Path(tmp) / e, queries, device) for e in engines}
-        cmp = compare_mined(str(Path(tmp) / "transformers"), str(Path(tmp) / "vllm"))
+        seconds = {e: run_mine(e, where / e, queries, device) for e in engines}
+        cmp = compare_mined(str(where / "transformers"), str(where / "vllm"))
     print(
         f"\ndemo mine ({queries} queries): rows {cmp['rows']}, same negatives "
         f"{cmp['same_negatives']}, max |d score| {cmp['max_dscore']:.1e}, "

@@ -181,3 +181,16 @@ def test_drop_above_is_the_upper_filter() -> None:
     assert drop_above(c, None) == c
     with pytest.raises(ValueError, match="max_sim"):
         drop_above(c, math.nan)
+
+
+def test_pool_in_id_order_whatever_order_it_was_written_in() -> None:
+    """The index's row order breaks exact ties (identical documents): the pool is sorted by
+    id, so two runs whose embed stage wrote rows in different orders build the same index."""
+    from uniembed.mining.retrieval_stage import in_id_order
+
+    vectors = np.arange(12, dtype=np.float32).reshape(4, 3)
+    ids, matrix = in_id_order(["c", "a", "d", "b"], vectors)
+    assert ids == ["a", "b", "c", "d"]
+    np.testing.assert_array_equal(matrix, vectors[[1, 3, 0, 2]])
+    same, untouched = in_id_order(["a", "b"], vectors[:2])
+    assert same == ["a", "b"] and untouched is not None and np.shares_memory(untouched, vectors)

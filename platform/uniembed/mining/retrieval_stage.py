@@ -84,6 +84,19 @@ class SharedPool:
         return self.rows * self.dim * 4
 
 
+def in_id_order(ids: list[str], matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The pool's ids and vectors sorted by id. The embed stage writes rows in the order its
+    actors finish, which changes from run to run; the index's row order is what breaks
+    exact ties in a search (identical documents have identical vectors), and those ties
+    decide the candidates' order, which selection keeps for scores it cannot tell apart.
+    In id order every run builds the same index. A pool already in order is not copied;
+    otherwise the vectors are copied once (the index build copies them anyway)."""
+    order = np.asarray(pc.sort_indices(pa.array(ids, pa.string())))
+    if np.array_equal(order, np.arange(len(ids))):
+        return ids, matrix
+    return [ids[i] for i in order], matrix[order]
+
+
 def _pool_parts(
     pool_embeddings: str, pool_items: str, retrieval: RetrievalSection, s3: Any
 ) -> tuple[np.ndarray, pa.Array, pa.Table, tuple[IndexPlan, int, int]]:
@@ -94,6 +107,7 @@ def _pool_parts(
     ids, matrix = read_embeddings(pool_embeddings)
     if not ids:
         raise ValueError(f"{pool_embeddings}: the pool has no embedded items")
+    ids, matrix = in_id_order(ids, matrix)
     plan = plan_index(
         len(ids), retrieval.index, retrieval.nlist, retrieval.nprobe, retrieval.approximate_above
     )
