@@ -157,10 +157,15 @@ def test_mine_job_local(local_run: tuple[Path, Path]) -> None:
     judge = JudgeScorer.load("tiny-qwen2-vl")
     row = read_mined(str(out)).to_pylist()[0]
     query = JudgeInput(text=None, image=load_image(None, row[S.QUERY_IMAGE]))
+    # every negative with its own image, if it has one (the pool's t-img does)
+    negatives = [
+        JudgeInput(text=text, image=load_image(None, image) if image else None)
+        for text, image in zip(row[S.NEG_TEXTS], row[S.NEG_IMAGES], strict=True)
+    ]
     ref = judge.score_pairs(
-        [(query, JudgeInput(text=row[S.POS_TEXT])), (query, JudgeInput(text=row[S.NEG_TEXTS][0]))]
+        [(query, JudgeInput(text=row[S.POS_TEXT]))] + [(query, n) for n in negatives]
     )
-    np.testing.assert_allclose(ref, [row[S.POS_SCORE], row[S.NEG_SCORES][0]], atol=1e-4)
+    np.testing.assert_allclose(ref, [row[S.POS_SCORE], *row[S.NEG_SCORES]], atol=1e-4)
 
 
 # One line per judge call (UNIEMBED_PROGRESS_INTERVAL_S=0), and one when a pass ends.
