@@ -5,18 +5,19 @@
 
 The long request is a 30k-character query with ``--docs`` documents of 28.8k characters
 (cut to ``reranker.max_text_tokens``, 512, as served); ``--delay`` seconds after its first
-batch starts, a short request (a one-line query, 2 one-line documents) arrives. Both go
+step starts, a short request (a one-line query, 2 one-line documents) arrives. Both go
 through the served reranker's own code (:class:`uniembed.serving.reranker_host.RerankerHost`: the
 queue, the model thread, the judge; no HTTP), in two modes, alternated round by round so
 that load changes on a shared machine hit both alike:
 
-- ``whole``: a batch may hold the whole long request (one request, one batch: how the
-  reranker batched before its batches were bounded in tokens);
-- ``bounded``: batches of at most ``--bound`` document tokens (``jobs/configs/serve.yaml``'s
-  ``reranker.max_batch_tokens`` by default).
+- ``whole``: a step may hold the whole long request (one request, one step: how the
+  reranker ran before its work was bounded in tokens);
+- ``bounded``: steps of at most ``--bound`` tokens (``jobs/configs/serve.yaml``'s
+  ``reranker.max_batch_tokens`` by default): query-prefix chunks, packed short documents,
+  chunks of a long document (:mod:`uniembed.reranker.steps`).
 
 Prints, per mode, the short request's latency and the long request's, their ratios, the
-bound and the load average.
+bounded mode's step seconds (median, longest), the bound and the load average.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def shipped_reranker() -> RerankerSection:
 
 async def one_round(host: RerankerHost, docs: int, delay: float) -> tuple[float, float]:
     """(short request's seconds, long request's seconds) with the short one sent ``delay``
-    seconds after the long one's first batch started."""
+    seconds after the long one's first step started."""
     long_query = (text(30_000, 0), None)
     long_docs = [(text(28_800, i + 1), None) for i in range(docs)]
     short_query = ("what is a cat?", None)
@@ -73,9 +74,9 @@ async def one_round(host: RerankerHost, docs: int, delay: float) -> tuple[float,
         await host.score(query, documents)
         return time.perf_counter() - start
 
-    taken = sum(host.queue.batch_sizes.values())
+    started = host.queue.steps_started
     long = asyncio.ensure_future(timed(long_query, long_docs))
-    while sum(host.queue.batch_sizes.values()) == taken:  # until its first batch runs
+    while host.queue.steps_started == started:  # until its first step runs
         await asyncio.sleep(0.01)
     await asyncio.sleep(delay)
     short = await timed(short_query, short_docs)
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=int, default=32, help="documents of the long request")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each mode")
     parser.add_argument(
-        "--delay", type=float, default=0.5, help="s into the long request's first batch"
+        "--delay", type=float, default=0.5, help="s into the long request's first step"
     )
     shipped = shipped_reranker()
     parser.add_argument(
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for mode, bound in (("whole", whole_bound), ("bounded", args.bound))
     }
+    step_s: list[float] = []  # the bounded mode's step seconds: what a newcomer may wait
+    hosts["bounded"].queue.on_step = lambda _tokens, _queued, seconds: step_s.append(seconds)
     asyncio.run(hosts["whole"].score(("warm", None), [("up", None)]))  # first-call costs
     times: dict[str, list[tuple[float, float]]] = {"whole": [], "bounded": []}
     loads = [os.getloadavg()[0]]
@@ -128,12 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nmodel {args.model}; long: 30k-char query + {args.docs} x 28.8k-char documents "
         f"(cut to {args.max_text_tokens} tokens); short: 2 one-line documents sent "
-        f"{args.delay:.1f} s into its first batch; {args.rounds} round(s) each, interleaved; "
+        f"{args.delay:.1f} s into its first step; {args.rounds} round(s) each, interleaved; "
         f"load average {min(loads):.1f}-{max(loads):.1f}"
     )
-    for mode, bound in (("whole", "one request, one batch"), ("bounded", f"{args.bound} tokens")):
+    for mode, bound in (("whole", "one request, one step"), ("bounded", f"{args.bound} tokens")):
         short, long = med[mode]
         print(f"{mode:7} ({bound}): short request {short:7.2f} s, long request {long:7.2f} s")
+    print(
+        f"bounded steps: {len(step_s)}, median {statistics.median(step_s):.2f} s, "
+        f"longest {max(step_s):.2f} s"
+    )
     print(
         f"short request: whole / bounded = {med['whole'][0] / med['bounded'][0]:.1f}x faster; "
         f"long request: bounded / whole = {med['bounded'][1] / med['whole'][1]:.2f}x the time"

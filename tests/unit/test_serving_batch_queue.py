@@ -104,40 +104,6 @@ def test_a_short_request_arriving_during_a_long_one_waits_for_one_batch() -> Non
     asyncio.run(main())
 
 
-def test_batches_are_bounded_in_cost_and_take_at_least_one_input() -> None:
-    async def main() -> None:
-        model = _Model()
-        queue = BatchQueue(model, ThreadPoolExecutor(max_workers=1), 10, 0.0, cost=len)
-        first = await _started(model, queue, ["x"])
-        # costs 4, 4, 4, 12 (over the bound alone), 1
-        rest = asyncio.ensure_future(queue.submit(["aaaa", "bbbb", "cccc", "d" * 12, "e"]))
-        await asyncio.sleep(0.01)
-        model.gate.set()
-        await first
-        assert await rest == ["AAAA", "BBBB", "CCCC", "D" * 12, "E"]
-        assert model.batches == [["x"], ["aaaa", "bbbb"], ["cccc"], ["d" * 12], ["e"]]
-        assert queue.queued == 0
-
-    asyncio.run(main())
-
-
-def test_unshared_batches_hold_one_request_each() -> None:
-    async def main() -> None:
-        model = _Model()
-        queue = BatchQueue(model, ThreadPoolExecutor(max_workers=1), 3, 0.5, shared=False)
-        assert queue.next_wait_s(3) == 0.0  # nothing to wait for: no company is taken
-        long = await _started(model, queue, [f"t{i}" for i in range(8)])
-        short = [asyncio.ensure_future(queue.submit([x])) for x in ("a", "b")]
-        await asyncio.sleep(0.01)
-        model.gate.set()
-        assert [await t for t in short] == [["A"], ["B"]]
-        assert await long == [f"T{i}" for i in range(8)]
-        # one request per batch; each short one waits for one share of the long one
-        assert model.batches == [["t0", "t1", "t2"], ["a"], ["b"], ["t3", "t4", "t5"], ["t6", "t7"]]
-
-    asyncio.run(main())
-
-
 def test_each_batch_is_reported_with_what_is_still_queued() -> None:
     async def main() -> None:
         model = _Model()

@@ -1,15 +1,11 @@
-"""Dynamic batching inside one process, a request at a time: the embedder's inputs and the
-reranker's documents.
+"""Dynamic batching inside one process, a request at a time: the embedder's inputs.
 
 Each request enters the queue whole (its inputs, one future), not as one queued call per
 input: a request of 32 texts costs one queue entry. A batch is cut from the front of the
-queue, bounded in cost (``max_batch_size``: inputs by default, tokens for the reranker),
-splitting a request across batches where it does not fit; a request split so goes behind
-the requests queued after it before the next batch is cut, so they ride in that batch
-instead of waiting for all of it: a short request waits for at most the one batch running
-when it came. With ``shared=False`` a batch holds the inputs of one request only (the reranker's:
-each request's documents share its own query prefix, so requests gain nothing from a
-common batch, and a short one need not wait for a long one's share of it). One batch runs
+queue, bounded in inputs (``max_batch_size``), splitting a request across batches where
+it does not fit; a request split so goes behind the requests queued after it before the
+next batch is cut, so they ride in that batch instead of waiting for all of it: a short
+request waits for at most the one batch running when it came. One batch runs
 at a time, on the caller's executor (the model thread), while the event loop keeps
 queueing the requests that arrive meanwhile.
 
@@ -37,7 +33,6 @@ class _Entry(Generic[T, R]):
 
     inputs: Sequence[T]
     future: asyncio.Future[list[R]]
-    costs: list[int]
     taken: int = 0
     results: list[R | None] = field(default_factory=list)
     done: int = 0
@@ -54,15 +49,11 @@ class BatchQueue(Generic[T, R]):
             values: it must isolate them, see :func:`~uniembed.serving.batching.
             embed_isolated`); an exception fails every request in the batch.
         executor: where ``run`` runs (one worker: batches never overlap).
-        max_batch_size: the most a batch may cost, in ``cost`` units (inputs by default); a
-            batch always takes at least one input, whatever it costs.
+        max_batch_size: the most inputs a batch may hold.
         wait_s: how long a batch may wait to fill after a batch of more than one input.
         adaptive_wait: False: every batch may wait ``wait_s``.
         on_batch: called on the event loop after each batch with its size in inputs, the
             inputs still queued and the seconds the batch ran (metrics).
-        cost: what one input costs (e.g. its tokens); None: 1 each.
-        shared: False: a batch holds the inputs of one request only (and never waits to
-            fill).
     """
 
     def __init__(
@@ -73,8 +64,6 @@ class BatchQueue(Generic[T, R]):
         wait_s: float,
         adaptive_wait: bool = True,
         on_batch: Callable[[int, int, float], None] | None = None,
-        cost: Callable[[T], int] | None = None,
-        shared: bool = True,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -84,12 +73,9 @@ class BatchQueue(Generic[T, R]):
         self.wait_s = wait_s
         self.adaptive_wait = adaptive_wait
         self.on_batch = on_batch
-        self.cost = cost
-        self.shared = shared
         self.batch_sizes: Counter[int] = Counter()
         self._entries: deque[_Entry[T, R]] = deque()
         self._queued = 0  # inputs queued and not yet taken into a batch
-        self._queued_cost = 0  # their cost
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._last_batch = 0
@@ -100,8 +86,6 @@ class BatchQueue(Generic[T, R]):
         requests that arrived during the last forward pass, so that batches fill instead
         of the model thread running many small ones (32 clients on 2 cores: 69 -> 125
         req/s with 20 ms); a lone client (batches of one) is never made to wait."""
-        if not self.shared:
-            return 0.0
         if not self.adaptive_wait or last_batch > 1:
             return self.wait_s
         return 0.0
@@ -121,11 +105,9 @@ class BatchQueue(Generic[T, R]):
             self._arrived = asyncio.Event()
             self._worker = loop.create_task(self._work())
             self._worker.add_done_callback(self._worker_ended)
-        costs = [max(0, self.cost(x)) for x in inputs] if self.cost else [1] * len(inputs)
-        entry: _Entry[T, R] = _Entry(inputs, loop.create_future(), costs)
+        entry: _Entry[T, R] = _Entry(inputs, loop.create_future())
         self._entries.append(entry)
         self._queued += len(inputs)
-        self._queued_cost += sum(costs)
         assert self._arrived is not None
         self._arrived.set()
         return await entry.future
@@ -141,14 +123,14 @@ class BatchQueue(Generic[T, R]):
             entry = self._entries.popleft()
             if not entry.future.done():
                 entry.future.set_exception(error)
-        self._queued = self._queued_cost = 0
+        self._queued = 0
 
     async def _fill(self) -> None:
         """Wait until a batch is full or the wait after the last batch has passed."""
         assert self._arrived is not None
         wait = self.next_wait_s(self._last_batch)
         deadline = asyncio.get_running_loop().time() + wait
-        while self._queued_cost < self.max_batch_size:
+        while self._queued < self.max_batch_size:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 return
@@ -159,33 +141,24 @@ class BatchQueue(Generic[T, R]):
                 return
 
     def _take(self) -> list[tuple[_Entry[T, R], int]]:
-        """(entry, input index) pairs from the queue's front, costing at most
-        ``max_batch_size`` (at least one input); requests cancelled by their callers are
-        dropped. A request part-served by the last batch first goes behind the requests
-        queued after it, so that they need not wait for the rest of it."""
+        """(entry, input index) pairs from the queue's front, at most ``max_batch_size``
+        of them; requests cancelled by their callers are dropped. A request part-served by
+        the last batch first goes behind the requests queued after it, so that they need
+        not wait for the rest of it."""
         batch: list[tuple[_Entry[T, R], int]] = []
-        cost = 0
         if len(self._entries) > 1 and self._entries[0].taken:
             self._entries.rotate(-1)
-        while self._entries and cost < self.max_batch_size:
+        while self._entries and len(batch) < self.max_batch_size:
             entry = self._entries[0]
             if entry.future.done():  # the caller went away: skip what is left of it
                 self._queued -= len(entry.inputs) - entry.taken
-                self._queued_cost -= sum(entry.costs[entry.taken :])
                 self._entries.popleft()
                 continue
-            if batch and not self.shared:
-                break
             start = entry.taken
-            while entry.taken < len(entry.inputs):
-                c = entry.costs[entry.taken]
-                if batch and cost + c > self.max_batch_size:
-                    break
+            while entry.taken < len(entry.inputs) and len(batch) < self.max_batch_size:
                 batch.append((entry, entry.taken))
-                cost += c
                 entry.taken += 1
             self._queued -= entry.taken - start
-            self._queued_cost -= sum(entry.costs[start : entry.taken])
             if entry.taken < len(entry.inputs):
                 break  # the batch is full
             self._entries.popleft()

@@ -163,10 +163,11 @@ class RerankerSection:
         default=512, metadata={"help": "query and document texts are cut to this many tokens"}
     )
     max_batch_tokens: int = field(
-        default=1024,
+        default=256,
         metadata={
-            "help": "document tokens per batch (one request's; at least one document): a "
-            "short request waits for at most one such batch of a long one"
+            "help": "the most tokens one step computes (a forward of one request: a chunk "
+            "of its query, short documents packed, or a chunk of a long document): a short "
+            "request waits for at most one such step of each request ahead of it"
         },
     )
     deployment: DeploymentSection = field(

@@ -82,8 +82,9 @@ def _configure_batching(method: Any, section: DeploymentSection) -> None:
 
 @serve.deployment(name="Reranker")
 class RerankerDeployment:
-    """Holds one judge; scores each request's documents behind its query, in batches of at
-    most ``reranker.max_batch_tokens`` document tokens (see :mod:`.reranker_host`)."""
+    """Holds one judge; scores each request's documents behind its query in steps of at
+    most ``reranker.max_batch_tokens`` tokens, requests taking turns (see
+    :mod:`.reranker_host`)."""
 
     def __init__(self, cfg: ServeConfig) -> None:
         from uniembed.serving.reranker_host import RerankerHost
