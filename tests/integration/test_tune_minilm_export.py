@@ -1,6 +1,7 @@
 """minilm as a first-class student: tune.py with LoRA (rzen loss, task-homogeneous batches)
 and with full fine-tuning (kalm loss); each export loads unchanged in sentence-transformers
-and gives our vectors; soup.py averages and fuses the two exports."""
+and gives our vectors; soup.py averages and fuses the two exports. A bad row in the input
+is quarantined in the run folder and counted; the runs go on without it."""
 
 from __future__ import annotations
 
@@ -71,6 +72,10 @@ def test_minilm_lora_and_full_tuning_export_to_sentence_transformers_and_soup(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     storage.write_parquet(str(tmp_path / "mined" / "part-0.parquet"), _rows(16))
+    bad = _rows(2).to_pylist()
+    bad[1][S.POS_TEXT] = None  # no positive: quarantined, the run goes on with 17 rows
+    bad_file = tmp_path / "mined" / "part-1.parquet"
+    storage.write_parquet(str(bad_file), pa.Table.from_pylist(bad, schema=S.MINED_SCHEMA))
     tune = load_job("tune")
     common = [
         "--input",
@@ -90,6 +95,11 @@ def test_minilm_lora_and_full_tuning_export_to_sentence_transformers_and_soup(
     full = ["--name", "full", "--loss", "kalm", "lora.enabled=false", "train.lr=5e-5"]
     assert tune.main([*common, *full]) == 0
     runs = tmp_path / "runs"
+    for run in ("lora", "full"):
+        (left_out,) = storage.read_parquet(str(runs / run / "quarantine")).to_pylist()
+        assert left_out[S.REASON].startswith(f"{bad_file}:2 (query q1): no positive")
+        manifest = json.loads((runs / run / "_SUCCESS.json").read_text())
+        assert (manifest["rows"], manifest["quarantined"]) == (17, 1), manifest
     metrics = read_metrics(str(runs / "lora" / "metrics.csv"))
     assert [int(r["step"]) for r in metrics] == [1, 2]
     # rzen's temperature is learned: it moved from 0.02 and is logged per step.

@@ -147,6 +147,21 @@ def test_too_few_training_rows_is_a_user_error(tmp_path: Path) -> None:
     path = tmp_path / "texts.jsonl"
     path.write_text('{"id": "a", "text": "one"}\n')
     cfg = DistillConfig(input=str(path))
-    with pytest.raises(TrainingDataError, match="1 rows, fewer than one batch") as info:
+    with pytest.raises(TrainingDataError, match="1 usable rows, fewer than one batch") as info:
         training_rows(cfg)
     assert find_user_error(info.value) is info.value
+
+
+def test_an_all_bad_training_input_names_the_count_and_the_first_reasons(tmp_path: Path) -> None:
+    from uniembed.data.training_rows import TrainingDataError
+    from uniembed.training.train_config import DistillConfig
+    from uniembed.training.trainer import training_rows
+
+    path = tmp_path / "texts.jsonl"
+    path.write_text('{"id": "a", "text": ""}\n{"id": "b"}\nnot json\n{"id": "d", "text": 5}\n')
+    with pytest.raises(TrainingDataError) as info:
+        training_rows(DistillConfig(input=str(path)))
+    message = str(info.value)
+    assert message.startswith(f"{path}: 0 usable rows (4 more quarantined; first reasons: ")
+    assert f"{path}:1: field 'text' is missing or empty" in message
+    assert f"{path}:3: " in message and f"{path}:4" not in message  # the first three

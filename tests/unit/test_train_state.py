@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from uniembed.training.loop import epoch_batches, lr_lambda
+from uniembed.training.shard_rows import ArrowRows
 from uniembed.training.state import (
     STATE_FILE,
     CheckpointMismatchError,
@@ -87,7 +88,7 @@ def test_checkpoint_of_another_model_is_refused_naming_the_file(tmp_path) -> Non
 
 
 def test_resume_position_neither_repeats_nor_skips() -> None:
-    rows = [{"id": i} for i in range(23)]
+    rows = ArrowRows.from_pylist([{"id": i} for i in range(23)])
     full = [[r["id"] for r in b] for b in epoch_batches(rows, 4, seed=3, epoch=1, rank=0, skip=0)]
     assert len(full) == 5  # drop_last: 23 // 4
     resumed = [

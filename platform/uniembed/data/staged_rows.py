@@ -5,8 +5,10 @@ node reads and checks the input (``training_rows.iter_tune_chunks`` and friends,
 checks and errors), shuffles each chunk and stores it as it is produced, streaming the
 references back (a Ray streaming generator). A chunk the driver itself put would count in
 its resident memory (the object store is shared memory mapped into every process that
-writes to it); written by the task it does not. The first bad row stops the task and its
-error is raised in the driver unchanged (file:line and field).
+writes to it); written by the task it does not. A bad row is left out and recorded
+(``training_rows.Quarantine``), and the task writes those rows to the run's quarantine
+folder; without one, the first bad row stops the task and its error is raised in the
+driver unchanged (file:line and field).
 
 Order (:func:`ordered_rows` is its definition): the rows of chunk ``i`` (``ROWS_PER_CHUNK``
 rows in input order) are permuted with ``default_rng([seed, i])``, and the chunks are then
@@ -34,8 +36,12 @@ import ray.data
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from uniembed import storage
+from uniembed.data.training_rows import Quarantine
 
-ChunkReader = Callable[[], Iterator[pa.Table]]
+# Called as ``read(quarantine=q)``: the rows, a bad one recorded in ``q`` (or raised for None).
+ChunkReader = Callable[..., Iterator[pa.Table]]
+QUARANTINE_FILE = "part-read.parquet"  # the reading task's quarantined rows, in input order
+REASONS_KEPT = 3  # reasons a job names when it stops for lack of rows
 
 
 class ChunkTally(Protocol):
@@ -53,6 +59,8 @@ class StagedRows:
     chunks: tuple[ray.ObjectRef, ...]
     num_rows: int
     tally: Any = None
+    quarantined: int = 0  # rows left out (written to the quarantine folder)
+    reasons: tuple[str, ...] = ()  # the first of their reasons
 
     def dataset(self) -> ray.data.Dataset:
         """The rows as a Ray Dataset over the stored chunks (zero-copy, nothing re-read)."""
@@ -87,11 +95,12 @@ def ordered_rows(chunks: Iterable[pa.Table], seed: int) -> pa.Table:
     return pa.concat_tables([shuffled[i] for i in chunk_order(len(shuffled), seed)])
 
 
-def count_rows(read: ChunkReader, enough: int) -> int:
-    """The rows ``read()`` gives, reading only until ``enough`` are seen (at most one chunk
-    more): a job checks it has one batch in the driver, before Ray starts."""
+def count_rows(read: ChunkReader, enough: int, quarantine: Quarantine | None = None) -> int:
+    """The usable rows ``read()`` gives, reading only until ``enough`` are seen (at most one
+    chunk more), the rows left out so far recorded in ``quarantine``: a job checks it has
+    one batch in the driver, before Ray starts."""
     seen = 0
-    chunks = read()
+    chunks = read(quarantine=Quarantine() if quarantine is None else quarantine)
     try:
         for chunk in chunks:
             seen += chunk.num_rows
@@ -110,26 +119,43 @@ def _read_in_task(
     tally: ChunkTally | None,
     s3: storage.S3Options,
     cwd: str,
+    quarantine_dir: str | None,
 ) -> Iterator[Any]:
-    """The reading task: each shuffled chunk, then ``(rows, tally)``. It runs on the
-    driver's node in the driver's folder, so a local input reads as it would there."""
+    """The reading task: each shuffled chunk, then ``(rows, tally, quarantined, reasons)``,
+    the quarantined rows written to ``quarantine_dir`` (a stale file of an earlier attempt
+    removed). It runs on the driver's node in the driver's folder, so a local input reads
+    as it would there."""
     storage.configure(s3)
     home = os.getcwd()
     os.chdir(cwd)
     try:
+        quarantine = Quarantine() if quarantine_dir else None
         rows = 0
-        for chunk in shuffled_chunks(read(), seed, tally):
+        for chunk in shuffled_chunks(read(quarantine=quarantine), seed, tally):
             rows += chunk.num_rows
             yield chunk
-        yield rows, tally
+        reasons: tuple[str, ...] = ()
+        if quarantine_dir and quarantine is not None:
+            target = storage.join(quarantine_dir, QUARANTINE_FILE)
+            storage.delete(target)
+            if len(quarantine):
+                storage.write_parquet(target, quarantine.table())
+            reasons = quarantine.reasons(REASONS_KEPT)
+        yield rows, tally, len(quarantine or ()), reasons
     finally:
         os.chdir(home)
 
 
-def stage_rows(read: ChunkReader, seed: int, tally: ChunkTally | None = None) -> StagedRows:
+def stage_rows(
+    read: ChunkReader,
+    seed: int,
+    tally: ChunkTally | None = None,
+    quarantine_dir: str | None = None,
+) -> StagedRows:
     """Read ``read()``'s chunks in a Ray task into the object store, in the seeded order
-    (see the module's docstring). Ray must be initialised. The reading task's error (a bad
-    row: TrainingDataError naming file:line and field) is raised here as it was raised."""
+    (see the module's docstring). Ray must be initialised. With ``quarantine_dir`` a bad
+    row is left out and written there (``part-read.parquet``); without, the reading task's
+    error (TrainingDataError naming file:line and field) is raised here as it was raised."""
     task = ray.remote(
         num_returns="streaming",
         # No CPU asked: a head node without CPUs for tasks still runs the reader.
@@ -143,12 +169,12 @@ def stage_rows(read: ChunkReader, seed: int, tally: ChunkTally | None = None) ->
             ray.get_runtime_context().get_node_id(), soft=False
         ),
     )
-    refs = list(task.remote(read, seed, tally, storage.get_options(), os.getcwd()))
+    refs = list(task.remote(read, seed, tally, storage.get_options(), os.getcwd(), quarantine_dir))
     try:
-        rows, tally = ray.get(refs.pop())
+        rows, tally, quarantined, reasons = ray.get(refs.pop())
     except ray.exceptions.RayTaskError as e:
         if isinstance(e.cause, Exception):
             raise e.cause from None
         raise
     order = chunk_order(len(refs), seed)
-    return StagedRows(tuple(refs[i] for i in order), rows, tally)
+    return StagedRows(tuple(refs[i] for i in order), rows, tally, quarantined, reasons)

@@ -14,13 +14,17 @@ the same parse the embed and mine jobs take their items from; records come from 
 record reader (``record_files``), which raises on an unreadable one.
 
 Stage 1 reads texts (``id``, ``text``) and, optionally, the teacher's embeddings by id.
-Every problem raises :class:`TrainingDataError` naming the file and row.
+Every problem with a row is a :class:`TrainingDataError` naming the file, row and field:
+raised, or, when the caller passes a :class:`Quarantine` (the jobs do), recorded there and
+the row left out. A problem with a whole file (missing, unreadable folder, teacher vectors
+of different sizes) is always raised.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -63,6 +67,41 @@ class TrainingDataError(ValueError):
     """A training row or file is unusable; the message names the file and the row."""
 
 
+@dataclass
+class Quarantine:
+    """The rows a reader left out, in input order: ``QUARANTINE_SCHEMA`` rows (id, stage,
+    reason naming file:line and field, source)."""
+
+    stage: str = "read"
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, error: Exception, source: str, id_: str | None = None) -> None:
+        """Record one row left out for ``error``."""
+        self.rows.append(
+            {S.ID: id_ or source, S.STAGE: self.stage, S.REASON: str(error), S.SOURCE: source}
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def reasons(self, n: int) -> tuple[str, ...]:
+        """The first ``n`` reasons."""
+        return tuple(str(r[S.REASON]) for r in self.rows[:n])
+
+    def table(self) -> pa.Table:
+        """The rows as a ``QUARANTINE_SCHEMA`` table."""
+        return pa.Table.from_pylist(self.rows, schema=S.QUARANTINE_SCHEMA)
+
+
+def _keep_or_raise(quarantine: Quarantine | None, error: Exception, src: str, id_: Any) -> None:
+    """Raise ``error`` as a TrainingDataError, or record it in ``quarantine``."""
+    if quarantine is None:
+        if isinstance(error, TrainingDataError):
+            raise error
+        raise TrainingDataError(str(error)) from error
+    quarantine.add(error, src, id_ if isinstance(id_, str) else None)
+
+
 # Where a finished mine output (``_SUCCESS.json`` at its root) keeps each format's rows.
 MINE_OUTPUT_FOLDERS = {"mined": "mined", "unime_v2": "export"}
 
@@ -78,11 +117,12 @@ def rows_location(uri: str, fmt: str) -> str:
     return uri
 
 
-def _records(uri: str) -> Iterator[tuple[dict[str, Any], str, str]]:
-    """``(record, source "file:line", folder of the file)`` for every record under ``uri``."""
+def _records(uri: str) -> Iterator[tuple[dict[str, Any] | RecordError, str, str]]:
+    """``(record or the RecordError of an unreadable one, source "file:line", folder of the
+    file)`` for every record under ``uri``; TrainingDataError for no input."""
     try:
-        yield from folder_records(uri, on_error="raise")
-    except (FileNotFoundError, RecordError) as e:
+        yield from folder_records(uri, on_error="quarantine")
+    except FileNotFoundError as e:
         raise TrainingDataError(str(e)) from e
 
 
@@ -112,7 +152,7 @@ def check_tune_row(row: dict[str, Any]) -> None:
             raise TrainingDataError(f"{src}: negative {j} has neither text nor image")
     # A NaN score would only fail inside the loss, on a worker, after the trainer's retries.
     for j, score in enumerate(scores or []):
-        if score is not None and not math.isfinite(score):
+        if score is None or not math.isfinite(score):
             raise TrainingDataError(f"{src}: {S.NEG_SCORES}[{j}] is {score}, not a finite score")
     pos = row.get(S.POS_SCORE)
     if pos is not None and not math.isfinite(pos):
@@ -165,15 +205,67 @@ _READERS = {"mined": _from_mined, "unime_v2": _from_unime_v2, "mmeb_train": _fro
 ROWS_PER_CHUNK = 4096
 
 
+def _tune_row(fmt: str, rec: dict[str, Any], src: str, base: str, need_scores: bool) -> dict:
+    """One record as a checked ``TUNE_SCHEMA`` row; TrainingDataError naming the field."""
+    try:
+        row = _READERS[fmt](rec, src, base)
+    except RecordError as e:
+        raise TrainingDataError(str(e)) from e
+    row[S.SOURCE] = src
+    check_tune_row(row)
+    if row[S.NEG_SCORES] is None:
+        if need_scores and row[S.NEG_TEXTS]:
+            raise TrainingDataError(
+                f"{src} (query {row[S.QUERY_ID]}): no judge scores ({S.NEG_SCORES}) but "
+                "the soft_label loss needs them"
+            )
+        row[S.NEG_SCORES] = [0.0] * len(row[S.NEG_TEXTS])
+    if row[S.POS_SCORE] is None:
+        row[S.POS_SCORE] = 1.0
+    return row
+
+
+def _nonempty(table: pa.Table) -> Iterator[pa.Table]:
+    if table.num_rows:
+        yield table
+
+
+def _table(rows: list[dict], schema: pa.Schema, quarantine: Quarantine | None) -> pa.Table:
+    """``rows`` as a ``schema`` table. A value Arrow refuses (a list where a string goes,
+    ...) is found row by row only when the chunk fails, and is raised or quarantined
+    naming the row."""
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowException, TypeError, ValueError):
+        pass
+    kept = []
+    for row in rows:
+        try:
+            pa.Table.from_pylist([row], schema=schema)
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            src = row[S.SOURCE]
+            error = TrainingDataError(f"{src}: a value of the wrong type: {e}")
+            _keep_or_raise(quarantine, error, src, row.get(S.QUERY_ID, row.get(S.ID)))
+            continue
+        kept.append(row)
+    return pa.Table.from_pylist(kept, schema=schema)
+
+
 def iter_tune_chunks(
-    uri: str, fmt: str, need_scores: bool = False, chunk_rows: int = ROWS_PER_CHUNK
+    uri: str,
+    fmt: str,
+    need_scores: bool = False,
+    chunk_rows: int = ROWS_PER_CHUNK,
+    quarantine: Quarantine | None = None,
 ) -> Iterator[pa.Table]:
     """The training rows under ``uri`` in format ``fmt``, checked, as ``TUNE_SCHEMA`` tables
     of ``chunk_rows`` rows in input order (the last one shorter; none empty).
 
     ``need_scores``: every row must carry judge scores (the soft-label loss); a row without
-    them is an error naming it. Unscored positives get score 1.0. The first bad row raises
-    TrainingDataError naming it, after the chunks before it were yielded.
+    them is an error naming it. Unscored positives get score 1.0. A bad row (unreadable,
+    a field missing or of the wrong type, no scores where needed) raises TrainingDataError
+    naming it, after the chunks before it were yielded; with ``quarantine`` it is recorded
+    there and left out instead.
     """
     if fmt not in _READERS:
         raise TrainingDataError(f"unknown format {fmt!r}; expected one of {sorted(_READERS)}")
@@ -182,26 +274,19 @@ def iter_tune_chunks(
     rows: list[dict] = []
     for rec, src, base in _records(rows_location(uri, fmt)):
         try:
-            row = _READERS[fmt](rec, src, base)
-        except RecordError as e:
-            raise TrainingDataError(str(e)) from e
-        row[S.SOURCE] = src
-        check_tune_row(row)
-        if row[S.NEG_SCORES] is None:
-            if need_scores and row[S.NEG_TEXTS]:
-                raise TrainingDataError(
-                    f"{src} (query {row[S.QUERY_ID]}): no judge scores ({S.NEG_SCORES}) but "
-                    "the soft_label loss needs them"
-                )
-            row[S.NEG_SCORES] = [0.0] * len(row[S.NEG_TEXTS])
-        if row[S.POS_SCORE] is None:
-            row[S.POS_SCORE] = 1.0
+            if isinstance(rec, RecordError):
+                raise rec
+            row = _tune_row(fmt, rec, src, base, need_scores)
+        except (RecordError, TrainingDataError) as e:
+            id_ = rec.get(S.QUERY_ID) if isinstance(rec, dict) else None
+            _keep_or_raise(quarantine, e, src, id_)
+            continue
         rows.append(row)
         if len(rows) >= chunk_rows:
-            yield pa.Table.from_pylist(rows, schema=TUNE_SCHEMA)
+            yield from _nonempty(_table(rows, TUNE_SCHEMA, quarantine))
             rows = []
     if rows:
-        yield pa.Table.from_pylist(rows, schema=TUNE_SCHEMA)
+        yield from _nonempty(_table(rows, TUNE_SCHEMA, quarantine))
 
 
 def _whole(chunks: Iterator[pa.Table], schema: pa.Schema) -> pa.Table:
@@ -214,25 +299,40 @@ def read_tune_rows(uri: str, fmt: str, need_scores: bool = False) -> pa.Table:
     return _whole(iter_tune_chunks(uri, fmt, need_scores), TUNE_SCHEMA)
 
 
-def iter_text_chunks(uri: str, chunk_rows: int = ROWS_PER_CHUNK) -> Iterator[pa.Table]:
-    """Stage-1 texts under ``uri`` (records with ``id`` and ``text``) as ``DISTILL_SCHEMA``
-    tables of ``chunk_rows`` rows in input order; the first bad record raises."""
-    rows = []
-    for rec, src, _ in _records(uri):
+def _text_row(rec: dict[str, Any] | RecordError, src: str) -> dict[str, Any]:
+    """One stage-1 record as a ``DISTILL_SCHEMA`` row; TrainingDataError naming the field."""
+    try:
+        if isinstance(rec, RecordError):
+            raise rec
         text = rec.get(S.TEXT)
         if not isinstance(text, str) or not text.strip():
             raise TrainingDataError(f"{src}: field '{S.TEXT}' is missing or empty")
+        check_text(text, src, S.TEXT)
+        id_ = record_id(rec.get(S.ID), src) or src
+    except RecordError as e:
+        raise TrainingDataError(str(e)) from e
+    return {S.ID: id_, S.TEXT: text, S.SOURCE: src}
+
+
+def iter_text_chunks(
+    uri: str, chunk_rows: int = ROWS_PER_CHUNK, quarantine: Quarantine | None = None
+) -> Iterator[pa.Table]:
+    """Stage-1 texts under ``uri`` (records with ``id`` and ``text``) as ``DISTILL_SCHEMA``
+    tables of ``chunk_rows`` rows in input order; a bad record raises, or with
+    ``quarantine`` is recorded there and left out."""
+    rows = []
+    for rec, src, _ in _records(uri):
         try:
-            check_text(text, src, S.TEXT)
-            id_ = record_id(rec.get(S.ID), src) or src
-        except RecordError as e:
-            raise TrainingDataError(str(e)) from e
-        rows.append({S.ID: id_, S.TEXT: text, S.SOURCE: src})
+            rows.append(_text_row(rec, src))
+        except TrainingDataError as e:
+            id_ = rec.get(S.ID) if isinstance(rec, dict) else None
+            _keep_or_raise(quarantine, e, src, id_)
+            continue
         if len(rows) >= chunk_rows:
-            yield pa.Table.from_pylist(rows, schema=DISTILL_SCHEMA)
+            yield from _nonempty(_table(rows, DISTILL_SCHEMA, quarantine))
             rows = []
     if rows:
-        yield pa.Table.from_pylist(rows, schema=DISTILL_SCHEMA)
+        yield from _nonempty(_table(rows, DISTILL_SCHEMA, quarantine))
 
 
 def read_texts(uri: str) -> pa.Table:
@@ -251,15 +351,25 @@ class TeacherEmbeddings:
         )
         self.dims: set[int] = set()  # over every chunk attached so far
 
-    def attach(self, texts: pa.Table) -> pa.Table:
+    def attach(self, texts: pa.Table, quarantine: Quarantine | None = None) -> pa.Table:
         """``texts`` with the ``embedding`` column; raises TrainingDataError naming the file
-        and the first id without an embedding, or the sizes when they differ."""
-        vectors = []
-        for id_, src in zip(texts.column(S.ID).to_pylist(), texts.column(S.SOURCE).to_pylist()):
+        and the first id without an embedding (with ``quarantine``: records it and leaves
+        the row out), or the sizes when they differ."""
+        vectors, keep = [], []
+        for i, (id_, src) in enumerate(
+            zip(texts.column(S.ID).to_pylist(), texts.column(S.SOURCE).to_pylist())
+        ):
             vec = self.by_id.get(id_)
             if vec is None:
-                raise TrainingDataError(f"{src}: id {id_!r} has no teacher embedding in {self.uri}")
+                error = TrainingDataError(
+                    f"{src}: id {id_!r} has no teacher embedding in {self.uri}"
+                )
+                _keep_or_raise(quarantine, error, src, id_)
+                continue
             vectors.append(vec)
+            keep.append(i)
+        if len(keep) < texts.num_rows:
+            texts = texts.take(keep)
         self.dims.update(len(v) for v in vectors)
         if len(self.dims) > 1:
             raise TrainingDataError(
@@ -278,12 +388,19 @@ def attach_teacher_embeddings(texts: pa.Table, uri: str) -> pa.Table:
 
 
 def iter_distill_chunks(
-    uri: str, teacher: str | None = None, chunk_rows: int = ROWS_PER_CHUNK
+    uri: str,
+    teacher: str | None = None,
+    chunk_rows: int = ROWS_PER_CHUNK,
+    quarantine: Quarantine | None = None,
 ) -> Iterator[pa.Table]:
     """Stage-1 texts under ``uri`` chunk by chunk (:func:`iter_text_chunks`), with the
-    teacher's embeddings from the embed-job output ``teacher`` when given."""
+    teacher's embeddings from the embed-job output ``teacher`` when given; ``quarantine``
+    as there (a text without a teacher embedding too)."""
     embeddings: TeacherEmbeddings | None = None
-    for chunk in iter_text_chunks(uri, chunk_rows):
+    for chunk in iter_text_chunks(uri, chunk_rows, quarantine):
         if teacher and embeddings is None:
             embeddings = TeacherEmbeddings(teacher)
-        yield embeddings.attach(chunk) if embeddings is not None else chunk
+        if embeddings is not None:
+            chunk = embeddings.attach(chunk, quarantine)
+        if chunk.num_rows:
+            yield chunk

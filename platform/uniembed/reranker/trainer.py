@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from uniembed import storage
 from uniembed.data import schema as S
-from uniembed.data.staged_rows import StagedRows, count_rows, stage_rows
+from uniembed.data.staged_rows import StagedRows
 from uniembed.data.training_rows import iter_tune_chunks
 from uniembed.reranker.config import RerankConfig
 from uniembed.reranker.data import ChatCounts, build_chats
@@ -23,7 +23,7 @@ from uniembed.reranker.loop import rerank_loop_per_worker
 from uniembed.runtime import init_ray
 from uniembed.training.loop import run_uri
 from uniembed.training.state import check_run_model
-from uniembed.training.trainer import TrainSummary, check_one_batch, fit
+from uniembed.training.trainer import TrainSummary, check_enough_rows, fit, stage_checked
 
 PLAN_FILE = "rerank_data.json"
 
@@ -46,14 +46,14 @@ def reranker_rows(cfg: RerankConfig) -> tuple[StagedRows, ChatCounts]:
     """The run's rows (checked, staged in the order fixed by ``train.seed``, as the train
     jobs' ``training_rows``) and their chat counts.
 
-    Raises ValueError naming the row when a row cannot give chats.
+    A bad row is quarantined (``<run>/quarantine``) as in the train jobs; ValueError
+    naming the row when a checked row still cannot give chats.
     """
     read = partial(iter_tune_chunks, cfg.input, cfg.format, False)
-    check_one_batch(cfg, count_rows(read, cfg.train.batch_size))
+    check_enough_rows(cfg, read)
     init_ray(cfg.ray)
     tally = ChatTally(cfg.data.list_size, cfg.data.seed, cfg.data.pairwise_negatives)
-    rows = stage_rows(read, cfg.train.seed, tally)
-    check_one_batch(cfg, rows.num_rows)
+    rows = stage_checked(cfg, read, tally)
     return rows, rows.tally.counts
 
 

@@ -42,6 +42,7 @@ from uniembed.training.gather import is_distributed
 from uniembed.training.lora import prepare_trainable, trainable_parameters
 from uniembed.training.metrics import METRICS_FILE, MetricsLog
 from uniembed.training.sampler import random_batches, task_homogeneous_batches
+from uniembed.training.shard_rows import ArrowRows
 from uniembed.training.state import (
     Fingerprint,
     Position,
@@ -146,7 +147,7 @@ def _broadcast_parameters(params: list[nn.Parameter]) -> None:
 
 
 def epoch_batches(
-    rows: list[dict[str, Any]],
+    rows: ArrowRows,
     batch: int,
     seed: int,
     epoch: int,
@@ -166,21 +167,21 @@ def epoch_batches(
             dist.all_reduce(count, op=dist.ReduceOp.MIN)
             order = order[: int(count)]
     for b in range(skip, len(order)):
-        yield [rows[i] for i in order[b]]
+        yield rows.take(order[b])
 
 
-def row_tasks(cfg: AnyTrainConfig, rows: list[dict[str, Any]]) -> list[Any] | None:
+def row_tasks(cfg: AnyTrainConfig, rows: ArrowRows) -> list[Any] | None:
     """Each row's task when the config asks for task-homogeneous batches, else None."""
     sampler = getattr(cfg, "sampler", None)
     if sampler is None or sampler.name == "random":
         return None
     field = sampler.task_field
-    if rows and field not in rows[0]:
+    if len(rows) and field not in rows.columns:
         raise ValueError(
             f"sampler.task_field: the training rows have no column {field!r} "
-            f"(columns: {sorted(rows[0])})"
+            f"(columns: {sorted(rows.columns)})"
         )
-    return [r[field] for r in rows]
+    return rows.column(field)
 
 
 def _maybe_fail(cfg: AnyTrainConfig, step: int, rank: int) -> None:
@@ -265,7 +266,7 @@ def run_worker(cfg: AnyTrainConfig, build: Callable[[str], WorkerTask]) -> None:
     pos = state.position
 
     shard = ray.train.get_dataset_shard("train")
-    rows = [r for b in shard.iter_batches(batch_format="pyarrow") for r in b.to_pylist()]
+    rows = ArrowRows.from_shard(shard)  # columnar: a batch becomes dicts when it is trained
     local_batch = cfg.train.batch_size // world
     if len(rows) < local_batch:
         raise ValueError(

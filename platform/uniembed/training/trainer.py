@@ -12,6 +12,7 @@ talks to the same endpoint with the same credentials as the rest of the job.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -24,8 +25,17 @@ from ray.train.torch import TorchTrainer
 
 from uniembed import storage
 from uniembed.data.job_outputs import clear_run_manifest, write_run_manifest
-from uniembed.data.staged_rows import ChunkReader, StagedRows, count_rows, stage_rows
+from uniembed.data.shards import QUARANTINE_DIR
+from uniembed.data.staged_rows import (
+    REASONS_KEPT,
+    ChunkReader,
+    ChunkTally,
+    StagedRows,
+    count_rows,
+    stage_rows,
+)
 from uniembed.data.training_rows import (
+    Quarantine,
     TrainingDataError,
     iter_distill_chunks,
     iter_text_chunks,
@@ -36,6 +46,8 @@ from uniembed.runtime import init_ray
 from uniembed.training.loop import EXPORT_DIR, AnyTrainConfig, run_uri, train_loop_per_worker
 from uniembed.training.state import check_run_model
 from uniembed.training.train_config import DistillConfig, TrainConfig, TuneConfig
+
+logger = logging.getLogger(__name__)
 
 
 class OrderedSplit(DataConfig):
@@ -83,10 +95,15 @@ class TrainSummary:
     metrics: dict[str, Any]
     checkpoint: str | None
     export: str | None
+    quarantined: int = 0  # input rows left out, in ``<run>/quarantine``
 
     def figures(self) -> dict[str, Any]:
         """The run's last figures (steps, rows, loss, samples/s) for the job's metrics."""
-        out: dict[str, Any] = {"steps": self.steps, "rows": self.rows}
+        out: dict[str, Any] = {
+            "steps": self.steps,
+            "rows": self.rows,
+            "quarantined": self.quarantined,
+        }
         for key in ("loss", "samples_per_s", "lr"):
             if isinstance(self.metrics.get(key), int | float):
                 out[key] = float(self.metrics[key])
@@ -96,20 +113,63 @@ class TrainSummary:
         """One line for the job log."""
         loss = self.metrics.get("loss")
         loss_text = f"{loss:.4g}" if isinstance(loss, float) else "n/a"
+        left_out = ""
+        if self.quarantined:
+            left_out = (
+                f" ({self.quarantined} quarantined: {storage.join(self.run, QUARANTINE_DIR)})"
+            )
         return (
-            f"trained {self.steps} steps on {self.rows} rows; last loss {loss_text}; run "
-            f"{self.run}; export {self.export or '(none)'}"
+            f"trained {self.steps} steps on {self.rows} rows{left_out}; last loss {loss_text}; "
+            f"run {self.run}; export {self.export or '(none)'}"
         )
 
 
-def check_one_batch(cfg: AnyTrainConfig, rows: int) -> None:
-    """Raise TrainingDataError (a user error) when ``rows`` is fewer than one batch."""
+def check_one_batch(
+    cfg: AnyTrainConfig, rows: int, quarantined: int = 0, reasons: tuple[str, ...] = ()
+) -> None:
+    """Raise TrainingDataError (a user error) when ``rows`` is fewer than one batch, naming
+    how many rows were quarantined and the first reasons."""
     if rows < cfg.train.batch_size:
+        left_out = ""
+        if quarantined:
+            left_out = f" ({quarantined} more quarantined; first reasons: {'; '.join(reasons)})"
         raise TrainingDataError(
-            f"{cfg.input}: {rows} rows, fewer than one batch "
+            f"{cfg.input}: {rows} usable rows{left_out}, fewer than one batch "
             f"(train.batch_size {cfg.train.batch_size}); give more rows or a smaller "
             "train.batch_size"
         )
+
+
+def check_enough_rows(cfg: AnyTrainConfig, read: ChunkReader) -> None:
+    """In the driver, before Ray starts: TrainingDataError unless ``read`` gives one batch
+    of usable rows (reading only that far), naming the first reasons rows were left out."""
+    left_out = Quarantine()
+    usable = count_rows(read, cfg.train.batch_size, left_out)
+    check_one_batch(cfg, usable, len(left_out), left_out.reasons(REASONS_KEPT))
+
+
+def quarantine_dir(cfg: AnyTrainConfig) -> str:
+    """The run's folder of rows left out of training: ``<run>/quarantine``."""
+    path = storage.absolute(cfg.checkpoint.storage_path)
+    return storage.join(path, cfg.checkpoint.name, QUARANTINE_DIR)
+
+
+def stage_checked(
+    cfg: AnyTrainConfig, read: ChunkReader, tally: ChunkTally | None = None
+) -> StagedRows:
+    """Stage the run's rows (Ray must be up), bad rows to ``<run>/quarantine``; at least
+    one batch must be left, else TrainingDataError naming the quarantine reasons."""
+    rows = stage_rows(read, cfg.train.seed, tally, quarantine_dir(cfg))
+    check_one_batch(cfg, rows.num_rows, rows.quarantined, rows.reasons)
+    if rows.quarantined:
+        logger.warning(
+            "%s: %d rows quarantined (first: %s); they are in %s",
+            cfg.input,
+            rows.quarantined,
+            rows.reasons[0],
+            quarantine_dir(cfg),
+        )
+    return rows
 
 
 def row_reader(cfg: TrainConfig, teacher: bool = True) -> ChunkReader:
@@ -129,11 +189,9 @@ def training_rows(cfg: TrainConfig) -> StagedRows:
     Fewer rows than one batch is found in the driver before Ray starts (it reads at most a
     batch and a chunk); then Ray starts and a task stages every row (``stage_rows``).
     """
-    check_one_batch(cfg, count_rows(row_reader(cfg, teacher=False), cfg.train.batch_size))
+    check_enough_rows(cfg, row_reader(cfg, teacher=False))
     init_ray(cfg.ray)
-    rows = stage_rows(row_reader(cfg), cfg.train.seed)
-    check_one_batch(cfg, rows.num_rows)
-    return rows
+    return stage_checked(cfg, row_reader(cfg))
 
 
 def _run_config(cfg: AnyTrainConfig) -> RunConfig:
@@ -208,11 +266,17 @@ def fit(
         metrics=metrics,
         checkpoint=result.checkpoint.path if result.checkpoint else None,
         export=storage.join(run, EXPORT_DIR) if cfg.checkpoint.export else None,
+        quarantined=rows.quarantined,
     )
     write_run_manifest(
         run,
         job,
-        {"steps": summary.steps, "rows": summary.rows, "metrics": metrics},
+        {
+            "steps": summary.steps,
+            "rows": summary.rows,
+            "quarantined": summary.quarantined,
+            "metrics": metrics,
+        },
         summary.export,
     )
     return summary
