@@ -98,3 +98,83 @@ def test_embed_job_over_the_bad_value_table(ray_start_2_cpus: None, tmp_path: Pa
             assert wanted in reasons[src], (spot, reasons[src])
     assert "a link to" in reasons[f"{path}:{len(where)}"]
     assert {f"g-{field}" for field in ITEM_FIELDS} <= set(ids)
+
+
+# The train jobs' text-only UniME-V2 row and where its values go; must-fail sets as the
+# readers' fuzz (tests/unit/test_fuzz_readers.py) has them.
+UNIME_V2_TEXT = {"id": "u", "query_text": "a cat", "pos_text": "a small feline",
+                 "hard_negatives": [["a dog", None]], "hard_negatives_scores": [0.5]}  # fmt: skip
+_SCORE_BAD = set(BAD_VALUES) - {"null", "float"} | {INVALID_UTF8}
+TUNE_SPOTS: dict[tuple[str, tuple[int, ...]], set[str]] = {
+    ("id", ()): _TEXTUAL_BAD | {INVALID_UTF8},
+    ("query_text", ()): _TEXTUAL_BAD | {"huge_int", INVALID_UTF8},
+    ("pos_text", ()): _TEXTUAL_BAD | {"huge_int", INVALID_UTF8},
+    ("hard_negatives", ()): set(BAD_VALUES) - {"null"} | {INVALID_UTF8},
+    ("hard_negatives", (0, 0)): _TEXTUAL_BAD | {"huge_int", INVALID_UTF8},
+    ("hard_negatives_scores", (0,)): _SCORE_BAD | {"null"},  # a negative's score is needed
+}
+
+
+def _tune_table(folder: Path) -> tuple[Path, dict[int, bool | None]]:
+    """Good rows between rows with one bad value each; {line: must fail (None: good)}."""
+    lines: list[bytes] = []
+    where: dict[int, bool | None] = {}
+    n = 0
+    for (field, at), must in TUNE_SPOTS.items():
+        for bad in BAD_NAMES:
+            n += 1
+            rec = {**UNIME_V2_TEXT, "id": f"u{n}", "query_text": f"a cat {n}"}
+            value = INVALID_UTF8 if bad == INVALID_UTF8 else BAD_VALUES[bad]
+            lines.append(bad_line(rec, field, value, at))
+            where[len(lines)] = bad in must
+        good = {**UNIME_V2_TEXT, "id": f"g-{field}-{len(at)}", "query_text": f"a cow {n}"}
+        lines.append(json.dumps(good).encode())
+        where[len(lines)] = None
+    path = folder / "rows.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path, where
+
+
+def test_tune_job_over_the_bad_value_table(ray_start_2_cpus: None, tmp_path: Path) -> None:
+    from jobs.tune import main
+
+    path, where = _tune_table(tmp_path)
+    flags = ["--input", str(path), "--format", "unime_v2", "--model", "minilm"]
+    flags += ["--storage-path", str(tmp_path / "runs"), "--name", "bad"]
+    assert main([*flags, "train.max_steps=1", "train.batch_size=8", "loss.num_negatives=1"]) == 0
+    run = tmp_path / "runs" / "bad"
+    manifest = json.loads((run / "_SUCCESS.json").read_text())
+    q = storage.read_parquet(str(run / "quarantine")).to_pylist()
+    reasons = {r[S.SOURCE]: r[S.REASON] for r in q}
+    assert len(reasons) == len(q)  # each row quarantined once
+    assert manifest["rows"] + manifest["quarantined"] == len(where)  # the counts add up
+    assert manifest["quarantined"] == len(q)
+    for line, must in where.items():
+        src = f"{path}:{line}"
+        if must is None:
+            assert src not in reasons, reasons[src]
+        elif must:
+            assert src in reasons, line
+        if src in reasons:
+            assert reasons[src].startswith((f"{src}:", f"{src} (")), reasons[src]
+
+
+def test_evaluate_job_leaves_unreadable_rows_out_and_names_them(
+    ray_start_2_cpus: None, tmp_path: Path
+) -> None:
+    from jobs.evaluate import main
+
+    good = [{"qry_text": f"term {i}", "tgt_text": [f"meaning {i}", "other", "more"]}
+            for i in range(4)]  # fmt: skip
+    lines = [json.dumps(r).encode() for r in good]
+    lines.insert(2, bad_line(good[0], "tgt_text", BAD_VALUES["bool"]))  # line 3
+    lines.insert(4, b'{"qry_text": "caf\xe9"')  # line 5: neither UTF-8 nor whole JSON
+    data = tmp_path / "Task.jsonl"
+    data.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "eval"
+    assert main(["--model", "minilm", "--data", str(data), "--output", str(out)]) == 0
+    task = json.loads((out / "metrics.json").read_text())["tasks"]["Task"]
+    assert (task["n_queries"], task["n_excluded"]) == (4, 2)
+    assert task["excluded"][0].startswith(f"{data}:3: field 'tgt_text'")
+    assert task["excluded"][1].startswith(f"{data}:5")
+    assert "2 of 6 excluded" in (out / "report.md").read_text()

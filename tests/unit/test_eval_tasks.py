@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -113,13 +114,19 @@ def test_reads_the_three_kinds(tmp_path: Path) -> None:
         ([{"foo": 1}], 1, "tgt_text", "cannot tell the task kind"),
     ],
 )
-def test_bad_rows_name_file_line_and_field(
+def test_bad_rows_are_left_out_and_named_with_file_line_and_field(
     tmp_path: Path, rows: list[object], line: int, field: str | None, reason: str
 ) -> None:
     path = _write(tmp_path / "bad.jsonl", rows)
     where = rf"field '{field}': " if field is not None else ""
-    with pytest.raises(RecordError, match=rf"bad\.jsonl:{line}: {where}.*{reason}"):
-        read_task(path)
+    named = rf"bad\.jsonl:{line}: {where}.*{reason}"
+    if len(rows) == 1:  # nothing readable is left: the file is refused, naming the row
+        with pytest.raises(RecordError, match=rf"no readable row in 1 \(.*{named}"):
+            read_task(path)
+        return
+    task = read_task(path)  # the good row is read, the bad one left out and named
+    assert len(task.rows) == len(rows) - 1 and len(task.unreadable) == 1
+    assert re.search(named, task.unreadable[0]), task.unreadable
 
 
 def test_missing_data_is_an_error(tmp_path: Path) -> None:
@@ -171,7 +178,9 @@ def _embed_by_text(tasks: list, plan, vectors: dict[str, list[float]]) -> Embedd
     return Embeddings([r[S.ID] for r in rows], np.array([vectors[k] for k in keys]))
 
 
-def test_identical_candidates_score_zero_and_failed_items_exclude_rows(tmp_path: Path) -> None:
+def test_identical_candidates_score_zero_and_failed_or_unreadable_rows_are_excluded(
+    tmp_path: Path,
+) -> None:
     path = _write(
         tmp_path / "t.jsonl",
         [
@@ -179,6 +188,7 @@ def test_identical_candidates_score_zero_and_failed_items_exclude_rows(tmp_path:
             _mmeb("q", ["good", "bad"]),
             _mmeb("q", ["good", "bad"], img="gone.png"),  # its query image failed
             _mmeb("q", ["bad", "good"]),
+            {"qry_text": "q", "tgt_text": "good"},  # unreadable: a string, not a list
         ],
     )
     tasks = read_tasks([path])
@@ -189,8 +199,9 @@ def test_identical_candidates_score_zero_and_failed_items_exclude_rows(tmp_path:
     emb = Embeddings([r[S.ID] for r in rows], np.array([vec[k] for k in keys], dtype=float))
     failed_id = next(r[S.ID] for r in rows if r[S.IMAGE_URI])
     res = score_tasks(tasks, plan, emb, {failed_id: "cannot read image gone.png"})["t"]
-    assert res.n_queries == 3 and res.n_excluded == 1
-    assert res.excluded == [f"{path}:3: cannot read image gone.png"]
+    assert res.n_queries == 3 and res.n_excluded == 2  # the unreadable row is counted
+    assert res.excluded[1] == f"{path}:3: cannot read image gone.png"
+    assert res.excluded[0].startswith(f"{path}:5: field 'tgt_text'"), res.excluded
     assert res.gold_ranks.tolist() == [3, 1, 2]  # ties count against the gold
     assert res.metrics["precision@1"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match=r"task t: all 4 rows were excluded"):

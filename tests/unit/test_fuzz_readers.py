@@ -35,8 +35,16 @@ from fixtures.bad_inputs import BAD_VALUES, INVALID_UTF8, bad_line
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.read import READ_SCHEMA, ReadOptions, iter_item_rows
-from uniembed.data.records import RecordError
-from uniembed.data.training_rows import TrainingDataError, read_texts, read_tune_rows
+from uniembed.data.training_rows import (
+    DISTILL_SCHEMA,
+    TUNE_SCHEMA,
+    Quarantine,
+    TrainingDataError,
+    iter_text_chunks,
+    iter_tune_chunks,
+    read_texts,
+    read_tune_rows,
+)
 from uniembed.embed.dedupe import _file_ids
 from uniembed.evaluation.tasks import read_task
 from uniembed.mining.inputs import POOL_SCHEMA, QUERY_SCHEMA, iter_pool_rows, iter_query_shards
@@ -297,6 +305,28 @@ TUNE_FORMATS = {
 }
 
 
+def check_left_out(path: Path, drawn: list[Line], kept: list[str], quarantine: Quarantine) -> None:
+    """The invariant of the train jobs' readers (quarantining): every record is kept
+    (``kept``: sources) or quarantined, once; one with a must-fail value is quarantined
+    under its ``file:line``, an unchanged one is kept; the counts add up."""
+    left_out = {r[S.SOURCE]: r[S.REASON] for r in quarantine.rows}
+    assert len(left_out) == len(quarantine), "a record quarantined twice"
+    assert not set(kept) & set(left_out)
+    assert len(kept) + len(left_out) == len(drawn)
+    for n, line in enumerate(drawn, start=1):
+        src = f"{path}:{n}"
+        if line.spot is None or line.spot.kind == "ignored" and line.bad != INVALID_UTF8:
+            assert src in kept, (line, left_out.get(src))
+        elif line.must_fail:
+            assert src in left_out, line
+        if src in left_out:
+            reason = left_out[src]
+            reason.encode("utf-8")  # the reason itself can be written
+            assert reason.startswith((f"{src}:", f"{src} (")), reason
+            if line.bad == INVALID_UTF8:
+                assert "not valid UTF-8" in reason
+
+
 @pytest.mark.parametrize("fmt", sorted(TUNE_FORMATS))
 def test_tune_and_reranker_rows(fmt: str) -> None:
     template, spots = TUNE_FORMATS[fmt]
@@ -306,18 +336,21 @@ def test_tune_and_reranker_rows(fmt: str) -> None:
     def run(drawn: list[Line]) -> None:
         with _folder() as d:
             path = write(Path(d), template, drawn)
-            error: Exception | None = None
-            try:
-                table = read_tune_rows(str(path), fmt)
+            quarantine = Quarantine()
+            chunks = list(iter_tune_chunks(str(path), fmt, quarantine=quarantine))
+            table = pa.concat_tables([TUNE_SCHEMA.empty_table(), *chunks])
+            check_left_out(path, drawn, table[S.SOURCE].to_pylist(), quarantine)
+            scores = table[S.POS_SCORE].to_pylist()
+            assert all(math.isfinite(s) for s in scores)
+            chats, counts = plan_rows(table.to_pylist())
+            assert counts.rows == table.num_rows
+            try:  # the raising reader (no quarantine) stops at the first bad record
+                read_tune_rows(str(path), fmt)
+                error: Exception | None = None
             except TrainingDataError as e:
                 error = e
             check_refused(path, drawn, error)
-            if error is None:
-                assert table.num_rows == len(drawn)
-                scores = table[S.POS_SCORE].to_pylist()
-                assert all(math.isfinite(s) for s in scores)
-                chats, counts = plan_rows(table.to_pylist())
-                assert counts.rows == len(drawn) and chats
+            assert (error is None) == (len(quarantine) == 0)
 
     run()
 
@@ -328,14 +361,16 @@ def test_distill_texts() -> None:
     def run(drawn: list[Line]) -> None:
         with _folder() as d:
             path = write(Path(d), TEXTS, drawn)
-            error: Exception | None = None
+            quarantine = Quarantine()
+            chunks = list(iter_text_chunks(str(path), quarantine=quarantine))
+            table = pa.concat_tables([DISTILL_SCHEMA.empty_table(), *chunks])
+            check_left_out(path, drawn, table[S.SOURCE].to_pylist(), quarantine)
             try:
-                table = read_texts(str(path))
+                read_texts(str(path))
+                error: Exception | None = None
             except TrainingDataError as e:
                 error = e
             check_refused(path, drawn, error)
-            if error is None:
-                assert table.num_rows == len(drawn)
 
     run()
 
@@ -356,15 +391,16 @@ def test_evaluate_data(kind: str) -> None:
     def run(drawn: list[Line]) -> None:
         with _folder() as d:
             path = write(Path(d), template, drawn)
-            error: Exception | None = None
-            try:
-                task = read_task(str(path))
-            except RecordError as e:
-                error = e
-            check_refused(path, drawn, error)
-            if error is None:
-                # caption rows naming one image merge (COCO's one row per caption)
-                assert task.kind == kind and 0 < len(task.rows) <= len(drawn)
-                assert kind == "captions" or len(task.rows) == len(drawn)
+            task = read_task(str(path))  # two good rows first: never refused
+            assert task.kind == kind
+            left_out = Quarantine()
+            for reason in task.unreadable:
+                left_out.add(ValueError(reason), reason.split(": ", 1)[0])
+            kept = [r.source for r in task.rows]
+            if kind == "captions":  # records naming the same image merge into one row
+                out = {r["source"] for r in left_out.rows}
+                kept = [f"{path}:{n}" for n in range(1, len(drawn) + 1) if f"{path}:{n}" not in out]
+                assert 0 < len(task.rows) <= len(kept)
+            check_left_out(path, drawn, kept, left_out)
 
     run()

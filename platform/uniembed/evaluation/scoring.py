@@ -1,5 +1,8 @@
 """Score every task from the embedded items: cosine similarity, then the task's metrics.
 
+Rows that could not be read (``EvalTask.unreadable``) are counted and named among a task's
+excluded rows (one query each).
+
 Missing images: the embed pipeline quarantines an item whose image cannot be read. A row
 (query with its candidates, image with its captions, or compositional pair) that uses
 such an item is excluded from its task's metrics, and the count and reasons go into the
@@ -148,7 +151,8 @@ def score_tasks(
             result = _compositional(rows, ids, emb)
         # Queries, as n_queries counts them: a caption row holds one query per caption.
         per_row = (lambda r: len(r.refs) - 1) if task.kind == "captions" else (lambda r: 1)
-        result.n_excluded = sum(per_row(r) for r, _ in excluded)
-        result.excluded = [f"{r.source}: {why}" for r, why in excluded[:MAX_LISTED]]
+        result.n_excluded = len(task.unreadable) + sum(per_row(r) for r, _ in excluded)
+        reasons = task.unreadable + [f"{r.source}: {why}" for r, why in excluded]
+        result.excluded = reasons[:MAX_LISTED]
         out[task.name] = result
     return out

@@ -13,9 +13,12 @@ Three kinds are read (field names below are the files' own, not our item columns
   file per category).
 
 Every row becomes a ``TaskRow`` whose ``refs`` point into the task's ``items`` (content
-dicts with the item columns of ``uniembed.data.schema``, minus the id). A malformed row is
-an error (``RecordError``) naming the file, the line and the field: an evaluation never
-drops rows it cannot read, since that would silently change the number it reports.
+dicts with the item columns of ``uniembed.data.schema``, minus the id). A row that cannot
+be read (bad bytes, invalid JSON, a field missing or of the wrong type) is left out of its
+task and kept in ``EvalTask.unreadable`` as ``file:line: field: why``: the report counts it
+among the task's excluded rows and names it, like a row whose image failed to embed, so a
+score over fewer rows than the file holds always says so. A file with no readable row is
+an error (``RecordError``) naming the first reasons.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class EvalTask:
     kind: TaskKind
     items: list[dict[str, Any]] = field(default_factory=list)
     rows: list[TaskRow] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # "file:line: field 'f': why"
 
     @property
     def n_references(self) -> int:
@@ -175,12 +179,11 @@ def _candidates_row(b: _Builder, rec: Mapping[str, Any], src: str, base: str) ->
     items = items_from_mmeb_eval(rec, src, base)
     if len(items) < 3:
         raise RecordError(src, TGT_TEXT, "has only the gold: a task needs at least one distractor")
-    refs = []
-    for i, it in enumerate(items):
+    for i, it in enumerate(items):  # the whole row is checked before any item is kept
         if not it[S.TEXT] and not it[S.IMAGE_URI]:
             where = QRY_TEXT if i == 0 else f"{TGT_TEXT}[{i - 1}]"
             raise RecordError(src, where, "empty: neither text nor image")
-        refs.append(b.add(_content(it[S.TEXT], it[S.IMAGE_URI])))
+    refs = [b.add(_content(it[S.TEXT], it[S.IMAGE_URI])) for it in items]
     b.task.rows.append(TaskRow(src, tuple(refs)))
 
 
@@ -218,31 +221,59 @@ def _caption_texts(rec: Mapping[str, Any], src: str) -> list[str]:
     raise RecordError(src, CAPTIONS, "missing required field")
 
 
+REASONS_SHOWN = 3  # reasons named when no row of a file can be read
+
+
+def _kind(uri: str, records: list[tuple[Any, str]]) -> TaskKind:
+    """The kind told by the first readable record; RecordError naming the first reasons
+    for a file with none."""
+    errors: list[str] = []
+    for rec, src in records:
+        try:
+            if isinstance(rec, RecordError):
+                raise rec
+            return detect_kind(rec, src)
+        except RecordError as e:
+            errors.append(str(e))
+    shown = "; ".join(errors[:REASONS_SHOWN])
+    raise RecordError(uri, None, f"no readable row in {len(records)} ({shown})")
+
+
 def read_task(uri: str) -> EvalTask:
-    """Read and validate one evaluation file (local or s3://)."""
+    """Read and validate one evaluation file (local or s3://); unreadable rows are kept in
+    ``unreadable`` (see the module's docstring)."""
     uri = absolute(uri)
     base = uri.rsplit("/", 1)[0]
-    records = list(file_records(uri, on_error="raise"))
+    records = list(file_records(uri, on_error="quarantine"))
     if not records:
         raise RecordError(uri, "(file)", "no rows")
-    kind = detect_kind(*records[0])
-    task = EvalTask(task_name(uri), uri, kind)
+    task = EvalTask(task_name(uri), uri, _kind(uri, records))
     b = _Builder(task)
-    if kind == "captions":
-        # image URI -> (first source, caption texts), in first-seen order
-        by_image: dict[str, tuple[str, list[str]]] = {}
-        for rec, src in records:
-            image = resolve_uri(_req_str(rec, IMAGE, src, path=True), base)
-            by_image.setdefault(image, (src, []))[1].extend(_caption_texts(rec, src))
-        for image, (src, caps) in by_image.items():
-            refs = [b.add(_content(None, image))] + [b.add(_content(c, None)) for c in caps]
-            task.rows.append(TaskRow(src, tuple(refs)))
-        if len(task.rows) < 2:
-            raise RecordError(uri, IMAGE, "caption retrieval needs at least two images")
-        return task
-    read_row = _candidates_row if kind == "candidates" else _compositional_row
+    readable = 0
+    # image URI -> (first source, caption texts), in first-seen order
+    by_image: dict[str, tuple[str, list[str]]] = {}
+    read_row = _candidates_row if task.kind == "candidates" else _compositional_row
     for rec, src in records:
-        read_row(b, rec, src, base)
+        try:
+            if isinstance(rec, RecordError):
+                raise rec
+            if task.kind != "captions":
+                read_row(b, rec, src, base)
+            else:
+                image = resolve_uri(_req_str(rec, IMAGE, src, path=True), base)
+                captions = _caption_texts(rec, src)  # before the image is kept
+                by_image.setdefault(image, (src, []))[1].extend(captions)
+            readable += 1
+        except RecordError as e:
+            task.unreadable.append(str(e))
+    if not readable:
+        shown = "; ".join(task.unreadable[:REASONS_SHOWN])
+        raise RecordError(uri, None, f"no readable row in {len(records)} ({shown})")
+    for image, (src, caps) in by_image.items():
+        refs = [b.add(_content(None, image))] + [b.add(_content(c, None)) for c in caps]
+        task.rows.append(TaskRow(src, tuple(refs)))
+    if task.kind == "captions" and len(task.rows) < 2:
+        raise RecordError(uri, IMAGE, "caption retrieval needs at least two images")
     return task
 
 
