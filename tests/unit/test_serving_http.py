@@ -168,6 +168,42 @@ def test_rerank_answers_the_fused_score_by_default_and_the_raw_ones_on_request(
     assert r["score"] == "reranker" and "fitted with embedder minilm" in r["note"]
 
 
+def test_search_reranks_by_the_fused_score_by_default(app, tiny_qwen2_vl, judge) -> None:  # noqa: ANN001
+    from uniembed.reranker.fusion import Fusion
+    from uniembed.reranker.scorer import JudgeInput
+
+    # Scales under which the cosine decides the fused order, which the P(Yes) orders otherwise.
+    fusion = Fusion(
+        0.5, 0.0, 100.0, 0.0, 0.01, embedder=tiny_qwen2_vl.name, reranker="tiny-text-lm"
+    )
+    text_docs = DOCS[:3]
+    index = index_over(text_docs, tiny_qwen2_vl.embed([EmbedInput(text=d.text) for d in text_docs]))
+    backend = LocalBackend(tiny_qwen2_vl, scorer=judge, index=index, fusion=fusion)
+    fused_app = asyncio.run(create_http_app(backend, load_serve_config({}), b"k"))
+    query = "a cat"
+    body = {"query": query, "top_k": 3, "rerank": True}
+    hits = _call(fused_app, "POST", "/v1/search", {"query": query, "top_k": 3}).json()["results"]
+    cosine = {h["id"]: h["score"] for h in hits}
+    ids = [d.id for d in text_docs]
+    p_yes = judge.score(JudgeInput(text=query), [JudgeInput(text=d.text) for d in text_docs])
+    want = {
+        "fused": dict(zip(ids, fusion.fuse(np.array([cosine[i] for i in ids]), p_yes))),
+        "reranker": dict(zip(ids, p_yes)),
+    }
+    orders = {k: sorted(ids, key=lambda i, k=k: -want[k][i]) for k in want}
+    assert orders["fused"] != orders["reranker"]  # the test tells the two apart
+    for score, request in [("fused", body), *((s, {**body, "score": s}) for s in want)]:
+        got = _call(fused_app, "POST", "/v1/search", request).json()
+        assert got["rerank_score"] == score and got.get("note") is None, got
+        assert got.get("fusion_weight") == (0.5 if score == "fused" else None)
+        assert [h["id"] for h in got["results"]] == orders[score], score
+        for h in got["results"]:
+            assert h["rerank_score"] == pytest.approx(want[score][h["id"]], abs=1e-4)
+    # No fusion stored with the reranker: P(Yes) alone, and the response says so.
+    got = _call(app, "POST", "/v1/search", body).json()
+    assert got["rerank_score"] == "reranker" and "no stored fusion" in got["note"]
+
+
 def test_float_and_base64_encodings_agree(app, tiny_qwen2_vl) -> None:  # noqa: ANN001
     from uniembed.serving.vectors import from_base64
 

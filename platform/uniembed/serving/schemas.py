@@ -148,6 +148,13 @@ class SearchRequest(_Strict):
         default=None, ge=1, description="how many retrieved documents the reranker scores"
     )
     return_documents: bool = True
+    score: Literal["fused", "reranker"] | None = Field(
+        default=None,
+        description="with rerank: what orders the hits and fills rerank_score: fused (the "
+        "reranker's P(Yes) and the hit's cosine, with the weight stored with the reranker) "
+        "or reranker (its P(Yes) alone); default fused, or reranker when the reranker has "
+        "no stored fusion for the served embedder (the response's note says so)",
+    )
 
 
 class SearchDocument(BaseModel):
@@ -158,7 +165,8 @@ class SearchDocument(BaseModel):
 
 
 class SearchResult(BaseModel):
-    """One hit: id, cosine score, and the reranker's score when reranked."""
+    """One hit: id, cosine score, and, when reranked, the score that ordered it (the
+    response's ``rerank_score`` says which)."""
 
     id: str
     score: float
@@ -167,10 +175,15 @@ class SearchResult(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    """Hits, best first."""
+    """Hits, best first; when reranked, ``rerank_score`` says what the hits'
+    ``rerank_score`` holds (fused or reranker), ``fusion_weight`` the reranker's weight in
+    a fused score and ``note`` why the score is not the fused default."""
 
     model: str
     reranker: str | None = None
+    rerank_score: Literal["fused", "reranker"] | None = None
+    fusion_weight: float | None = None
+    note: str | None = None
     results: list[SearchResult]
 
 

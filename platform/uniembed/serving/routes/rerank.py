@@ -61,7 +61,7 @@ def _refuse_images(query: Any, documents: list[Any], model: str) -> None:
             raise RequestError(400, f"{name}: reranker {model} reads text only", name)
 
 
-def _which_score(
+def which_score(
     ctx: ServeContext, requested: RerankScore | None, info: dict[str, Any]
 ) -> tuple[RerankScore, Fusion | None, str | None]:
     """The score to answer with, the fusion it needs and a note when the default
@@ -124,7 +124,7 @@ async def ranked(ctx: ServeContext, req: RerankRequest) -> Ranking:
             "raw_scores",
         )
     check_count(len(req.documents), ctx.limits.max_documents, "documents")
-    kind, fusion, note = _which_score(ctx, req.score, info)
+    kind, fusion, note = which_score(ctx, req.score, info)
     if kind != "embedder" and not info["supports_images"]:
         _refuse_images(req.query, req.documents, name)
     query = await to_pair(req.query, "query", ctx.limits)

@@ -1,4 +1,7 @@
-"""``/v1/search``: top-k documents of the served index, optionally reranked."""
+"""``/v1/search``: top-k documents of the served index, optionally reranked: by default by
+the score ``/v1/rerank`` answers, the reranker's P(Yes) fused with the hit's cosine
+(:mod:`uniembed.reranker.fusion`), or by the P(Yes) alone (``"score": "reranker"``, or a
+reranker with no fusion for the served embedder: the response's ``note`` says so)."""
 
 from __future__ import annotations
 
@@ -10,18 +13,21 @@ from fastapi import APIRouter
 
 from uniembed.data.images import load_image
 from uniembed.models import EmbedInput
+from uniembed.reranker.fusion import Fusion
 from uniembed.serving.inputs import RequestError, check_text
 from uniembed.serving.requests import to_embed_input
 from uniembed.serving.retrieval import Hit
 from uniembed.serving.routes.context import ServeContext
+from uniembed.serving.routes.rerank import which_score
 from uniembed.serving.schemas import SearchDocument, SearchRequest, SearchResponse, SearchResult
 
 
 async def _rerank_hits(
-    ctx: ServeContext, inp: EmbedInput, hits: list[Hit]
+    ctx: ServeContext, inp: EmbedInput, hits: list[Hit], fusion: Fusion | None
 ) -> tuple[list[Hit], list[Any]]:
-    """Hits reordered by the reranker; those it cannot read (an image document for a
-    text-only reranker) keep their retrieval order after the scored ones."""
+    """Hits reordered by the reranker's P(Yes), or fused with the hit's cosine (``fusion``);
+    those it cannot read (an image document for a text-only reranker) keep their
+    retrieval order after the scored ones."""
     images = bool((await ctx.reranker_info())["supports_images"])
     query = (inp.text, inp.image if images else None)
     if not query[0] and query[1] is None:
@@ -35,6 +41,8 @@ async def _rerank_hits(
             scorable.append(i)
             pairs.append((h.text, image))
     scores = await ctx.score(query, pairs) if pairs else np.zeros(0, np.float32)
+    if fusion is not None and pairs:
+        scores = fusion.fuse(np.array([hits[i].score for i in scorable]), scores)
     order = [scorable[j] for j in np.argsort(-scores, kind="stable")]
     by_index = {i: float(s) for i, s in zip(scorable, scores)}
     rest = [i for i in range(len(hits)) if i not in by_index]
@@ -65,8 +73,11 @@ def router(ctx: ServeContext) -> APIRouter:
             n = min(max(req.top_k, req.rerank_candidates or cfg.retriever.rerank_candidates), max_k)
         hits = await ctx.search(out.vector, n)
         rerank_scores: list[float | None] = [None] * len(hits)
+        kind, fusion, note = None, None, None
+        if req.rerank:
+            kind, fusion, note = which_score(ctx, req.score, await ctx.reranker_info())
         if req.rerank and hits:
-            hits, rerank_scores = await _rerank_hits(ctx, inp, hits)
+            hits, rerank_scores = await _rerank_hits(ctx, inp, hits, fusion)
         results = [
             SearchResult(
                 id=h.id,
@@ -78,6 +89,13 @@ def router(ctx: ServeContext) -> APIRouter:
             )
             for h, s in list(zip(hits, rerank_scores))[: req.top_k]
         ]
-        return SearchResponse(model=emb_info["name"], reranker=reranker, results=results)
+        return SearchResponse(
+            model=emb_info["name"],
+            reranker=reranker,
+            rerank_score=kind,  # type: ignore[arg-type] - fused or reranker when reranked
+            fusion_weight=fusion.weight if fusion is not None else None,
+            note=note,
+            results=results,
+        )
 
     return api
