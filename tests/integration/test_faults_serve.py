@@ -193,6 +193,12 @@ def test_serve_survives_losing_a_replica_node(shipped_mode_cluster: MultiNodeClu
             unit="requests",
             equal=None,
             failures=load.failures,
+            # when each failed request was sent and ended, in s from the loss
+            failed_at=[
+                (round(r[0] - lost_at, 3), round(r[1] - lost_at, 3))
+                for r in load.results
+                if not r[2]
+            ],
             **{k: v for k, v in stats.items() if k != "recover_s"},
         )
         assert stats["requests"] > CLIENTS

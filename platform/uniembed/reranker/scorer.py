@@ -376,7 +376,14 @@ class JudgeScorer(Backbone):
         self, cache: Any, start: int, suffixes: list[str], candidates: list[JudgeInput]
     ) -> torch.Tensor:
         images = [c.image for c in candidates if c.image is not None]
-        batch = self._encode_suffixes(suffixes, images)
+        return self._score_encoded(cache, start, self._encode_suffixes(suffixes, images))
+
+    def _score_encoded(
+        self, cache: Any, start: int, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """P(Yes) (n,) of right-padded suffixes ``batch`` (``_encode_suffixes``) on copies of
+        the prefix ``cache``, their positions starting at ``start``."""
+        batch = dict(batch)
         suffix_mask = batch["attention_mask"]
         n, prefix_len = suffix_mask.shape[0], cache.get_seq_length()
         position_ids = self._positions(batch, suffix_mask, start)

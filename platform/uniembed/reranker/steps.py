@@ -206,17 +206,17 @@ class ScoringSteps:
         """Whole candidates behind the prefix cache in one forward (inputs made here, so
         that a forward never tokenises)."""
         s = self.scorer
-        suffixes = [splits[i][1] for i in rows]
-        chosen = [candidates[i] for i in rows]
         inputs, positions, lens = _packed(s, [encoded[i] for i in rows], self._start)
+        padded = None
+        if not s.packs_candidates:  # attention that takes no custom mask: padded rows
+            suffixes = [splits[i][1] for i in rows]
+            padded = s._encode_suffixes(suffixes, _images([candidates[i] for i in rows]))
 
         def forward() -> None:
             if not self._shareable(query, candidates, rows):
                 return
-            if not s.packs_candidates:
-                self.scores[rows] = s._score_suffixes(
-                    self._cache, self._start, suffixes, chosen
-                ).numpy()
+            if padded is not None:
+                self.scores[rows] = s._score_encoded(self._cache, self._start, padded).numpy()
                 return
             allowed = judge_pack.allowed_attention(self._prefix_len, lens, with_prefix=False)
             param = next(s.model.parameters())
