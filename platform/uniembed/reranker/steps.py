@@ -34,11 +34,10 @@ import torch
 from uniembed.reranker import cache as judge_cache
 from uniembed.reranker import pack as judge_pack
 from uniembed.reranker.prompts import JudgeInput
+from uniembed.reranker.scorer import _SEQUENCE_KEYS
 
 if TYPE_CHECKING:
     from uniembed.reranker.scorer import JudgeScorer
-
-_SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 Forward = Callable[[], None]
 
 

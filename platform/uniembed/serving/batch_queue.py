@@ -21,10 +21,27 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class _Waiting(Protocol):
+    future: asyncio.Future[Any]
+
+
+def fail_waiting(task: asyncio.Task[None], entries: deque[Any], what: str) -> None:
+    """Empty ``entries``, giving each waiting future the error that ended ``task`` (a
+    queue's ``what`` task), so that no request waits forever."""
+    if task.cancelled():
+        error: BaseException = RuntimeError(f"the {what} task was cancelled")
+    else:
+        error = task.exception() or RuntimeError(f"the {what} task ended")
+    while entries:
+        entry: _Waiting = entries.popleft()
+        if not entry.future.done():
+            entry.future.set_exception(error)
 
 
 @dataclass(eq=False)
@@ -115,14 +132,7 @@ class BatchQueue(Generic[T, R]):
     def _worker_ended(self, task: asyncio.Task[None]) -> None:
         """The batching task never returns; should it fail, no queued request is left
         waiting forever: each gets the error (the next submit starts a new task)."""
-        if task.cancelled():
-            error: BaseException = RuntimeError("the batching task was cancelled")
-        else:
-            error = task.exception() or RuntimeError("the batching task ended")
-        while self._entries:
-            entry = self._entries.popleft()
-            if not entry.future.done():
-                entry.future.set_exception(error)
+        fail_waiting(task, self._entries, "batching")
         self._queued = 0
 
     async def _fill(self) -> None:

@@ -18,6 +18,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
+from uniembed.serving.batch_queue import fail_waiting
+
 
 class Steps(Protocol):
     """A request's work, resumable between steps."""
@@ -79,14 +81,7 @@ class StepQueue:
 
     def _worker_ended(self, task: asyncio.Task[None]) -> None:
         """Should the stepping task end, no queued request is left waiting forever."""
-        if task.cancelled():
-            error: BaseException = RuntimeError("the stepping task was cancelled")
-        else:
-            error = task.exception() or RuntimeError("the stepping task ended")
-        while self._entries:
-            entry = self._entries.popleft()
-            if not entry.future.done():
-                entry.future.set_exception(error)
+        fail_waiting(task, self._entries, "stepping")
 
     async def _work(self) -> None:
         assert self._arrived is not None
