@@ -4,6 +4,7 @@ order asked for, from a table of many chunks (the staged blocks)."""
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
 from uniembed.training.shard_rows import ArrowRows
 
@@ -14,6 +15,9 @@ def test_take_gives_dicts_in_the_order_asked_across_chunks() -> None:
     assert table.column("id").num_chunks == 2
     shard = ArrowRows(table)
     assert len(shard) == 10 and shard.columns == ["id", "neg_texts", "score"]
-    assert shard.take([7, 0, 5]) == [rows[7], rows[0], rows[5]]
+    assert shard.take([7, 0, 5, 3, 4]) == [rows[7], rows[0], rows[5], rows[3], rows[4]]
+    assert shard.take([]) == []
+    with pytest.raises(IndexError):
+        shard.take([10])
     assert shard.column("id") == [r["id"] for r in rows]
     assert len(ArrowRows.from_pylist([])) == 0
