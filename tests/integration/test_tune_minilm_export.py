@@ -74,8 +74,8 @@ def test_minilm_lora_and_full_tuning_export_to_sentence_transformers_and_soup(
     storage.write_parquet(str(tmp_path / "mined" / "part-0.parquet"), _rows(16))
     bad = _rows(2).to_pylist()
     bad[1][S.POS_TEXT] = None  # no positive: quarantined, the run goes on with 17 rows
-    bad_file = tmp_path / "mined" / "part-1.parquet"
-    storage.write_parquet(str(bad_file), pa.Table.from_pylist(bad, schema=S.MINED_SCHEMA))
+    bad_rows = pa.Table.from_pylist(bad, schema=S.MINED_SCHEMA)
+    storage.write_parquet(str(tmp_path / "mined" / "part-1.parquet"), bad_rows)
     tune = load_job("tune")
     common = [
         "--input",
@@ -97,7 +97,8 @@ def test_minilm_lora_and_full_tuning_export_to_sentence_transformers_and_soup(
     runs = tmp_path / "runs"
     for run in ("lora", "full"):
         (left_out,) = storage.read_parquet(str(runs / run / "quarantine")).to_pylist()
-        assert left_out[S.REASON].startswith(f"{bad_file}:2 (query q1): no positive")
+        # named as the input was given (relative here)
+        assert left_out[S.REASON].startswith("mined/part-1.parquet:2 (query q1): no positive")
         manifest = json.loads((runs / run / "_SUCCESS.json").read_text())
         assert (manifest["rows"], manifest["quarantined"]) == (17, 1), manifest
     metrics = read_metrics(str(runs / "lora" / "metrics.csv"))
