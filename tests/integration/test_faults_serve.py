@@ -13,7 +13,9 @@ fails. Measured and recorded: the requests that still failed and when (``failed_
 from the loss). On a quiet machine 12 of 14,985 failed, all in flight on the lost replica:
 10 connections closed without an answer (``RemoteProtocolError``) and 2 HTTP 500 (HAProxy's
 502 ``SH--`` with 0 retries, ``retry-on`` notwithstanding), 2 of them sent 0.12 s after
-the loss, so the assertion fails there (issue 25, item 7; docs/cluster.md). The reranker
+the loss, so the assertion fails there (issue 25, item 7). With Serve's HAProxy template
+changed from ``option splice-request`` to ``option http-buffer-request`` none failed
+(docs/cluster.md): the request must be buffered to be sent again. The reranker
 and retriever handles retry a lost replica in our code
 (``serving.backend.retry_lost_replica``, tested in tests/unit/test_serving_retry.py).
 """
