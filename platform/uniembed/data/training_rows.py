@@ -23,7 +23,7 @@ of different sizes) is always raised.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,11 +225,6 @@ def _tune_row(fmt: str, rec: dict[str, Any], src: str, base: str, need_scores: b
     return row
 
 
-def _nonempty(table: pa.Table) -> Iterator[pa.Table]:
-    if table.num_rows:
-        yield table
-
-
 def _table(rows: list[dict], schema: pa.Schema, quarantine: Quarantine | None) -> pa.Table:
     """``rows`` as a ``schema`` table. A value Arrow refuses (a list where a string goes,
     ...) is found row by row only when the chunk fails, and is raised or quarantined
@@ -251,6 +246,43 @@ def _table(rows: list[dict], schema: pa.Schema, quarantine: Quarantine | None) -
     return pa.Table.from_pylist(kept, schema=schema)
 
 
+RowMaker = Callable[[dict[str, Any], str, str], dict[str, Any]]
+
+
+def _checked_chunks(
+    uri: str,
+    make_row: RowMaker,
+    schema: pa.Schema,
+    id_field: str,
+    chunk_rows: int,
+    quarantine: Quarantine | None,
+) -> Iterator[pa.Table]:
+    """``make_row(record, source, folder)`` of every record under ``uri`` as ``schema``
+    tables of ``chunk_rows`` rows in input order, none empty. A record that cannot be read
+    or made a row (RecordError, TrainingDataError) raises TrainingDataError, after the
+    chunks before it were yielded, or with ``quarantine`` is recorded there (under its
+    ``id_field``) and left out."""
+    # Rows become Arrow a chunk at a time: a list of a million row dicts was most of the
+    # driver's memory (about 4.6 KiB a row); a caller keeps a chunk or moves it elsewhere.
+    rows: list[dict[str, Any]] = []
+    for rec, src, base in _records(uri):
+        try:
+            if isinstance(rec, RecordError):
+                raise rec
+            rows.append(make_row(rec, src, base))
+        except (RecordError, TrainingDataError) as e:
+            _keep_or_raise(quarantine, e, src, rec.get(id_field) if isinstance(rec, dict) else None)
+        if len(rows) >= chunk_rows:
+            table = _table(rows, schema, quarantine)
+            rows = []
+            if table.num_rows:
+                yield table
+    if rows:
+        table = _table(rows, schema, quarantine)
+        if table.num_rows:
+            yield table
+
+
 def iter_tune_chunks(
     uri: str,
     fmt: str,
@@ -269,24 +301,13 @@ def iter_tune_chunks(
     """
     if fmt not in _READERS:
         raise TrainingDataError(f"unknown format {fmt!r}; expected one of {sorted(_READERS)}")
-    # Rows become Arrow a chunk at a time: a list of a million row dicts was most of the
-    # driver's memory (about 4.6 KiB a row); a caller keeps a chunk or moves it elsewhere.
-    rows: list[dict] = []
-    for rec, src, base in _records(rows_location(uri, fmt)):
-        try:
-            if isinstance(rec, RecordError):
-                raise rec
-            row = _tune_row(fmt, rec, src, base, need_scores)
-        except (RecordError, TrainingDataError) as e:
-            id_ = rec.get(S.QUERY_ID) if isinstance(rec, dict) else None
-            _keep_or_raise(quarantine, e, src, id_)
-            continue
-        rows.append(row)
-        if len(rows) >= chunk_rows:
-            yield from _nonempty(_table(rows, TUNE_SCHEMA, quarantine))
-            rows = []
-    if rows:
-        yield from _nonempty(_table(rows, TUNE_SCHEMA, quarantine))
+
+    def make_row(rec: dict[str, Any], src: str, base: str) -> dict[str, Any]:
+        return _tune_row(fmt, rec, src, base, need_scores)
+
+    yield from _checked_chunks(
+        rows_location(uri, fmt), make_row, TUNE_SCHEMA, S.QUERY_ID, chunk_rows, quarantine
+    )
 
 
 def _whole(chunks: Iterator[pa.Table], schema: pa.Schema) -> pa.Table:
@@ -299,18 +320,13 @@ def read_tune_rows(uri: str, fmt: str, need_scores: bool = False) -> pa.Table:
     return _whole(iter_tune_chunks(uri, fmt, need_scores), TUNE_SCHEMA)
 
 
-def _text_row(rec: dict[str, Any] | RecordError, src: str) -> dict[str, Any]:
+def _text_row(rec: dict[str, Any], src: str, base: str) -> dict[str, Any]:
     """One stage-1 record as a ``DISTILL_SCHEMA`` row; TrainingDataError naming the field."""
-    try:
-        if isinstance(rec, RecordError):
-            raise rec
-        text = rec.get(S.TEXT)
-        if not isinstance(text, str) or not text.strip():
-            raise TrainingDataError(f"{src}: field '{S.TEXT}' is missing or empty")
-        check_text(text, src, S.TEXT)
-        id_ = record_id(rec.get(S.ID), src) or src
-    except RecordError as e:
-        raise TrainingDataError(str(e)) from e
+    text = rec.get(S.TEXT)
+    if not isinstance(text, str) or not text.strip():
+        raise TrainingDataError(f"{src}: field '{S.TEXT}' is missing or empty")
+    check_text(text, src, S.TEXT)
+    id_ = record_id(rec.get(S.ID), src) or src
     return {S.ID: id_, S.TEXT: text, S.SOURCE: src}
 
 
@@ -320,19 +336,7 @@ def iter_text_chunks(
     """Stage-1 texts under ``uri`` (records with ``id`` and ``text``) as ``DISTILL_SCHEMA``
     tables of ``chunk_rows`` rows in input order; a bad record raises, or with
     ``quarantine`` is recorded there and left out."""
-    rows = []
-    for rec, src, _ in _records(uri):
-        try:
-            rows.append(_text_row(rec, src))
-        except TrainingDataError as e:
-            id_ = rec.get(S.ID) if isinstance(rec, dict) else None
-            _keep_or_raise(quarantine, e, src, id_)
-            continue
-        if len(rows) >= chunk_rows:
-            yield from _nonempty(_table(rows, DISTILL_SCHEMA, quarantine))
-            rows = []
-    if rows:
-        yield from _nonempty(_table(rows, DISTILL_SCHEMA, quarantine))
+    yield from _checked_chunks(uri, _text_row, DISTILL_SCHEMA, S.ID, chunk_rows, quarantine)
 
 
 def read_texts(uri: str) -> pa.Table:
