@@ -23,7 +23,7 @@ from uniembed.data import schema as S
 from uniembed.data.images import load_image
 from uniembed.evaluation.dedupe import EmbedPlan
 from uniembed.evaluation.report import TaskResult
-from uniembed.evaluation.scoring import MAX_LISTED, Embeddings, _split_rows
+from uniembed.evaluation.scoring import Embeddings, _split_rows, note_excluded
 from uniembed.evaluation.tasks import EvalTask, TaskRow
 from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
@@ -66,9 +66,9 @@ class _TaskRerank:
     name: str
     cosines: list[np.ndarray]
     tops: list[np.ndarray]
+    task: EvalTask
     excluded: list[tuple[TaskRow, str]]
     first: int  # index of the task's first request in RerankPlan.requests
-    unreadable: list[str] = field(default_factory=list)  # rows the task could not read
 
 
 @dataclass
@@ -103,7 +103,7 @@ def plan_rerank(
         if task.kind != "candidates":
             continue
         rows, excluded = _split_rows(task, ids, failed, emb)
-        entry = _TaskRerank(task.name, [], [], excluded, len(out.requests), task.unreadable)
+        entry = _TaskRerank(task.name, [], [], task, excluded, len(out.requests))
         for row in rows:
             vecs = emb([ids[r] for r in row.refs])
             cosine = (vecs[1:] * vecs[0]).sum(axis=1)
@@ -130,9 +130,7 @@ def finish_rerank(
             for i, (cosine, top) in enumerate(zip(entry.cosines, entry.tops, strict=True))
         ]
         result = TaskResult.from_candidate_scores(scores, ks)
-        result.n_excluded = len(entry.unreadable) + len(entry.excluded)
-        reasons = entry.unreadable + [f"{r.source}: {why}" for r, why in entry.excluded]
-        result.excluded = reasons[:MAX_LISTED]
+        note_excluded(result, entry.task, entry.excluded)
         out[entry.name] = result
     return out
 

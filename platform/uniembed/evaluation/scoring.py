@@ -65,6 +65,18 @@ def _split_rows(
     return kept, excluded
 
 
+def note_excluded(
+    result: TaskResult, task: EvalTask, excluded: Sequence[tuple[TaskRow, str]]
+) -> None:
+    """Count in ``result`` the task's unreadable rows and its ``excluded`` ones (in queries,
+    as ``n_queries`` counts them: a caption row holds one query per caption) and name the
+    first ``MAX_LISTED``."""
+    per_row = (lambda r: len(r.refs) - 1) if task.kind == "captions" else (lambda r: 1)
+    result.n_excluded = len(task.unreadable) + sum(per_row(r) for r, _ in excluded)
+    reasons = task.unreadable + [f"{r.source}: {why}" for r, why in excluded]
+    result.excluded = reasons[:MAX_LISTED]
+
+
 def _candidates(
     rows: list[TaskRow], ids: list[str], emb: Embeddings, ks: Sequence[int]
 ) -> TaskResult:
@@ -149,10 +161,6 @@ def score_tasks(
             result = _captions(rows, ids, emb, ks)
         else:
             result = _compositional(rows, ids, emb)
-        # Queries, as n_queries counts them: a caption row holds one query per caption.
-        per_row = (lambda r: len(r.refs) - 1) if task.kind == "captions" else (lambda r: 1)
-        result.n_excluded = len(task.unreadable) + sum(per_row(r) for r, _ in excluded)
-        reasons = task.unreadable + [f"{r.source}: {why}" for r, why in excluded]
-        result.excluded = reasons[:MAX_LISTED]
+        note_excluded(result, task, excluded)
         out[task.name] = result
     return out

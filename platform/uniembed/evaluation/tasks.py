@@ -224,6 +224,12 @@ def _caption_texts(rec: Mapping[str, Any], src: str) -> list[str]:
 REASONS_SHOWN = 3  # reasons named when no row of a file can be read
 
 
+def _unreadable_file(uri: str, rows: int, reasons: list[str]) -> RecordError:
+    """The error of a file none of whose ``rows`` could be read, naming the first reasons."""
+    shown = "; ".join(reasons[:REASONS_SHOWN])
+    return RecordError(uri, None, f"no readable row in {rows} ({shown})")
+
+
 def _kind(uri: str, records: list[tuple[Any, str]]) -> TaskKind:
     """The kind told by the first readable record; RecordError naming the first reasons
     for a file with none."""
@@ -235,8 +241,7 @@ def _kind(uri: str, records: list[tuple[Any, str]]) -> TaskKind:
             return detect_kind(rec, src)
         except RecordError as e:
             errors.append(str(e))
-    shown = "; ".join(errors[:REASONS_SHOWN])
-    raise RecordError(uri, None, f"no readable row in {len(records)} ({shown})")
+    raise _unreadable_file(uri, len(records), errors)
 
 
 def read_task(uri: str) -> EvalTask:
@@ -267,8 +272,7 @@ def read_task(uri: str) -> EvalTask:
         except RecordError as e:
             task.unreadable.append(str(e))
     if not readable:
-        shown = "; ".join(task.unreadable[:REASONS_SHOWN])
-        raise RecordError(uri, None, f"no readable row in {len(records)} ({shown})")
+        raise _unreadable_file(uri, len(records), task.unreadable)
     for image, (src, caps) in by_image.items():
         refs = [b.add(_content(None, image))] + [b.add(_content(c, None)) for c in caps]
         task.rows.append(TaskRow(src, tuple(refs)))
