@@ -150,8 +150,7 @@ def check_enough_rows(cfg: AnyTrainConfig, read: ChunkReader) -> None:
 
 def quarantine_dir(cfg: AnyTrainConfig) -> str:
     """The run's folder of rows left out of training: ``<run>/quarantine``."""
-    path = storage.absolute(cfg.checkpoint.storage_path)
-    return storage.join(path, cfg.checkpoint.name, QUARANTINE_DIR)
+    return storage.join(storage.absolute(run_uri(cfg)), QUARANTINE_DIR)
 
 
 def stage_checked(
@@ -159,7 +158,8 @@ def stage_checked(
 ) -> StagedRows:
     """Stage the run's rows (Ray must be up), bad rows to ``<run>/quarantine``; at least
     one batch must be left, else TrainingDataError naming the quarantine reasons."""
-    rows = stage_rows(read, cfg.train.seed, tally, quarantine_dir(cfg))
+    folder = quarantine_dir(cfg)
+    rows = stage_rows(read, cfg.train.seed, tally, folder)
     check_one_batch(cfg, rows.num_rows, rows.quarantined, rows.reasons)
     if rows.quarantined:
         logger.warning(
@@ -167,7 +167,7 @@ def stage_checked(
             cfg.input,
             rows.quarantined,
             rows.reasons[0],
-            quarantine_dir(cfg),
+            folder,
         )
     return rows
 
