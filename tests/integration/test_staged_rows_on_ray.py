@@ -7,9 +7,9 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
+from fixtures.mined_rows import mined_row, write_mined
 from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.data.staged_rows import ordered_rows, stage_rows
@@ -18,24 +18,8 @@ from uniembed.data.training_rows import TrainingDataError, iter_tune_chunks
 pytestmark = pytest.mark.integration
 
 
-def _row(i: int, pos_text: str | None = "a feline") -> dict:
-    return {
-        S.QUERY_ID: f"q{i}",
-        S.QUERY_TEXT: f"cat {i}",
-        S.POS_TEXT: pos_text,
-        S.NEG_TEXTS: ["a dog"],
-        S.NEG_IMAGES: [None],
-        S.NEG_SCORES: [0.3],
-    }
-
-
-def _write(path: Path, rows: list[dict]) -> str:
-    storage.write_parquet(str(path), pa.Table.from_pylist(rows, schema=S.MINED_SCHEMA))
-    return str(path)
-
-
 def test_staged_rows_keep_the_seeded_order(tmp_path: Path, ray_start_2_cpus: None) -> None:
-    uri = _write(tmp_path / "m.parquet", [_row(i) for i in range(1, 41)])
+    uri = write_mined(tmp_path / "m.parquet", [mined_row(i) for i in range(1, 41)])
     read = partial(iter_tune_chunks, uri, "mined", False, 8)
     staged = stage_rows(read, seed=5)
     assert staged.num_rows == 40 and len(staged.chunks) == 5
@@ -45,9 +29,9 @@ def test_staged_rows_keep_the_seeded_order(tmp_path: Path, ray_start_2_cpus: Non
 
 
 def test_bad_row_in_second_chunk_stops_staging(tmp_path: Path, ray_start_2_cpus: None) -> None:
-    rows = [_row(i) for i in range(1, 21)]
-    rows[11] = _row(12, pos_text=None)
-    uri = _write(tmp_path / "m.parquet", rows)
+    rows = [mined_row(i) for i in range(1, 21)]
+    rows[11] = mined_row(12, pos_text=None)
+    uri = write_mined(tmp_path / "m.parquet", rows)
     read = partial(iter_tune_chunks, uri, "mined", False, 8)
     with pytest.raises(TrainingDataError, match=r"m\.parquet:12 \(query q12\): no positive") as e:
         stage_rows(read, seed=0)
@@ -57,10 +41,10 @@ def test_bad_row_in_second_chunk_stops_staging(tmp_path: Path, ray_start_2_cpus:
 def test_bad_rows_are_quarantined_once_and_a_clean_rerun_removes_them(
     tmp_path: Path, ray_start_2_cpus: None
 ) -> None:
-    rows = [_row(i) for i in range(1, 21)]
-    rows[11] = _row(12, pos_text=None)
-    rows[16] = _row(17, pos_text=None)
-    uri = _write(tmp_path / "m.parquet", rows)
+    rows = [mined_row(i) for i in range(1, 21)]
+    rows[11] = mined_row(12, pos_text=None)
+    rows[16] = mined_row(17, pos_text=None)
+    uri = write_mined(tmp_path / "m.parquet", rows)
     read = partial(iter_tune_chunks, uri, "mined", False, 8)
     folder = str(tmp_path / "run" / "quarantine")
     staged = stage_rows(read, seed=0, quarantine_dir=folder)
@@ -71,6 +55,6 @@ def test_bad_rows_are_quarantined_once_and_a_clean_rerun_removes_them(
     assert [r[S.SOURCE] for r in left_out] == [f"{uri}:12", f"{uri}:17"]
     assert left_out[0][S.REASON].startswith(f"{uri}:12 (query q12): no positive")
     assert staged.reasons[0] == left_out[0][S.REASON]
-    _write(tmp_path / "m.parquet", [_row(i) for i in range(1, 21)])  # the input fixed
+    write_mined(tmp_path / "m.parquet", [mined_row(i) for i in range(1, 21)])  # the input fixed
     assert stage_rows(read, seed=0, quarantine_dir=folder).quarantined == 0
     assert not storage.list_files(folder)  # no stale quarantine from the earlier run

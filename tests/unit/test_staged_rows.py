@@ -9,28 +9,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from uniembed import storage
+from fixtures.mined_rows import mined_row, write_mined
 from uniembed.data import schema as S
 from uniembed.data.staged_rows import count_rows, ordered_rows, shuffled_chunks
 from uniembed.data.training_rows import ROWS_PER_CHUNK, TrainingDataError, iter_tune_chunks
-
-
-def _row(i: int, pos_text: str | None = "a feline") -> dict:
-    return {
-        S.QUERY_ID: f"q{i}",
-        S.QUERY_TEXT: f"cat {i}",
-        S.POS_TEXT: pos_text,
-        S.POS_SCORE: 0.8,
-        S.NEG_IDS: ["d2"],
-        S.NEG_TEXTS: ["a dog"],
-        S.NEG_IMAGES: [None],
-        S.NEG_SCORES: [0.3],
-    }
-
-
-def _write(path: Path, rows: list[dict]) -> str:
-    storage.write_parquet(str(path), pa.Table.from_pylist(rows, schema=S.MINED_SCHEMA))
-    return str(path)
 
 
 def _ids(table: pa.Table) -> list[str]:
@@ -38,7 +20,7 @@ def _ids(table: pa.Table) -> list[str]:
 
 
 def test_order_is_fixed_by_the_seed_and_the_same_on_every_read(tmp_path: Path) -> None:
-    uri = _write(tmp_path / "m.parquet", [_row(i) for i in range(1, 51)])
+    uri = write_mined(tmp_path / "m.parquet", [mined_row(i) for i in range(1, 51)])
     read = partial(iter_tune_chunks, uri, "mined", False, 8)  # 7 chunks, the last of 2 rows
     assert [c.num_rows for c in read()] == [8] * 6 + [2]
     first, second = ordered_rows(read(), seed=7), ordered_rows(read(), seed=7)
@@ -53,9 +35,9 @@ def test_order_is_fixed_by_the_seed_and_the_same_on_every_read(tmp_path: Path) -
 
 def test_bad_row_in_the_second_chunk_names_file_and_line(tmp_path: Path) -> None:
     n = ROWS_PER_CHUNK + 3
-    rows = [_row(i) for i in range(1, n + 1)]
-    rows[ROWS_PER_CHUNK + 1] = _row(ROWS_PER_CHUNK + 2, pos_text=None)
-    uri = _write(tmp_path / "m.parquet", rows)
+    rows = [mined_row(i) for i in range(1, n + 1)]
+    rows[ROWS_PER_CHUNK + 1] = mined_row(ROWS_PER_CHUNK + 2, pos_text=None)
+    uri = write_mined(tmp_path / "m.parquet", rows)
     seen = []
     line = ROWS_PER_CHUNK + 2
     with pytest.raises(
@@ -67,8 +49,8 @@ def test_bad_row_in_the_second_chunk_names_file_and_line(tmp_path: Path) -> None
 
 
 def test_count_rows_reads_only_until_enough(tmp_path: Path) -> None:
-    rows = [_row(i) for i in range(1, 31)] + [_row(31, pos_text=None)]
-    uri = _write(tmp_path / "m.parquet", rows)
+    rows = [mined_row(i) for i in range(1, 31)] + [mined_row(31, pos_text=None)]
+    uri = write_mined(tmp_path / "m.parquet", rows)
     read = partial(iter_tune_chunks, uri, "mined", False, 8)
     assert count_rows(read, enough=10) == 16  # two chunks; the bad row 31 is not reached
     assert count_rows(read, enough=100) == 30  # the usable rows: the bad one is left out
