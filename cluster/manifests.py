@@ -313,6 +313,9 @@ def rayjob(v: ClusterValues, name: str) -> dict[str, Any]:
     }
 
 
+HAPROXY_BINARY = "RAY_SERVE_HAPROXY_BINARY_PATH"
+
+
 def serve_config(v: ClusterValues, repo: Path) -> dict[str, Any]:
     """The Serve config file with the cluster's overrides applied to its one application."""
     data = yaml.safe_load((repo / v.serve.config).read_text())
@@ -321,6 +324,12 @@ def serve_config(v: ClusterValues, repo: Path) -> dict[str, Any]:
     # JSON is YAML: each value keeps its type through apply_overrides' parsing.
     overrides = [f"{k}={json.dumps(val)}" for k, val in v.serve.overrides.items()]
     apps[0]["args"] = apply_overrides(dict(apps[0].get("args") or {}), overrides)
+    # A relative HAProxy binary (the repository's wrapper) is anchored at the image's app
+    # folder, so that it does not depend on the folder Ray was started in.
+    env = ((data.get("controller_options") or {}).get("runtime_env") or {}).get("env_vars") or {}
+    binary = env.get(HAPROXY_BINARY)
+    if binary and not str(binary).startswith("/"):
+        env[HAPROXY_BINARY] = f"{v.app_dir.rstrip('/')}/{binary}"
     return data
 
 

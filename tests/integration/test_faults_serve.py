@@ -5,17 +5,14 @@ failed, the time until the error rate is zero again, and the p99 latency while i
 Nodes: a head (2 CPUs: Serve's controller and HAProxy) and ``a`` and ``b`` (1 CPU, one
 ``serve_slot`` each); the two ingress replicas ask for a slot each. Node ``a`` goes, ``c``
 joins with a slot (a replacement machine). Serve runs in the shipped ingress mode, with the
-controller environment of ``jobs/configs/serve.yaml`` (HAProxy in front of the ingress
-replicas, ``RAY_SERVE_HAPROXY_RETRY_ON: conn-failure empty-response``): HAProxy sends a
-request whose replica closed without answering to the replica left (its log shows such
-requests answered 200 after one redispatch). Asserted: no request sent after the loss
-fails. Measured and recorded: the requests that still failed and when (``failed_at``, s
-from the loss). On a quiet machine 12 of 14,985 failed, all in flight on the lost replica:
-10 connections closed without an answer (``RemoteProtocolError``) and 2 HTTP 500 (HAProxy's
-502 ``SH--`` with 0 retries, ``retry-on`` notwithstanding), 2 of them sent 0.12 s after
-the loss, so the assertion fails there (issue 25, item 7). With Serve's HAProxy template
-changed from ``option splice-request`` to ``option http-buffer-request`` none failed
-(docs/cluster.md): the request must be buffered to be sent again. The reranker
+controller environment of ``jobs/configs/serve.yaml``: HAProxy in front of the ingress
+replicas, started through ``scripts/serve_haproxy.sh`` (requests buffered before they are
+forwarded) with ``RAY_SERVE_HAPROXY_RETRY_ON: conn-failure empty-response``, so a request
+whose replica closed without answering is sent again to the replica left. Asserted: no
+request fails (every one here is idempotent and fits HAProxy's buffer). Before the wrapper
+(Serve's own template, ``option splice-request``) a quiet run lost 12 of 14,985: HAProxy's
+502 ``SH--`` with 0 retries and connections closed without an answer, since a spliced
+request cannot be sent again (issue 25, item 7). The reranker
 and retriever handles retry a lost replica in our code
 (``serving.backend.retry_lost_replica``, tested in tests/unit/test_serving_retry.py).
 """
@@ -59,8 +56,11 @@ def shipped_controller_env() -> dict[str, str]:
     """The Serve controller's environment in ``jobs/configs/serve.yaml`` (the ingress mode
     and HAProxy's retry policy)."""
     cfg = yaml.safe_load(SERVE_YAML.read_text())
-    env = cfg["controller_options"]["runtime_env"]["env_vars"]
-    return {k: str(v) for k, v in env.items()}
+    env = {k: str(v) for k, v in cfg["controller_options"]["runtime_env"]["env_vars"].items()}
+    # relative to the folder Ray starts in (the repository root, as `serve run` is run)
+    binary = env["RAY_SERVE_HAPROXY_BINARY_PATH"]
+    env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(SERVE_YAML.parents[2] / binary)
+    return env
 
 
 @pytest.fixture
@@ -206,7 +206,7 @@ def test_serve_survives_losing_a_replica_node(shipped_mode_cluster: MultiNodeClu
             **{k: v for k, v in stats.items() if k != "recover_s"},
         )
         assert stats["requests"] > CLIENTS
-        assert stats["failed_after_loss"] == 0, (stats, load.failures)
+        assert stats["failed"] == 0, (stats, load.failures)
         # Serve has replaced the lost replica (on c: the only free slot); starting one on a
         # busy machine takes a while
         deadline = time.monotonic() + 300
