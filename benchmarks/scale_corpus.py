@@ -23,9 +23,12 @@ once if a package is unknown):
 
 These sources give 937,759 distinct texts. The 1M size is filled from a supplement read
 after them: the quotations GCIDE prints under its senses, the Debian Administrator's
-Handbook (``debian-handbook``, English) and Django's documentation (``python-django-doc``);
-its texts come after all the others in the order, so the 10k and 100k sizes never contain
-them.
+Handbook (``debian-handbook``, English), Django's documentation (``python-django-doc``) and
+the Debian Policy Manual (``debian-policy``); its texts come after all the others in the
+order, so the 10k and 100k sizes never contain them. Known defect: the manual pages are
+those of every installed package, so the texts (and which of them the 10k and 100k sizes
+hold) depend on what the machine has installed; on the 2026-12-07 machine all sources but
+the Policy Manual gave 999,853 texts, 147 short of 1M, and the Policy Manual fills it.
 
 Texts are deduplicated by content (first source in the order above wins), ordered by the
 SHA-1 of their id (so the order does not depend on file system order), and every size is
@@ -72,7 +75,7 @@ INSTRUCTION = "Find the dictionary definition of the word or phrase."
 PACKAGES = (
     "dict-gcide wordnet-base dict-foldoc dict-jargon dict-vera dict-devil linux-doc-6.1 "
     "python3.11-doc postgresql-doc-15 debian-reference-en debian-handbook git-doc perl-doc "
-    "manpages manpages-dev fortunes python-django-doc"
+    "manpages manpages-dev fortunes python-django-doc debian-policy"
 ).split()
 DICTD = Path("/usr/share/dictd")
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -416,6 +419,8 @@ def supplement_passages() -> Iterator[tuple[str, str]]:
         "/usr/share/doc/python-django-doc/html", (".html",), _html_paragraphs
     ):
         yield "django-doc", p
+    for p in document_passages("/usr/share/doc/debian-policy", (".html",), _html_paragraphs):
+        yield "debian-policy", p
 
 
 # --- assembling -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 
 from uniembed import storage
@@ -250,3 +251,29 @@ def read_pool(
     return ray.data.from_items(
         [{"path": f} for f in files], override_num_blocks=len(files)
     ).map_batches(named(read, "mine/read-pool"), batch_size=1, batch_format="numpy", num_cpus=0.25)
+
+
+def name_pool_sources(quarantine_dir: str, items_dir: str) -> None:
+    """Name the pool file's own ``file:line`` in the embed stage's quarantine.
+
+    The mine job embeds its pool from the staged items (``pool/items``), so a row the embed
+    stage sets aside (no text nor image, an image it cannot read) is named by a staged
+    shard's row; each staged item keeps its record's source, which replaces it here. Reads
+    only the staged ``id`` and ``source`` of the quarantined ids, file by file.
+    """
+    files = storage.list_files(quarantine_dir, suffix=".parquet")
+    tables = {f: storage.read_parquet(f) for f in files}
+    ids = pa.array({i for t in tables.values() for i in t[S.ID].to_pylist()}, pa.string())
+    if len(ids) == 0:
+        return
+    where: dict[str, str] = {}
+    for f in storage.list_files(items_dir, suffix=".parquet"):
+        staged = storage.read_parquet(f, columns=[S.ID, S.SOURCE])
+        staged = staged.filter(pc.is_in(staged[S.ID], value_set=ids))
+        where.update(zip(staged[S.ID].to_pylist(), staged[S.SOURCE].to_pylist(), strict=True))
+    for f, t in tables.items():
+        old = t[S.SOURCE].to_pylist()
+        new = [where.get(i) or s for i, s in zip(t[S.ID].to_pylist(), old, strict=True)]
+        if new != old:
+            at = t.schema.get_field_index(S.SOURCE)
+            storage.write_parquet(f, t.set_column(at, S.SOURCE, pa.array(new, pa.string())))

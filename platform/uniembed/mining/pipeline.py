@@ -55,7 +55,7 @@ from uniembed.embed.pipeline import check_model, run_embed
 from uniembed.embed.worker import WorkerOptions
 from uniembed.errors import EmptyOutputError, NoValidRowsError
 from uniembed.mining.config import MineConfig
-from uniembed.mining.inputs import POOL_SCHEMA, read_pool, read_queries
+from uniembed.mining.inputs import POOL_SCHEMA, name_pool_sources, read_pool, read_queries
 from uniembed.mining.judge_stage import JudgeOptions, JudgeWorker
 from uniembed.mining.report import MineReport, write_report
 from uniembed.mining.report_stage import add_judged, add_quarantine
@@ -97,7 +97,8 @@ def _stage_pool(cfg: MineConfig) -> float:
     writer = shards.shard_writer(
         storage.join(out, "items"),
         storage.join(out, QUARANTINE_DIR),
-        lambda good: good.select(POOL_SCHEMA.names).drop_columns([S.SOURCE, S.ERROR]),
+        # each staged item keeps its record's file:line (named in the embed stage's quarantine)
+        lambda good: good.select(POOL_SCHEMA.names).drop_columns([S.ERROR]),
         lambda batch: {},
         storage.get_options(),
     )
@@ -147,6 +148,7 @@ def _stage_embed_pool(cfg: MineConfig) -> float:
     )
     logger.info(summary.line())
     q_dir = storage.join(out, QUARANTINE_DIR)
+    name_pool_sources(q_dir, storage.join(cfg.output, POOL_ITEMS, "items"))
     uri = cfg.pool or cfg.queries
     require_valid_rows("pool", uri, summary.rows_in, summary.rows_out, first_reasons(q_dir))
     return summary.seconds
