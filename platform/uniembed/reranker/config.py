@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from uniembed.config import require
+from uniembed.reranker.prompts import JUDGE_TEXT_TOKENS
 from uniembed.sections import ModelSection, RaySection, StorageSection
 from uniembed.training.train_config import (
     CheckpointSection,
@@ -36,9 +37,14 @@ class RerankDataSection:
     chats_per_forward: int = field(
         default=0, metadata={"help": "chats per forward pass (gradients accumulate); 0: all"}
     )
+    max_text_tokens: int = field(
+        default=JUDGE_TEXT_TOKENS,
+        metadata={"help": "each query and candidate text is cut to this many tokens"},
+    )
 
     def __post_init__(self) -> None:
         require(self.list_size >= 0, "data.list_size must be >= 0")
+        require(self.max_text_tokens >= 1, "data.max_text_tokens must be >= 1")
         require(self.pairwise_negatives >= 1, "data.pairwise_negatives must be >= 1")
         require(self.chats_per_forward >= 0, "data.chats_per_forward must be >= 0")
 

@@ -71,6 +71,7 @@ def listwise_prompt(
     check(query, "query")
     for i, c in enumerate(candidates):
         check(c, f"candidate {i}")
+    query, candidates = scorer.fit(query), [scorer.fit(c) for c in candidates]
     content = listwise_content(query, candidates, scorer.image_token)
     owner = scorer.processor if scorer.processor is not None else scorer.tokenizer
     return wrap_chat(content, owner, scorer.settings)

@@ -36,6 +36,7 @@ def load_reranker(cfg: RerankConfig, device: str) -> JudgeScorer:
 def reranker_task(cfg: RerankConfig, device: str) -> WorkerTask:
     """The reranker's model, step (its rows' chats) and export (with the LM head)."""
     scorer = load_reranker(cfg, device)
+    scorer.max_text_tokens = cfg.data.max_text_tokens
     encoder = ChatEncoder(scorer)
     loss_fn = RerankLMLoss()
     autocast = autocast_for(cfg.scaling.precision, device)

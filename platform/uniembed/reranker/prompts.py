@@ -34,6 +34,9 @@ CANDIDATE_LABEL = "Candidate: "
 SPLIT_ANCHOR = "\n"
 YES = "Yes"
 NO = "No"
+# The tokens of each text a judge prompt holds, by default: what the served reranker cuts
+# to (reranker.max_text_tokens) and the judge of the mine and reranker jobs too.
+JUDGE_TEXT_TOKENS = 512
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,11 @@ from uniembed.models.families import Family
 from uniembed.models.pooling_config import ResolvedPooling
 from uniembed.models.prompts import wrap_chat
 from uniembed.models.registry import load_backbone
+from uniembed.models.truncation import truncate_text
 from uniembed.reranker import cache as judge_cache
 from uniembed.reranker import pack as judge_pack
 from uniembed.reranker.prompts import (
+    JUDGE_TEXT_TOKENS,
     NO,
     SPLIT_ANCHOR,
     YES,
@@ -123,7 +125,22 @@ class JudgeScorer(Backbone):
         return cls(name_or_path, loaded.model, loaded.tokenizer, loaded.processor, loaded.settings)
 
     # --- prompts -----------------------------------------------------------------------
+    # Each text a prompt holds is cut to this many tokens (models.truncation: the text
+    # alone, never an image or the template); the serve app sets reranker.max_text_tokens,
+    # the mine job judge.max_text_tokens, the reranker job data.max_text_tokens.
+    max_text_tokens: int = JUDGE_TEXT_TOKENS
+
+    def fit(self, inp: JudgeInput) -> JudgeInput:
+        """``inp`` with its text cut to :attr:`max_text_tokens` tokens (itself when it fits):
+        a 200 KB document would otherwise be a prompt of ~50k tokens, minutes of compute
+        and, on a GPU, memory enough to stop the actor."""
+        if not isinstance(inp, JudgeInput) or not isinstance(inp.text, str):
+            return inp
+        text, cut = truncate_text(self.tokenizer, inp.text, self.max_text_tokens)
+        return JudgeInput(text=text, image=inp.image) if cut else inp
+
     def _split(self, query: JudgeInput, candidate: JudgeInput) -> tuple[str, str]:
+        query, candidate = self.fit(query), self.fit(candidate)
         query_part = query_content(query, self.image_token)
         content = query_part + candidate_content(candidate, self.image_token)
         return split_chat(wrap_chat(content, self._chat_owner(), self.settings), query_part)

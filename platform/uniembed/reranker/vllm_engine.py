@@ -215,6 +215,8 @@ class JudgePrompts(Backbone):
         self.image_token = settings.image_token if self.supports_images else None
         self.yes_token_id, self.no_token_id = self._answer_token_ids()
 
+    max_text_tokens = JudgeScorer.max_text_tokens
+    fit = JudgeScorer.fit
     _split = JudgeScorer._split
     _check = JudgeScorer._check
     _answer_token_ids = JudgeScorer._answer_token_ids

@@ -145,6 +145,8 @@ class LocalBackend:
         self.name = name or embedder.name
         self.matryoshka = matryoshka
         self.scorer = scorer
+        if scorer is not None:
+            scorer.max_text_tokens = max_text_tokens  # texts come cut to it already
         self.reranker_name = reranker_name
         self.fusion = fusion
         self.index = index

@@ -33,6 +33,7 @@ class RerankerHost:
         self.scorer = scorer
         self.score_batch_size = section.score_batch_size
         self.max_text_tokens = section.max_text_tokens
+        scorer.max_text_tokens = section.max_text_tokens  # texts come cut to it already
         self.step_tokens = section.max_batch_tokens
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reranker")
         # A fast tokenizer is not safe to call from two threads at once; forwards on the
