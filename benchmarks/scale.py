@@ -248,8 +248,12 @@ def run_measured(cmd: list[str], log: Path, rss_limit_gb: float | None) -> dict[
         )
         sampler = TreeSampler(proc.pid, limit)
         sampler.start()
+        interrupted = False
         try:
             code = proc.wait()
+        except (KeyboardInterrupt, SystemExit):  # measured up to here, then stopped
+            interrupted = True
+            code = -signal.SIGTERM
         finally:  # interrupted: the job's whole process group goes too
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -260,6 +264,7 @@ def run_measured(cmd: list[str], log: Path, rss_limit_gb: float | None) -> dict[
     return {
         "cmd": shlex.join(cmd),
         "returncode": code,
+        "interrupted": interrupted,
         "stopped_over_rss_limit": sampler.over_limit,
         "wall_s": round(wall, 2),
         "cpu_s": round(sampler.cpu_seconds(), 1),
@@ -374,16 +379,63 @@ def tree_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+# Cells that can be built over several runs: the mine job resumes its own output (its
+# finished stages and shards are kept), the peer's encodes are saved chunk by chunk. The
+# embed job has no resume: its cell runs whole.
+RESUMABLE = {("mine", "ours"), ("embed", "peer"), ("mine", "peer")}
+
+
+def _combine(attempts: list[dict]) -> dict:
+    """One cell's record from its attempts: the last attempt's record, with wall and CPU
+    seconds summed over attempts (each pays its own start-up) and peaks the largest. The
+    peer's wall is its last attempt's plus the chunks earlier attempts encoded (their
+    start-ups and any chunk cut short are not counted against it); its CPU seconds are
+    summed over attempts (lost work included)."""
+    rec = dict(attempts[-1])
+    rec["wall_s"] = round(sum(a["wall_s"] for a in attempts), 2)
+    fig = rec.get("figures") or {}
+    if rec.get("side") == "peer" and "encode_s_this_run" in fig:
+        earlier = fig["encode_s"] - fig["encode_s_this_run"]
+        rec["wall_s"] = round(attempts[-1]["wall_s"] + earlier, 2)
+    rec["cpu_s"] = round(sum(a["cpu_s"] for a in attempts), 1)
+    peaks: dict[str, dict[str, float]] = {}
+    for a in attempts:
+        for kind, v in a["processes"].items():
+            cur = peaks.setdefault(kind, {"peak_mb": 0.0, "processes": 0})
+            cur["peak_mb"] = max(cur["peak_mb"], v["peak_mb"])
+            cur["processes"] = max(cur["processes"], v["processes"])
+    rec["processes"] = dict(sorted(peaks.items()))
+    rec["driver_peak_mb"] = peaks.get("driver", {}).get("peak_mb")
+    spills = [a["spilled_bytes"] for a in attempts if a["spilled_bytes"] is not None]
+    rec["spilled_bytes"] = max(spills) if spills else None
+    rec["load_start"] = attempts[0]["load_start"]
+    rec["attempts"] = [
+        {k: a.get(k) for k in ("started", "wall_s", "cpu_s", "returncode", "commit")}
+        for a in attempts
+    ]
+    return rec
+
+
 def run_cell(stage: str, side: str, size: str, data: Path, work: Path, rss_limit_gb: float) -> dict:
-    """Run one cell and return its record (not yet saved)."""
+    """Run one cell (or the next attempt of a resumable one) and return its record (not
+    yet saved). An attempt that stops (interrupted, or failed) is kept in
+    ``<stage>-<side>-<size>.attempts.json`` when the cell is resumable, and the next run
+    continues it; otherwise the next run starts it again."""
     import shutil
 
     out = work / f"{stage}-{side}-{size}"
-    shutil.rmtree(out, ignore_errors=True)
-    if stage == "tune":
-        shutil.rmtree(work / f"tune-{size}", ignore_errors=True)
+    attempts_file = work / f"{stage}-{side}-{size}.attempts.json"
+    resumable = (stage, side) in RESUMABLE
+    attempts = (
+        json.loads(attempts_file.read_text()) if resumable and attempts_file.is_file() else []
+    )
+    if not attempts:
+        shutil.rmtree(out, ignore_errors=True)
+        if stage == "tune":
+            shutil.rmtree(work / f"tune-{size}", ignore_errors=True)
     cmd = cell_command(stage, side, size, data, work)
-    print(f"[scale] {stage}/{side}/{size}: {shlex.join(cmd)}", flush=True)
+    again = f" (attempt {len(attempts) + 1}, resuming)" if attempts else ""
+    print(f"[scale] {stage}/{side}/{size}{again}: {shlex.join(cmd)}", flush=True)
     t_start = time.time()
     rec = run_measured(cmd, work / f"{stage}-{side}-{size}.log", rss_limit_gb)
     figures = _stage_figures(stage, side, size, work)
@@ -391,6 +443,14 @@ def run_cell(stage: str, side: str, size: str, data: Path, work: Path, rss_limit
     rec["started"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t_start))
     rec["tree"] = str(TREE)
     rec["commit"] = tree_commit()
+    ok = rec["returncode"] == 0 and not rec["stopped_over_rss_limit"]
+    if resumable:
+        attempts.append(rec)
+        if ok:
+            attempts_file.unlink(missing_ok=True)
+            rec = _combine(attempts)
+        else:
+            attempts_file.write_text(json.dumps(attempts, indent=2) + "\n")
     if stage == "judge":
         rec["rows"] = figures.get("judged_pairs") or 0
         rec["rows_per_s"] = figures.get("pairs_per_s")
@@ -399,8 +459,12 @@ def run_cell(stage: str, side: str, size: str, data: Path, work: Path, rss_limit
         rec["ingest_s"] = round(figures["first_step_start"] - t_start, 1)
     else:
         rec["rows_per_s"] = round(rec["rows"] / rec["wall_s"], 1) if rec["wall_s"] else None
-    rec["ok"] = rec["returncode"] == 0 and not rec["stopped_over_rss_limit"]
+    rec["ok"] = ok
     print(f"[scale]   {summary_line(rec)}", flush=True)
+    if rec.get("interrupted"):
+        kept = f"; attempt kept in {attempts_file}" if resumable else ""
+        print(f"[scale] interrupted{kept}", flush=True)
+        raise SystemExit(143)
     return rec
 
 
@@ -429,8 +493,79 @@ def _read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+# The peer encodes at most this many texts per ``encode`` call, each chunk saved as it is
+# done, so that a 1M cell (about 3 h here) can be built over several runs. 10k and 100k are
+# one call, as before.
+PEER_CHUNK = 100_000
+
+
+def encode_chunks(
+    model: Any, texts: list[str], folder: Path, log: Path
+) -> tuple[Any, float, float]:
+    """``texts`` encoded as ``SentenceTransformer.encode`` does (batch 32, normalised), in
+    chunks of :data:`PEER_CHUNK` saved to ``folder`` as they finish (a chunk already there
+    is loaded, not encoded again); returns the (n, dim) matrix, the encode seconds of
+    every chunk (earlier runs' included, from ``log``) and those of this run."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    seconds = {}
+    if log.is_file():
+        seconds = {int(k): v for k, v in json.loads(log.read_text()).items()}
+    parts, this_run = [], 0.0
+    for k, start in enumerate(range(0, len(texts), PEER_CHUNK)):
+        f = folder / f"chunk-{k:05d}.npy"
+        if f.is_file() and k in seconds:
+            parts.append(np.load(f))
+            continue
+        t0 = time.perf_counter()
+        emb = model.encode(
+            texts[start : start + PEER_CHUNK],
+            batch_size=32,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+        ).astype(np.float32)
+        seconds[k] = time.perf_counter() - t0
+        this_run += seconds[k]
+        np.save(folder / f"chunk-{k:05d}.tmp.npy", emb)
+        (folder / f"chunk-{k:05d}.tmp.npy").rename(f)
+        log.write_text(json.dumps(seconds))
+        parts.append(emb)
+        print(f"[peer] chunk {k}: {len(emb)} texts in {seconds[k]:.1f} s", flush=True)
+    return np.concatenate(parts), sum(seconds.values()), this_run
+
+
+def _primed_cache(
+    model: Any, queries: list[str], corpus: list[str], out: Path
+) -> tuple[float, float]:
+    """Fill ``mine_hard_negatives``' own embedding cache (``cache_folder``: its file names
+    hash the model, prompts and the de-duplicated texts, as sentence-transformers 6.2
+    does) from chunked encodes, so that a corpus too large for one run is embedded over
+    several; returns the encode seconds, all and this run's. ``mine_hard_negatives`` then
+    only searches."""
+    import hashlib
+
+    import numpy as np
+
+    corpus = list(dict.fromkeys(corpus))  # its own de-duplication (positives are in it)
+    queries = list(dict.fromkeys(queries))
+    name = model.model_card_data.base_model or ""
+    cache = out / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    total = this_run = 0.0
+    for kind, texts in (("corpus", corpus), ("query", queries)):
+        key = hashlib.sha256(repr((name, None, None, texts)).encode(), usedforsecurity=False)
+        target = cache / f"{kind}_embeddings_{key.hexdigest()}.npy"
+        emb, secs, now = encode_chunks(model, texts, out / f"{kind}-chunks", out / f"{kind}-s.json")
+        total, this_run = total + secs, this_run + now
+        if not target.is_file():
+            np.save(target, emb)
+    return total, this_run
+
+
 def peer(stage: str, data: Path, out: Path) -> None:
-    """sentence-transformers' side of a cell; writes ``out/peer.json``."""
+    """sentence-transformers' side of a cell; writes ``out/peer.json``. Resumes: chunks
+    encoded by an earlier run of the same cell are kept (their seconds counted)."""
     import resource
 
     import numpy as np
@@ -445,32 +580,38 @@ def peer(stage: str, data: Path, out: Path) -> None:
     pool = _read_jsonl(data / "pool.jsonl")
     result: dict[str, Any] = {"load_s": load_s}
     if stage == "embed":
-        t1 = time.perf_counter()
-        emb = model.encode(
-            [r["text"] for r in pool],
-            batch_size=32,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
+        texts = [r["text"] for r in pool]
+        emb, result["encode_s"], result["encode_s_this_run"] = encode_chunks(
+            model, texts, out / "chunks", out / "encode-s.json"
         )
-        result["encode_s"] = time.perf_counter() - t1
-        np.save(out / "embeddings.npy", emb.astype(np.float32))
+        result["chunks"] = -(-len(texts) // PEER_CHUNK)
+        if len(emb) <= PEER_CHUNK:
+            np.save(out / "embeddings.npy", emb)
     else:
         from datasets import Dataset
         from sentence_transformers.util import mine_hard_negatives
 
         by_id = {r["id"]: r["text"] for r in pool}
         queries = _read_jsonl(data / "queries.jsonl")
-        pairs = Dataset.from_dict(
-            {
-                "anchor": [q["text"] for q in queries],
-                "positive": [by_id[q["pos_id"]] for q in queries],
-            }
-        )
+        anchors = [q["text"] for q in queries]
+        positives = [by_id[q["pos_id"]] for q in queries]
+        corpus = [r["text"] for r in pool]
+        pairs = Dataset.from_dict({"anchor": anchors, "positive": positives})
+        cache = None
+        if len(corpus) > PEER_CHUNK:  # too large for one run here: its cache, chunk by chunk
+            primed = _primed_cache(model, anchors, corpus + positives, out)
+            result["encode_s"], result["encode_s_this_run"] = primed
+            cache = str(out / "cache")
+
+            def refuse(*args: Any, **kwargs: Any) -> Any:
+                raise RuntimeError("the primed embedding cache was not used")
+
+            model.encode_document = model.encode_query = refuse  # type: ignore[method-assign]
         t1 = time.perf_counter()
         mined = mine_hard_negatives(
             pairs,
             model,
-            corpus=[r["text"] for r in pool],
+            corpus=corpus,
             num_negatives=8,
             range_max=20,
             sampling_strategy="top",
@@ -478,6 +619,7 @@ def peer(stage: str, data: Path, out: Path) -> None:
             batch_size=32,
             use_faiss=True,
             verbose=False,
+            cache_folder=cache,
         )
         result["mine_s"] = time.perf_counter() - t1
         result["rows_written"] = len(mined)

@@ -171,25 +171,54 @@ def test_train_job_over_the_bad_value_table(
             assert reasons[src].startswith((f"{src}:", f"{src} (")), reasons[src]
 
 
-def test_evaluate_job_leaves_unreadable_rows_out_and_names_them(
-    ray_start_2_cpus: None, tmp_path: Path
-) -> None:
+# The evaluate job's MMEB rows (text-only here: the images would be files): each spot and
+# the bad values it must refuse, as the readers' fuzz has them.
+EVAL_ROW = {"qry_text": "term", "tgt_text": ["meaning", "other", "more"]}
+EVAL_SPOTS: dict[tuple[str, tuple[int, ...]], set[str]] = {
+    ("qry_text", ()): _TEXTUAL_BAD | {"huge_int", INVALID_UTF8},
+    ("tgt_text", ()): set(BAD_VALUES) - {"null"} | {INVALID_UTF8},
+    ("tgt_text", (1,)): _TEXTUAL_BAD | {"huge_int", INVALID_UTF8},
+    ("zz_unknown", ()): {INVALID_UTF8},
+}
+
+
+def test_evaluate_job_over_the_bad_value_table(ray_start_2_cpus: None, tmp_path: Path) -> None:
+    """Every bad value in every field of an MMEB task file: the job exits 0, every good row
+    is scored, every must-fail row is left out of the task and named (file:line and
+    field) in its excluded rows, and the counts add up."""
     from jobs.evaluate import main
 
-    good = [{"qry_text": f"term {i}", "tgt_text": [f"meaning {i}", "other", "more"]}
-            for i in range(4)]  # fmt: skip
-    lines = [json.dumps(r).encode() for r in good]
-    lines.insert(2, bad_line(good[0], "tgt_text", BAD_VALUES["bool"]))  # line 3
-    lines.insert(4, b'{"qry_text": "caf\xe9"')  # line 5: neither UTF-8 nor whole JSON
+    lines: list[bytes] = []
+    must: dict[int, tuple[str, str] | None] = {}
+    for (field, at), refused in EVAL_SPOTS.items():
+        for bad in BAD_NAMES:
+            n = len(lines) + 1
+            rec = {"qry_text": f"term {n}", "tgt_text": [f"meaning {n}", "other", "more"]}
+            value = INVALID_UTF8 if bad == INVALID_UTF8 else BAD_VALUES[bad]
+            lines.append(bad_line(rec, field, value, at))
+            must[n] = (field, bad) if bad in refused else None
+    good = [len(lines) + 1 + i for i in range(4)]
+    lines += [json.dumps({**EVAL_ROW, "qry_text": f"word {i}"}).encode() for i in range(4)]
     data = tmp_path / "Task.jsonl"
     data.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "eval"
     assert main(["--model", "minilm", "--data", str(data), "--output", str(out)]) == 0
     task = json.loads((out / "metrics.json").read_text())["tasks"]["Task"]
-    assert (task["n_queries"], task["n_excluded"]) == (4, 2)
-    assert task["excluded"][0].startswith(f"{data}:3: field 'tgt_text'")
-    assert task["excluded"][1].startswith(f"{data}:5")
-    assert "2 of 6 excluded" in (out / "report.md").read_text()
+    rows = [json.loads(x) for x in (out / "excluded.jsonl").read_text().splitlines()]
+    excluded = {r["source"]: r["reason"] for r in rows}
+    assert task["n_queries"] + task["n_excluded"] == len(lines)
+    assert len(excluded) == len(rows) == task["n_excluded"]  # each once, named
+    assert len(task["excluded"]) == min(20, len(rows))  # metrics.json: the first 20
+    for n, spot in must.items():
+        if spot is None:
+            continue
+        reason = excluded.get(f"{data}:{n}")
+        assert reason is not None, (n, spot)
+        field, bad = spot
+        wanted = "not valid UTF-8" if bad == INVALID_UTF8 else f"field '{field}"
+        assert wanted in reason, (spot, reason)
+    assert not any(f"{data}:{n}" in excluded for n in good)
+    assert f"{task['n_excluded']} of {len(lines)} excluded" in (out / "report.md").read_text()
 
 
 # The mine job's query and pool items: every item field, plus the positive's id and the

@@ -99,6 +99,8 @@ def test_report_for_mixed_kinds_lists_categories_and_exclusions(tmp_path: Path) 
     summary = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert summary["tasks"]["sugar"]["categories"]["replace_att"] == {"accuracy": 1.0, "n": 1}
     assert summary["tasks"]["MMEB"]["n_excluded"] == 2
+    (line,) = (tmp_path / "excluded.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(line) == {"task": "MMEB", "source": "t.jsonl:3", "reason": mmeb.excluded[0]}
     assert summary["aggregate"]["overall"] == pytest.approx((0.5 + 0.5 + 0.5) / 3)
     # The dict form round-trips the new fields.
     again = EvalResults.from_dict(json.loads(json.dumps(res.to_dict())))

@@ -60,7 +60,7 @@ class TaskResult:
     primary_metric: str = "precision@1"
     kind: str = "candidates"  # candidates | captions | compositional (evaluation.tasks)
     n_excluded: int = 0  # queries left out because one of their items failed to embed
-    excluded: list[str] = field(default_factory=list)  # "file:line: reason", first few
+    excluded: list[str] = field(default_factory=list)  # "file:line: reason" of each
     # compositional tasks: {category: {"accuracy": fraction, "n": pairs}}
     categories: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -317,6 +317,10 @@ def _category_lines(tasks: Mapping[str, TaskResult]) -> list[str]:
     return md + _table(["Task", "Category", "Pairs", "accuracy (%)"], rows, left=2) + [""]
 
 
+MAX_LISTED = 20  # excluded rows named per task in report.md and metrics.json
+EXCLUDED_FILE = "excluded.jsonl"  # every excluded row: {"task", "source", "reason"}
+
+
 def _exclusion_lines(tasks: Mapping[str, TaskResult]) -> list[str]:
     hit = {n: t for n, t in tasks.items() if t.n_excluded}
     if not hit:
@@ -330,9 +334,10 @@ def _exclusion_lines(tasks: Mapping[str, TaskResult]) -> list[str]:
     ]
     for name, t in hit.items():
         md.append(f"- **{name}**: {t.n_excluded} of {t.n_queries + t.n_excluded} excluded")
-        md += [f"  - `{reason}`" for reason in t.excluded]
-        if len(t.excluded) < t.n_excluded:
-            md.append(f"  - ... and {t.n_excluded - len(t.excluded)} more")
+        md += [f"  - `{reason}`" for reason in t.excluded[:MAX_LISTED]]
+        if min(len(t.excluded), MAX_LISTED) < t.n_excluded:
+            more = t.n_excluded - min(len(t.excluded), MAX_LISTED)
+            md.append(f"  - ... and {more} more (every excluded row: `{EXCLUDED_FILE}`)")
     return md + [""]
 
 
@@ -444,6 +449,7 @@ def write_report(
     for t in summary["tasks"].values():
         for name in _ARRAYS:
             del t[name]
+        t["excluded"] = t["excluded"][:MAX_LISTED]
     summary["dedupe"] = (
         None if res.dedupe is None else {**vars(res.dedupe), "rate": res.dedupe.rate}
     )
@@ -455,4 +461,15 @@ def write_report(
     np.savez_compressed(
         per_query, **{f"{n}/{a}": getattr(t, a) for n, t in res.tasks.items() for a in _ARRAYS}
     )
-    return [str(p) for p in (report_md, metrics_json, per_query, dist_png, rank_png)]
+    written = [report_md, metrics_json, per_query, dist_png, rank_png]
+    excluded = [
+        {"task": name, "source": reason.split(": ", 1)[0], "reason": reason}
+        for name, t in res.tasks.items()
+        for reason in t.excluded
+    ]
+    if excluded:
+        written.append(out / EXCLUDED_FILE)
+        written[-1].write_text(
+            "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in excluded), encoding="utf-8"
+        )
+    return [str(p) for p in written]

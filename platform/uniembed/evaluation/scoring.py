@@ -21,8 +21,6 @@ from uniembed.evaluation.metrics import caption_retrieval_metrics, compositional
 from uniembed.evaluation.report import TaskResult
 from uniembed.evaluation.tasks import EvalTask, TaskRow
 
-MAX_LISTED = 20  # excluded rows named per task in the report; the count covers them all
-
 
 class Embeddings:
     """Id -> unit vector lookup over the embed pipeline's output."""
@@ -69,12 +67,12 @@ def note_excluded(
     result: TaskResult, task: EvalTask, excluded: Sequence[tuple[TaskRow, str]]
 ) -> None:
     """Count in ``result`` the task's unreadable rows and its ``excluded`` ones (in queries,
-    as ``n_queries`` counts them: a caption row holds one query per caption) and name the
-    first ``MAX_LISTED``."""
+    as ``n_queries`` counts them: a caption row holds one query per caption) and name
+    every one (the report lists the first few; ``excluded.jsonl`` holds them all)."""
     per_row = (lambda r: len(r.refs) - 1) if task.kind == "captions" else (lambda r: 1)
     result.n_excluded = len(task.unreadable) + sum(per_row(r) for r, _ in excluded)
     reasons = task.unreadable + [f"{r.source}: {why}" for r, why in excluded]
-    result.excluded = reasons[:MAX_LISTED]
+    result.excluded = reasons
 
 
 def _candidates(
