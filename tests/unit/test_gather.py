@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,6 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Linear(DIM_IN, 8), nn.Tanh(), nn.Linear(8, 4))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _local_rows(rank: int) -> slice:
     start = sum(SIZES[:rank])
     return slice(start, start + SIZES[rank])
@@ -53,14 +46,16 @@ def _naive_gather(t: torch.Tensor) -> torch.Tensor:
     return torch.cat(buffers)
 
 
-def _worker(rank: int, port: int, state: dict, x: torch.Tensor, y: torch.Tensor, out: str) -> None:
+def _worker(rank: int, store: str, state: dict, x: torch.Tensor, y: torch.Tensor, out: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    # A file rendezvous: no port picked ahead that another process on a busy machine could
+    # take before rank 0 binds it (the spawned ranks then aborted).
     dist.init_process_group(
         "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
+        init_method=f"file://{store}",
         rank=rank,
         world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
+        timeout=datetime.timedelta(seconds=300),
     )
     try:
         rows = _local_rows(rank)
@@ -127,7 +122,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     x, y = torch.randn(n, DIM_IN), torch.randn(n, DIM_IN)
     state = _model().state_dict()
     out = tmp_path_factory.mktemp("gather")
-    mp.spawn(_worker, args=(_free_port(), state, x, y, str(out)), nprocs=WORLD, join=True)
+    store = str(out / "rendezvous")
+    mp.spawn(_worker, args=(store, state, x, y, str(out)), nprocs=WORLD, join=True)
     ranks = [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
     # The reference: one process, the whole batch.
