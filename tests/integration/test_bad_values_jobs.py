@@ -1,8 +1,10 @@
-"""The bad-value table end to end (issue 25): the jobs that quarantine run on a real Ray
-cluster with tiny models over an input holding every value of ``BAD_VALUES`` (and bytes
-that are not UTF-8) in every field, beside a folder link loop and image links that lead
+"""The bad-value table end to end (issue 25): every job that reads records (embed, mine's
+queries and pool, tune, train_reranker, evaluate) runs on a real Ray cluster with small
+models over an input holding every value of ``BAD_VALUES`` (and bytes that are not UTF-8)
+in every field; the embed input also holds a folder link loop and image links that lead
 out of the input folder. Each exits 0; every good row is processed, every row that must
-fail is quarantined once under its file:line naming the field, and the counts add up.
+fail is quarantined (evaluate: excluded and named) once under its file:line naming the
+field, and the counts add up.
 
 The readers alone are fuzzed over many more drawings in tests/unit/test_fuzz_readers.py.
 """
@@ -20,7 +22,7 @@ from uniembed import storage
 from uniembed.data import schema as S
 from uniembed.embed.pipeline import read_embeddings
 
-# About 3 minutes on 2 busy cores (a Ray cluster, the tiny model): out of the default run,
+# About 6 minutes in all on 2 cores (a Ray cluster per job, small models): out of the default run,
 # whose readers' fuzz (tests/unit/test_fuzz_readers.py) covers the same table.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
