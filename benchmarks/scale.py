@@ -457,8 +457,8 @@ def run_cell(stage: str, side: str, size: str, data: Path, work: Path, rss_limit
     elif stage == "tune" and figures.get("median_step_s"):
         rec["rows_per_s"] = round(32 / figures["median_step_s"], 2)
         rec["ingest_s"] = round(figures["first_step_start"] - t_start, 1)
-    else:
-        rec["rows_per_s"] = round(rec["rows"] / rec["wall_s"], 1) if rec["wall_s"] else None
+    else:  # a stopped attempt did not do all the rows: no rate
+        rec["rows_per_s"] = round(rec["rows"] / rec["wall_s"], 1) if ok and rec["wall_s"] else None
     rec["ok"] = ok
     print(f"[scale]   {summary_line(rec)}", flush=True)
     if rec.get("interrupted"):
