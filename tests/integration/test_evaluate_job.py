@@ -147,6 +147,7 @@ def test_evaluate_job_on_s3(tmp_path: Path, s3_bucket: str, ray_start_2_cpus: No
         "per_query.npz",
         "score_distributions.png",
         "gold_rank_hist.png",
+        "excluded.jsonl",
     }  # and no _work left behind
     summary = json.loads(storage.read_text(storage.join(out, "metrics.json")))
     _check_summary(summary, data)  # image paths resolved against the s3 folder

@@ -120,10 +120,12 @@ def test_write_report_files_tables_and_deltas(tmp_path: Path) -> None:
             "per_query.npz",
             "score_distributions.png",
             "gold_rank_hist.png",
+            "excluded.jsonl",
         ]
     )
-    for p in paths:
-        assert Path(p).stat().st_size > 0
+    for p in paths:  # excluded.jsonl is empty: no row was excluded
+        assert Path(p).stat().st_size > 0 or Path(p).name == "excluded.jsonl"
+    assert (tmp_path / "out" / "excluded.jsonl").read_text() == ""
     for png in ("score_distributions.png", "gold_rank_hist.png"):
         assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

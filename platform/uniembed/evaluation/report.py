@@ -20,7 +20,8 @@ The eval job fills an ``EvalResults`` (or its ``to_dict()`` form) and calls ``wr
 
 Written files: ``report.md``, ``metrics.json`` (summary: metrics, group means, baseline
 deltas, meta), ``per_query.npz`` (the per-query arrays, keys ``<task>/gold_scores`` ...),
-``score_distributions.png`` and ``gold_rank_hist.png``.
+``score_distributions.png``, ``gold_rank_hist.png`` and ``excluded.jsonl`` (every row left
+out of a task: ``task``, ``source`` file:line, ``reason``; empty when none was).
 """
 
 from __future__ import annotations
@@ -461,15 +462,15 @@ def write_report(
     np.savez_compressed(
         per_query, **{f"{n}/{a}": getattr(t, a) for n, t in res.tasks.items() for a in _ARRAYS}
     )
-    written = [report_md, metrics_json, per_query, dist_png, rank_png]
-    excluded = [
-        {"task": name, "source": reason.split(": ", 1)[0], "reason": reason}
-        for name, t in res.tasks.items()
-        for reason in t.excluded
-    ]
-    if excluded:
-        written.append(out / EXCLUDED_FILE)
-        written[-1].write_text(
-            "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in excluded), encoding="utf-8"
-        )
+    # Written even when empty, so that it replaces an earlier run's in the same output.
+    excluded = out / EXCLUDED_FILE
+    excluded.write_text(
+        "".join(
+            json.dumps({"task": name, "source": why.split(": ", 1)[0], "reason": why}) + "\n"
+            for name, t in res.tasks.items()
+            for why in t.excluded
+        ),
+        encoding="utf-8",
+    )
+    written = [report_md, metrics_json, per_query, dist_png, rank_png, excluded]
     return [str(p) for p in written]
