@@ -19,6 +19,7 @@ import ray
 from uniembed.models import EmbedInput
 from uniembed.models.embedder import Embedder
 from uniembed.reranker.fusion import Fusion
+from uniembed.reranker.prompts import JUDGE_TEXT_TOKENS
 from uniembed.serving.batching import EmbedOutput, ItemFailure, embed_isolated
 from uniembed.serving.embedder_host import EmbedderHost
 from uniembed.serving.rerank_budget import fit_pair
@@ -137,7 +138,7 @@ class LocalBackend:
         scorer: Any | None = None,
         reranker_name: str | None = None,
         index: SearchIndex | None = None,
-        max_text_tokens: int = 512,
+        max_text_tokens: int = JUDGE_TEXT_TOKENS,
         fusion: Fusion | None = None,
     ) -> None:
         self.max_text_tokens = max_text_tokens  # rerank texts, as reranker.max_text_tokens

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from uniembed.config import from_dict, require
+from uniembed.reranker.prompts import JUDGE_TEXT_TOKENS
 from uniembed.storage import S3Options
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -160,7 +161,8 @@ class RerankerSection:
     device: Device = "auto"
     score_batch_size: int = field(default=16, metadata={"help": "candidates per forward pass"})
     max_text_tokens: int = field(
-        default=512, metadata={"help": "query and document texts are cut to this many tokens"}
+        default=JUDGE_TEXT_TOKENS,
+        metadata={"help": "query and document texts are cut to this many tokens"},
     )
     max_batch_tokens: int = field(
         default=256,
